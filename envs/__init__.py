@@ -1,0 +1,36 @@
+"""paintgym environments: a batched canvas core with Gymnasium faces.
+
+``import envs`` registers:
+
+* ``paintgym/Canvas-v0`` — free painting on a blank canvas, no target (reward ``zero`` unless set);
+* ``paintgym/Reconstruct-v0`` — paint towards targets drawn from a dataset (default: scikit-learn's
+  digits), reward ``target``; the observation includes the target.
+
+Both work with ``gymnasium.make`` and ``gymnasium.make_vec`` (which returns the native
+:class:`CanvasVectorEnv` unless another ``vectorization_mode`` is asked for).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from envs.canvas_env import CanvasEnv
+from envs.core import CanvasCore, resolve_device
+from envs.render import paint_, render
+from envs.targets import TargetSource
+from envs.vector_env import CanvasVectorEnv
+
+__all__ = ["CanvasCore", "CanvasEnv", "CanvasVectorEnv", "TargetSource", "paint_", "render", "resolve_device",
+           "ENV_IDS"]
+
+ENV_IDS = ("paintgym/Canvas-v0", "paintgym/Reconstruct-v0")
+_DEFAULTS = {"paintgym/Canvas-v0": {}, "paintgym/Reconstruct-v0": {"targets": "digits"}}
+
+for _env_id in ENV_IDS:
+    if _env_id not in gym.registry:
+        gym.register(
+            id=_env_id,
+            entry_point="envs.canvas_env:CanvasEnv",
+            vector_entry_point="envs.vector_env:CanvasVectorEnv",
+            kwargs=_DEFAULTS[_env_id],
+        )

@@ -1,0 +1,244 @@
+"""The batched canvas core: the state and step of B painting episodes, on one device.
+
+:class:`CanvasCore` is the single implementation behind :class:`envs.CanvasVectorEnv` and
+:class:`envs.CanvasEnv`. It works on torch tensors only; the Gymnasium faces convert at the edges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import rewards
+from envs import strokes as stroke_model
+from envs.images import to_uint8
+from envs.render import paint_
+from envs.targets import TargetSource
+
+ACTION_MODES = ("continuous", "discrete")
+OBS_MODES = ("image", "dict")
+_RANGE_SLACK = 1e-5  # float32 rounding of actions exactly at the bounds is not an error
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA if available, else CPU; anything else as torch reads it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return device
+
+
+class CanvasCore:
+    """State and step of ``num_envs`` painting episodes (options documented on :class:`envs.CanvasEnv`)."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        canvas_size: int = 64,
+        strokes_per_step: int = 1,
+        max_steps: int = 32,
+        action_mode: str = "continuous",
+        obs_mode: str = "image",
+        targets: Any = None,
+        target_split: str = "train",
+        reward: str | rewards.Reward | None = None,
+        device: str | torch.device = "cpu",
+        background: float = 1.0,
+        grid: int = 16,
+        brush_sizes: int = 4,
+        opacity_levels: int = 4,
+        palette: np.ndarray | None = None,
+        clip_actions: bool = False,
+    ) -> None:
+        for name, value, low in (("num_envs", num_envs, 1), ("canvas_size", canvas_size, 8),
+                                 ("strokes_per_step", strokes_per_step, 1), ("max_steps", max_steps, 1),
+                                 ("grid", grid, 2), ("brush_sizes", brush_sizes, 1),
+                                 ("opacity_levels", opacity_levels, 1)):
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if action_mode not in ACTION_MODES:
+            raise ValueError(f"unknown action_mode {action_mode!r}; choose one of {', '.join(ACTION_MODES)}")
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"unknown obs_mode {obs_mode!r}; choose one of {', '.join(OBS_MODES)}")
+        if not 0.0 <= background <= 1.0:
+            raise ValueError(f"background must be a grey level in [0, 1], got {background}")
+        self.num_envs, self.size = int(num_envs), int(canvas_size)
+        self.strokes_per_step, self.max_steps = int(strokes_per_step), int(max_steps)
+        self.action_mode, self.obs_mode = action_mode, obs_mode
+        self.background, self.clip_actions = float(background), bool(clip_actions)
+        self.device = resolve_device(device)
+        self.grid, self.brush_sizes, self.opacity_levels = int(grid), int(brush_sizes), int(opacity_levels)
+        palette = stroke_model.DEFAULT_PALETTE if palette is None else np.asarray(palette, dtype=np.float32)
+        if palette.ndim != 2 or palette.shape[1] != 3 or not ((palette >= 0) & (palette <= 1)).all():
+            raise ValueError(f"palette must be (C, 3) RGB values in [0, 1], got shape {palette.shape}")
+        self.palette = torch.as_tensor(palette, device=self.device)
+
+        self.targets = None if targets is None else TargetSource.from_spec(targets, self.size, self.device,
+                                                                            target_split)
+        self.reward = rewards.build(reward if reward is not None else ("target" if self.targets else "zero"),
+                                    device=self.device).to(self.device)
+        if self.reward.needs_target and self.targets is None:
+            raise ValueError(f"reward {self.reward.spec()!r} needs target images; pass targets=... "
+                             f"(e.g. 'digits') or use paintgym/Reconstruct-v0")
+
+        self.single_action_space = self._action_space()
+        self.single_observation_space = self._observation_space()
+        if action_mode == "continuous":
+            self._nvec = None
+        else:
+            self._nvec = torch.as_tensor(self.single_action_space.nvec, device=self.device)
+
+        b, s, t, h = self.num_envs, self.strokes_per_step, self.max_steps, self.size
+        dev = self.device
+        self.canvas = torch.full((b, 3, h, h), self.background, device=dev)  # (B, 3, H, W) float in [0, 1]
+        self.stroke_log = torch.zeros(b, t, s, stroke_model.STROKE_DIM, device=dev)  # zero stroke = invisible
+        self.steps = torch.zeros(b, dtype=torch.long, device=dev)
+        self.env_seeds = torch.zeros(b, dtype=torch.long, device=dev)
+        self.episodes = torch.zeros(b, dtype=torch.long, device=dev)
+        self.target: torch.Tensor | None = None  # (B, 3, H, W) float in [0, 1]
+        self.target_u8: torch.Tensor | None = None  # (B, H, W, 3) uint8, kept for observations
+        self.target_index: torch.Tensor | None = None  # (B,) int64 index into the target pool
+        self._arange = torch.arange(b, device=dev)
+
+    # ----------------------------------------------------------------------------------- spaces
+    def _action_space(self) -> gym.Space:
+        s = self.strokes_per_step
+        if self.action_mode == "continuous":
+            return gym.spaces.Box(-1.0, 1.0, (s * stroke_model.STROKE_DIM,), dtype=np.float32)
+        nvec = stroke_model.discrete_nvec(s, self.grid, self.brush_sizes, self.opacity_levels, len(self.palette))
+        return gym.spaces.MultiDiscrete(nvec)
+
+    def _observation_space(self) -> gym.Space:
+        h = self.size
+        if self.obs_mode == "image":
+            channels = 3 + (3 if self.targets is not None else 0) + 1
+            return gym.spaces.Box(0, 255, (h, h, channels), dtype=np.uint8)
+        spaces = {"canvas": gym.spaces.Box(0, 255, (h, h, 3), dtype=np.uint8)}
+        if self.targets is not None:
+            spaces["target"] = gym.spaces.Box(0, 255, (h, h, 3), dtype=np.uint8)
+        spaces["progress"] = gym.spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
+        return gym.spaces.Dict(spaces)
+
+    # ---------------------------------------------------------------------------------- actions
+    def decode(self, actions: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Check and decode a batch of actions.
+
+        :param actions: ``(B, S * 13)`` float in [-1, 1] (continuous) or ``(B, S * 9)`` integers
+            (discrete), as numpy or torch.
+        :return: strokes ``(B, S, 13)`` float32 on the device, and the number of clipped components
+            per env ``(B,)`` when ``clip_actions`` is on (else None).
+        :raises ValueError: wrong shape, NaN/inf, or values outside the action space.
+        """
+        space = self.single_action_space
+        expected = (self.num_envs, *space.shape)
+        shape = tuple(actions.shape)
+        if shape != expected:
+            raise ValueError(f"actions must have shape {expected} (num_envs x action size), got {shape}")
+        is_numpy = isinstance(actions, np.ndarray)
+        lib_all = np.all if is_numpy else torch.all
+        clipped = None
+        if self.action_mode == "continuous":
+            finite = np.isfinite(actions) if is_numpy else torch.isfinite(actions)
+            if not lib_all(finite):
+                raise ValueError("actions contain NaN or inf; every component must be a finite value in [-1, 1]")
+            outside = (actions < -1.0 - _RANGE_SLACK) | (actions > 1.0 + _RANGE_SLACK)
+            if self.clip_actions:
+                clipped = torch.as_tensor(outside.sum(axis=1) if is_numpy else outside.sum(dim=1),
+                                          device=self.device)
+            elif bool(outside.any()):
+                raise ValueError("actions must lie in [-1, 1]; got values outside it (pass clip_actions=True to "
+                                 "clip them and count the clipped components in info['clipped_actions'])")
+            tensor = torch.as_tensor(actions, device=self.device)
+            return stroke_model.decode_continuous(tensor, self.strokes_per_step), clipped
+        tensor = torch.as_tensor(actions, device=self.device)
+        if tensor.is_floating_point():
+            if not bool(torch.all(tensor == tensor.round())):
+                raise ValueError("discrete actions must be integers (MultiDiscrete components)")
+        elif tensor.dtype == torch.bool or tensor.is_complex():
+            raise ValueError(f"discrete actions must be integers, got dtype {tensor.dtype}")
+        tensor = tensor.long()
+        if not bool(torch.all((tensor >= 0) & (tensor < self._nvec))):
+            raise ValueError(f"discrete action components must lie in [0, nvec) with nvec={space.nvec.tolist()}")
+        strokes = stroke_model.decode_discrete(tensor, self.strokes_per_step, self.grid, self.brush_sizes,
+                                               self.opacity_levels, self.palette)
+        return strokes, clipped
+
+    # ------------------------------------------------------------------------------ reset, step
+    def reset(self, mask: torch.Tensor | None = None, seeds: torch.Tensor | None = None) -> None:
+        """Start new episodes where ``mask`` ``(B,)`` bool is True (all envs if None).
+
+        :param seeds: ``(B,)`` int64: envs in ``mask`` restart their seed stream from these.
+            Without seeds, each env moves on to its next episode.
+        """
+        if mask is None:
+            mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        if seeds is not None:
+            self.env_seeds = torch.where(mask, seeds.to(self.device), self.env_seeds)
+            self.episodes = torch.where(mask, torch.zeros_like(self.episodes), self.episodes)
+        else:
+            self.episodes = self.episodes + mask.long()
+        self.canvas.masked_fill_(mask.view(-1, 1, 1, 1), self.background)
+        self.stroke_log.masked_fill_(mask.view(-1, 1, 1, 1), 0.0)
+        self.steps.masked_fill_(mask, 0)
+        if self.targets is not None:
+            index = self.targets.draw(self.env_seeds, self.episodes)
+            if self.target_index is None:
+                self.target_index = index
+            else:
+                self.target_index = torch.where(mask, index, self.target_index)
+            self.target_u8, self.target = self.targets.get(self.target_index)
+        self.reward.reset(self.canvas, self.target, mask)
+
+    def step(self, strokes: torch.Tensor, active: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Paint one step of strokes.
+
+        :param strokes: ``(B, S, 13)`` float32 in [0, 1].
+        :param active: ``(B,)`` bool, envs that step (others are left untouched, reward 0).
+        :return: reward ``(B,)`` float32, terminated ``(B,)`` bool and each reward term ``{key: (B,)}``.
+        """
+        if active is None:
+            active = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        prev_canvas = self.canvas.clone() if self.reward.needs_prev_canvas else None
+        paint_(self.canvas, strokes, active)
+        slot = self.steps.clamp(max=self.max_steps - 1)
+        logged = self.stroke_log[self._arange, slot]
+        self.stroke_log[self._arange, slot] = torch.where(active.view(-1, 1, 1), strokes, logged)
+        self.steps += active.long()
+        done = active & (self.steps >= self.max_steps)
+        ctx = rewards.StepContext(canvas=self.canvas, prev_canvas=prev_canvas, target=self.target,
+                                  strokes=strokes, step=self.steps, done=done, active=active)
+        reward, terms = self.reward.step_terms(ctx)
+        return reward, done, terms
+
+    # ------------------------------------------------------------------------------ observation
+    def observation(self) -> torch.Tensor | dict[str, torch.Tensor]:
+        """A fresh batch of observations on the device: ``(B, H, W, C)`` uint8, or a dict of them."""
+        canvas = to_uint8(self.canvas)  # (B, H, W, 3) uint8
+        progress = self.steps.to(torch.float32) / self.max_steps  # (B,) in [0, 1]
+        if self.obs_mode == "dict":
+            obs = {"canvas": canvas}
+            if self.target_u8 is not None:
+                obs["target"] = self.target_u8.clone()
+            obs["progress"] = progress.view(-1, 1)
+            return obs
+        plane = progress.mul(255.0).round_().to(torch.uint8).view(-1, 1, 1, 1).expand(-1, self.size, self.size, 1)
+        parts = [canvas] + ([self.target_u8] if self.target_u8 is not None else []) + [plane]
+        return torch.cat(parts, dim=-1)
+
+    def episode_strokes(self) -> torch.Tensor:
+        """The stroke history ``(B, max_steps * S, 13)`` (zero rows after the current step are invisible)."""
+        return self.stroke_log.view(self.num_envs, -1, stroke_model.STROKE_DIM).clone()
+
+    def rerender(self, size: int) -> torch.Tensor:
+        """Every canvas re-rendered from its stroke history at ``size`` x ``size``: ``(B, 3, size, size)``."""
+        if size == self.size:
+            return self.canvas.clone()
+        canvas = torch.full((self.num_envs, 3, size, size), self.background, device=self.device)
+        return paint_(canvas, self.episode_strokes())

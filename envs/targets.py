@@ -1,0 +1,115 @@
+"""Target images for reconstruction tasks: a pool on the env's device, drawn reproducibly per env.
+
+A :class:`TargetSource` holds every target of a dataset split as ``(N, H, W, 3)`` uint8 on the
+device. Which target an env paints in an episode is a hash of the env's seed and its episode
+number, computed in torch on the device: no Python loop over envs, no host round trip, and env
+``i`` of a vector env seeded ``s`` draws exactly what a single env seeded ``s + i`` draws.
+
+Target specs (the env's ``targets=`` option, ``--targets`` on the command line):
+
+* a dataset name, folder or ``.npy``/``.npz`` path understood by :func:`envs.images.load_images`;
+* ``gan:PATH`` / ``vae:PATH``: a pool of images sampled once from a trained generative model;
+* an ``(N, H, W[, C])`` numpy array, or a ready :class:`TargetSource`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+import torch
+
+from envs.images import DatasetError, load_images, to_float
+
+SPLITS = ("train", "test", "all")
+HELD_OUT_EVERY = 10  # every 10th image (index % 10 == 0) is held out for evaluation
+PRIOR_POOL = 512  # images sampled from a generative prior
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_images(source: str, size: int) -> np.ndarray:
+    images = load_images(source, size)
+    images.setflags(write=False)  # shared between envs: nobody may change it in place
+    return images
+
+
+def _prior_images(spec: str, size: int) -> np.ndarray:
+    kind, path = spec.split(":", 1)
+    import generative  # only prior targets need the generative models
+
+    return generative.prior_images(kind, path, size=size, count=PRIOR_POOL, seed=0)
+
+
+def split_indices(count: int, split: str) -> np.ndarray:
+    """Indices of ``split`` in a dataset of ``count`` images (small datasets share all images)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown target split {split!r}; choose one of {', '.join(SPLITS)}")
+    index = np.arange(count)
+    if split == "all" or count < 2 * HELD_OUT_EVERY:
+        return index
+    held_out = index % HELD_OUT_EVERY == 0
+    return index[held_out] if split == "test" else index[~held_out]
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mix (Chris Wellons' lowbias32 family) on int64 tensors; values stay < 2**59."""
+    mask = 0xFFFFFFFF
+    x = x & mask
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & mask
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & mask
+    return (x >> 16) ^ x
+
+
+class TargetSource:
+    """A pool of target images on a device.
+
+    :param images: ``(N, H, W, 3)`` uint8 (array or tensor), already at the canvas size.
+    :param device: where the pool lives.
+    :param name: what the pool came from, for messages and run records.
+    """
+
+    def __init__(self, images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu", name: str = "array"):
+        images = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+        if images.dim() != 4 or images.shape[-1] != 3 or images.dtype != torch.uint8:
+            raise DatasetError(f"target images must be (N, H, W, 3) uint8, got {tuple(images.shape)} {images.dtype}")
+        if len(images) == 0:
+            raise DatasetError(f"target source {name!r} holds no images")
+        self.images = images.to(device).contiguous()  # (N, H, W, 3) uint8
+        self.name = name
+
+    @classmethod
+    def from_spec(cls, spec: str | os.PathLike | np.ndarray | TargetSource, size: int,
+                  device: torch.device | str = "cpu", split: str = "train") -> TargetSource:
+        """Build the pool for ``spec`` (see the module docstring) at ``size`` x ``size``."""
+        if isinstance(spec, TargetSource):
+            if spec.size != size:
+                raise DatasetError(f"target source is {spec.size}x{spec.size} but the canvas is {size}x{size}")
+            return cls(spec.images, device, spec.name)
+        if isinstance(spec, np.ndarray):
+            images, name = load_images(spec, size), "array"
+        else:
+            name = os.fspath(spec)
+            if name.split(":", 1)[0] in ("gan", "vae") and ":" in name:
+                images = _prior_images(name, size)
+            else:
+                images = _cached_images(name, size)
+        chosen = split_indices(len(images), split)
+        return cls(images[chosen], device, f"{name}[{split}]")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def size(self) -> int:
+        return self.images.shape[1]
+
+    def draw(self, seeds: torch.Tensor, episodes: torch.Tensor) -> torch.Tensor:
+        """Target index for each env: ``(B,)`` int64 seeds and episode numbers -> ``(B,)`` int64."""
+        mixed = _hash32(_hash32(seeds) ^ ((episodes * 0x9E3779B1) & 0xFFFFFFFF))
+        return mixed % len(self)
+
+    def get(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images at ``index`` ``(B,)``: ``(B, H, W, 3)`` uint8 and ``(B, 3, H, W)`` float in [0, 1]."""
+        chosen = self.images[index]
+        return chosen, to_float(chosen)

@@ -1,0 +1,54 @@
+"""Pluggable rewards for paintgym, composed by name and weight.
+
+>>> import rewards
+>>> reward = rewards.build("target:1.0")
+>>> sorted(rewards.available())[:2]
+['target', 'zero']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rewards import target as _target  # noqa: F401  (registers its rewards)
+from rewards.base import Reward, StepContext
+from rewards.composite import Composite
+from rewards.registry import REGISTRY, RewardSpecError, parse_spec, register, reward_options
+from rewards.registry import make_term as _make_term
+
+__all__ = ["Composite", "Reward", "RewardSpecError", "StepContext", "available", "build", "describe",
+           "parse_spec", "register", "reward_options"]
+
+
+def build(spec: str | Reward, **context: Any) -> Composite:
+    """The composite reward for a spec string such as ``"target:1.0, harmony:0.2"``.
+
+    :param spec: a spec string (syntax in :mod:`rewards.registry`) or a ready reward.
+    :param context: passed to rewards that take it, e.g. ``device="cuda"``.
+    :raises RewardSpecError: for unknown rewards or options, or a spec that does not parse.
+    """
+    if isinstance(spec, Composite):
+        return spec
+    if isinstance(spec, Reward):
+        return Composite([(spec.name, 1.0, spec)])
+    terms, seen = [], {}
+    for term in parse_spec(spec):
+        seen[term.name] = seen.get(term.name, 0) + 1
+        key = term.name if seen[term.name] == 1 else f"{term.name}_{seen[term.name]}"
+        terms.append((key, term.weight, _make_term(term, **context)))
+    return Composite(terms)
+
+
+def available() -> dict[str, type[Reward]]:
+    """Every registered reward by name."""
+    return dict(REGISTRY)
+
+
+def describe() -> str:
+    """One line per reward: name, description and options (what ``paintgym rewards`` prints)."""
+    lines = []
+    for name, cls in sorted(REGISTRY.items()):
+        options = ", ".join(f"{k}={v!r}" for k, v in reward_options(cls).items() if k != "device")
+        kind = "dense" if cls.dense else "terminal"
+        lines.append(f"{name:<10} [{kind}] {cls.description}" + (f"  options: {options}" if options else ""))
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""The reward interface: batched torch in, ``(B,)`` rewards out, on the env's device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+
+@dataclass
+class StepContext:
+    """What a reward sees after one env step. All tensors are on the env's device.
+
+    :param canvas: ``(B, 3, H, W)`` float in [0, 1], the canvases after the step.
+    :param prev_canvas: ``(B, 3, H, W)`` the canvases before the step, or None unless some term
+        sets ``needs_prev_canvas`` (the env then keeps a copy).
+    :param target: ``(B, 3, H, W)`` float in [0, 1], or None for tasks without a target.
+    :param strokes: ``(B, S, 13)`` the strokes of this step (layout in :mod:`envs.strokes`).
+    :param step: ``(B,)`` int64, steps taken in the episode including this one (1 .. max_steps).
+    :param done: ``(B,)`` bool, episodes that end with this step.
+    :param active: ``(B,)`` bool, envs that really stepped (False for envs being autoreset).
+    """
+
+    canvas: torch.Tensor
+    prev_canvas: torch.Tensor | None
+    target: torch.Tensor | None
+    strokes: torch.Tensor
+    step: torch.Tensor
+    done: torch.Tensor
+    active: torch.Tensor
+
+
+class Reward:
+    """Base class of every reward.
+
+    A reward is either **dense** — paid every step as the change of a potential
+    ``score(canvas, target)``, so an episode's rewards sum to the final minus the initial
+    potential — or **terminal** — ``score`` paid once, on the step that ends the episode (as SPIRAL).
+    Subclasses implement :meth:`score`; rewards that are not a function of the canvas (a stroke
+    cost, say) override :meth:`step` instead. Rewards that learn from finished paintings override
+    :meth:`update`, :meth:`state_dict` and :meth:`load_state_dict`.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    dense: ClassVar[bool] = True
+    needs_target: ClassVar[bool] = False
+    needs_prev_canvas: ClassVar[bool] = False
+    learns: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self._potential: torch.Tensor | None = None  # (B,) last potential, for dense rewards
+
+    def score(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        """Rate paintings: ``canvas`` ``(B, 3, H, W)`` float in [0, 1] -> ``(B,)`` float32.
+
+        The potential of a dense reward, the terminal value of a terminal one.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement score() or step()")
+
+    def reset(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor) -> None:
+        """Episodes start where ``mask`` ``(B,)`` is True, on ``canvas`` (usually blank)."""
+        if not self.dense:
+            return
+        potential = self.score(canvas, target).detach()
+        if self._potential is None or self._potential.shape != potential.shape:
+            self._potential = potential
+        else:
+            self._potential = torch.where(mask, potential, self._potential)
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        """Reward of one step, ``(B,)`` float32 (zero where ``ctx.active`` is False)."""
+        if self.dense:
+            if self._potential is None:
+                raise RuntimeError(f"reward {self.name!r}: reset() must be called before step()")
+            potential = self.score(ctx.canvas, ctx.target).detach()
+            reward = potential - self._potential
+            self._potential = torch.where(ctx.active, potential, self._potential)
+            return torch.where(ctx.active, reward, torch.zeros_like(reward))
+        value = self.score(ctx.canvas, ctx.target).detach()
+        return torch.where(ctx.done & ctx.active, value, torch.zeros_like(value))
+
+    def update(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
+        """Learn from finished paintings ``(N, 3, H, W)``; returns statistics to log."""
+        return {}
+
+    def to(self, device: torch.device | str) -> Reward:
+        """Move any tensors or modules to ``device``."""
+        if self._potential is not None:
+            self._potential = self._potential.to(device)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """What must be saved with a training checkpoint (learned parameters, archives)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def options(self) -> dict[str, Any]:
+        """The options this reward was built with (for the run record)."""
+        return {}
