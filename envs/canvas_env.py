@@ -9,16 +9,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode
 
 from envs import export
-from envs.vector_env import CanvasVectorEnv
-
-
-def _unbatch(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _unbatch(item) for key, item in value.items() if not key.startswith("_")}
-    return value[0]
+from envs.core import CanvasCore
 
 
 class CanvasEnv(gym.Env):
@@ -91,14 +84,22 @@ class CanvasEnv(gym.Env):
 
     def __init__(self, render_mode: str | None = None, render_size: int | None = None, seed: int | None = None,
                  **options: Any) -> None:
-        self._batch = CanvasVectorEnv(1, autoreset_mode=AutoresetMode.DISABLED, render_mode=render_mode,
-                                      render_size=render_size, **options)
-        self.core = self._batch.core
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"unsupported render_mode {render_mode!r}; paintgym renders 'rgb_array'")
+        self.core = CanvasCore(1, **options)
         self.render_mode = render_mode
+        self.render_size = int(render_size or self.core.size)
         self.action_space = self.core.single_action_space
         self.observation_space = self.core.single_observation_space
         self._initial_seed = seed
         self._started = False
+        self._done = True
+
+    def _observation(self) -> Any:
+        obs = self.core.observation()
+        if isinstance(obs, dict):
+            return {key: value[0].cpu().numpy() for key, value in obs.items()}
+        return obs[0].cpu().numpy()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         if options:
@@ -106,25 +107,35 @@ class CanvasEnv(gym.Env):
         if seed is None and not self._started:
             seed = self._initial_seed
         super().reset(seed=seed)
-        if seed is not None or not self._started:  # a new seed stream, drawn from np_random when unseeded
+        seeds = None
+        if seed is not None or not self._started:  # a new seed stream; drawn from np_random when unseeded
+            if seed is not None and seed < 0:
+                raise ValueError("seed must be a non-negative integer")
             env_seed = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
-            obs, _ = self._batch.reset(seed=[env_seed])
-        else:
-            obs, _ = self._batch.reset()
-        self._started = True
-        return _unbatch(obs), {}
+            seeds = torch.tensor([env_seed], device=self.core.device)
+        self.core.reset(None, seeds)
+        self._started, self._done = True, False
+        return self._observation(), {}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        if isinstance(action, torch.Tensor):
-            batch = action.unsqueeze(0)
-        else:
-            batch = np.asarray(action)[None]
-        obs, reward, terminated, truncated, info = self._batch.step(batch)
-        return _unbatch(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), _unbatch(info)
+        if self._done:
+            raise RuntimeError("the episode is over (or never started); call reset() before step()")
+        batch = action.unsqueeze(0) if isinstance(action, torch.Tensor) else np.asarray(action)[None]
+        strokes, clipped = self.core.decode(batch)
+        reward, terminated, terms = self.core.step(strokes)
+        info: dict[str, Any] = {"reward_terms": {key: float(value[0]) for key, value in terms.items()}}
+        if clipped is not None:
+            info["clipped_actions"] = int(clipped[0])
+        self._done = bool(terminated[0])
+        if self._done:
+            info["strokes"] = self.strokes()
+        return self._observation(), float(reward[0]), self._done, False, info
 
     def render(self) -> np.ndarray | None:
-        frames = self._batch.render()
-        return None if frames is None else frames[0]
+        if self.render_mode is None:
+            gym.logger.warn("render() called without render_mode; pass render_mode='rgb_array'")
+            return None
+        return self.core.frames(self.render_size)[0].cpu().numpy()
 
     # ------------------------------------------------------------------------------------ export
     def strokes(self) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch
 
 import rewards
 from envs import strokes as stroke_model
-from envs.images import to_uint8
+from envs.images import pack_observation, to_uint8
 from envs.render import paint_
 from envs.targets import TargetSource
 
@@ -104,7 +104,7 @@ class CanvasCore:
         self.target: torch.Tensor | None = None  # (B, 3, H, W) float in [0, 1]
         self.target_u8: torch.Tensor | None = None  # (B, H, W, 3) uint8, kept for observations
         self.target_index: torch.Tensor | None = None  # (B,) int64 index into the target pool
-        self._arange = torch.arange(b, device=dev)
+        self._log_rows = torch.arange(b, device=dev) * t  # first row of each env in the flattened log
 
     # ----------------------------------------------------------------------------------- spaces
     def _action_space(self) -> gym.Space:
@@ -141,19 +141,24 @@ class CanvasCore:
         if shape != expected:
             raise ValueError(f"actions must have shape {expected} (num_envs x action size), got {shape}")
         is_numpy = isinstance(actions, np.ndarray)
-        lib_all = np.all if is_numpy else torch.all
         clipped = None
         if self.action_mode == "continuous":
-            finite = np.isfinite(actions) if is_numpy else torch.isfinite(actions)
-            if not lib_all(finite):
-                raise ValueError("actions contain NaN or inf; every component must be a finite value in [-1, 1]")
-            outside = (actions < -1.0 - _RANGE_SLACK) | (actions > 1.0 + _RANGE_SLACK)
+            lowest, highest = (actions.min(), actions.max()) if is_numpy else torch.aminmax(actions)
+            if not (-1.0 - _RANGE_SLACK <= lowest and highest <= 1.0 + _RANGE_SLACK):  # NaN fails too
+                finite = np.isfinite(actions).all() if is_numpy else bool(torch.isfinite(actions).all())
+                if not finite:
+                    raise ValueError("actions contain NaN or inf; every component must be a finite value in [-1, 1]")
+                if not self.clip_actions:
+                    raise ValueError(f"actions must lie in [-1, 1]; got values in [{float(lowest):.3g}, "
+                                     f"{float(highest):.3g}] (pass clip_actions=True to clip them and count the "
+                                     "clipped components in info['clipped_actions'])")
             if self.clip_actions:
+                outside = (actions < -1.0 - _RANGE_SLACK) | (actions > 1.0 + _RANGE_SLACK)
                 clipped = torch.as_tensor(outside.sum(axis=1) if is_numpy else outside.sum(dim=1),
                                           device=self.device)
-            elif bool(outside.any()):
-                raise ValueError("actions must lie in [-1, 1]; got values outside it (pass clip_actions=True to "
-                                 "clip them and count the clipped components in info['clipped_actions'])")
+            if is_numpy and self.device.type == "cpu":  # numpy is cheaper than torch for small CPU batches
+                strokes = np.clip((actions.astype(np.float32) + 1.0) * 0.5, 0.0, 1.0)
+                return torch.from_numpy(strokes.reshape(self.num_envs, self.strokes_per_step, -1)), clipped
             tensor = torch.as_tensor(actions, device=self.device)
             return stroke_model.decode_continuous(tensor, self.strokes_per_step), clipped
         tensor = torch.as_tensor(actions, device=self.device)
@@ -200,18 +205,21 @@ class CanvasCore:
         """Paint one step of strokes.
 
         :param strokes: ``(B, S, 13)`` float32 in [0, 1].
-        :param active: ``(B,)`` bool, envs that step (others are left untouched, reward 0).
+        :param active: ``(B,)`` bool, envs that step (others are left untouched, reward 0); None: all.
         :return: reward ``(B,)`` float32, terminated ``(B,)`` bool and each reward term ``{key: (B,)}``.
         """
-        if active is None:
-            active = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         prev_canvas = self.canvas.clone() if self.reward.needs_prev_canvas else None
         paint_(self.canvas, strokes, active)
-        slot = self.steps.clamp(max=self.max_steps - 1)
-        logged = self.stroke_log[self._arange, slot]
-        self.stroke_log[self._arange, slot] = torch.where(active.view(-1, 1, 1), strokes, logged)
-        self.steps += active.long()
-        done = active & (self.steps >= self.max_steps)
+        rows = self._log_rows + self.steps.clamp(max=self.max_steps - 1)  # (B,) row of this step in the log
+        log = self.stroke_log.view(-1, self.strokes_per_step, stroke_model.STROKE_DIM)  # (B * T, S, 13)
+        if active is None:
+            log.index_copy_(0, rows, strokes.to(self.device))
+            self.steps += 1
+            done = self.steps >= self.max_steps
+        else:
+            log.index_copy_(0, rows, torch.where(active.view(-1, 1, 1), strokes, log[rows]))
+            self.steps += active.long()
+            done = active & (self.steps >= self.max_steps)
         ctx = rewards.StepContext(canvas=self.canvas, prev_canvas=prev_canvas, target=self.target,
                                   strokes=strokes, step=self.steps, done=done, active=active)
         reward, terms = self.reward.step_terms(ctx)
@@ -220,17 +228,15 @@ class CanvasCore:
     # ------------------------------------------------------------------------------ observation
     def observation(self) -> torch.Tensor | dict[str, torch.Tensor]:
         """A fresh batch of observations on the device: ``(B, H, W, C)`` uint8, or a dict of them."""
-        canvas = to_uint8(self.canvas)  # (B, H, W, 3) uint8
-        progress = self.steps.to(torch.float32) / self.max_steps  # (B,) in [0, 1]
+        progress = self.steps.to(torch.float32).div_(self.max_steps)  # (B,) in [0, 1]
         if self.obs_mode == "dict":
-            obs = {"canvas": canvas}
+            obs = {"canvas": to_uint8(self.canvas)}
             if self.target_u8 is not None:
                 obs["target"] = self.target_u8.clone()
             obs["progress"] = progress.view(-1, 1)
             return obs
-        plane = progress.mul(255.0).round_().to(torch.uint8).view(-1, 1, 1, 1).expand(-1, self.size, self.size, 1)
-        parts = [canvas] + ([self.target_u8] if self.target_u8 is not None else []) + [plane]
-        return torch.cat(parts, dim=-1)
+        plane = progress.mul_(255.0).round_().to(torch.uint8)  # (B,) uint8
+        return pack_observation(self.canvas, self.target_u8, plane)
 
     def episode_strokes(self) -> torch.Tensor:
         """The stroke history ``(B, max_steps * S, 13)`` (zero rows after the current step are invisible)."""
@@ -242,3 +248,16 @@ class CanvasCore:
             return self.canvas.clone()
         canvas = torch.full((self.num_envs, 3, size, size), self.background, device=self.device)
         return paint_(canvas, self.episode_strokes())
+
+    def frames(self, size: int | None = None) -> torch.Tensor:
+        """``(B, R, R or 2R, 3)`` uint8: canvases re-rendered at ``size`` (default: canvas size), each
+        beside its target when the task has one."""
+        size = size or self.size
+        frames = to_uint8(self.rerender(size))
+        if self.target is not None:
+            target = self.target
+            if size != self.size:
+                target = torch.nn.functional.interpolate(target, size=(size, size), mode="bilinear",
+                                                         align_corners=False)
+            frames = torch.cat([frames, to_uint8(target)], dim=2)
+        return frames

@@ -17,6 +17,10 @@ from envs.images import to_uint8
 from envs.render import paint_
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _visible(strokes: np.ndarray) -> np.ndarray:
     """Drop invisible strokes (zero opacity at both ends, e.g. the padding of an unfinished episode)."""
     return strokes[(strokes[:, 8] > 0) | (strokes[:, 9] > 0)]
@@ -49,6 +53,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

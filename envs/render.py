@@ -23,6 +23,7 @@ Two implementations compute exactly that:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -266,6 +267,13 @@ if HAVE_NUMBA:
 _PARALLEL_MIN_BATCH = 16  # below this, threads cost more than they save (and single envs stay fork-safe)
 
 
+@functools.lru_cache(maxsize=16)
+def _all_active(batch: int) -> np.ndarray:
+    flags = np.ones(batch, dtype=np.bool_)
+    flags.setflags(write=False)
+    return flags
+
+
 def paint_(canvas: torch.Tensor, strokes: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
     """Composite strokes onto canvases in place, by the fastest path for the device (no gradient).
 
@@ -281,15 +289,17 @@ def paint_(canvas: torch.Tensor, strokes: torch.Tensor, active: torch.Tensor | N
         raise ValueError("paint_ needs a contiguous canvas")
     with torch.no_grad():
         if HAVE_NUMBA and canvas.device.type == "cpu" and canvas.dtype == torch.float32:
-            strokes_np = strokes.detach().to(torch.float32).contiguous().numpy()
+            strokes_np = strokes.detach().contiguous().numpy()
+            if strokes_np.dtype != np.float32:
+                strokes_np = strokes_np.astype(np.float32)
             if active is None:
-                active_np = np.ones(canvas.shape[0], dtype=np.bool_)
+                active_np = _all_active(canvas.shape[0])
             else:
-                active_np = active.detach().to(torch.bool).contiguous().numpy()
+                active_np = active.detach().contiguous().numpy()
             k_max = flatten_segments(canvas.shape[-1])
             canvas_np = canvas.detach().numpy()
-            threads = numba.get_num_threads()
-            if canvas.shape[0] >= _PARALLEL_MIN_BATCH and threads > 1:
+            # get_num_threads() costs ~15 us, so small batches do not ask
+            if canvas.shape[0] >= _PARALLEL_MIN_BATCH and (threads := numba.get_num_threads()) > 1:
                 chunks = min(canvas.shape[0], max(threads * 4, canvas.shape[0] // 16))
                 _paint_parallel(canvas_np, strokes_np, active_np, k_max, chunks)
             else:

@@ -12,7 +12,6 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.core import CanvasCore
-from envs.images import to_uint8
 
 _AUTORESET_NAMES = {"same_step": AutoresetMode.SAME_STEP, "next_step": AutoresetMode.NEXT_STEP,
                     "disabled": AutoresetMode.DISABLED}
@@ -152,10 +151,11 @@ class CanvasVectorEnv(VectorEnv):
         reward, done, terms = core.step(strokes, active)
         if active is not None:
             reward = torch.where(active, reward, torch.zeros_like(reward))
-        infos: dict[str, Any] = {"reward_terms": terms,
-                                 "_reward_terms": torch.ones(self.num_envs, dtype=torch.bool, device=self.device)}
+        every_env = (torch.ones(self.num_envs, dtype=torch.bool, device=self.device) if self.return_tensors
+                     else np.ones(self.num_envs, dtype=np.bool_))
+        infos: dict[str, Any] = {"reward_terms": terms, "_reward_terms": every_env}
         if clipped is not None:
-            infos["clipped_actions"], infos["_clipped_actions"] = clipped, infos["_reward_terms"]
+            infos["clipped_actions"], infos["_clipped_actions"] = clipped, every_env.copy()
         obs = core.observation()
         any_done = bool(done.any())
         if any_done:
@@ -172,8 +172,8 @@ class CanvasVectorEnv(VectorEnv):
         infos = self._out(infos)
         if final_obs is not None:
             infos["final_obs"] = final_obs
-        truncated = torch.zeros_like(done)
-        return self._out(obs), self._out(reward), self._out(done), self._out(truncated), infos
+        truncated = torch.zeros_like(done) if self.return_tensors else np.zeros(self.num_envs, dtype=np.bool_)
+        return self._out(obs), self._out(reward), self._out(done), truncated, infos
 
     def _final_obs_array(self, final_obs: Any, done: torch.Tensor) -> np.ndarray:
         """Gymnasium's SAME_STEP format: an object array with each done env's own observation."""
@@ -190,19 +190,7 @@ class CanvasVectorEnv(VectorEnv):
         if self.render_mode is None:
             gym.logger.warn("render() called without render_mode; pass render_mode='rgb_array'")
             return None
-        return tuple(self.frames().cpu().numpy())
-
-    def frames(self) -> torch.Tensor:
-        """``(B, R, R or 2R, 3)`` uint8 on the device: canvases at ``render_size``, targets beside them."""
-        size = self.render_size
-        frames = to_uint8(self.core.rerender(size))
-        if self.core.target is not None:
-            target = self.core.target
-            if size != self.core.size:
-                target = torch.nn.functional.interpolate(target, size=(size, size), mode="bilinear",
-                                                         align_corners=False)
-            frames = torch.cat([frames, to_uint8(target)], dim=2)
-        return frames
+        return tuple(self.core.frames(self.render_size).cpu().numpy())
 
     def close_extras(self, **kwargs: Any) -> None:
         self._started = False

@@ -19,7 +19,8 @@ class StepContext:
     :param strokes: ``(B, S, 13)`` the strokes of this step (layout in :mod:`envs.strokes`).
     :param step: ``(B,)`` int64, steps taken in the episode including this one (1 .. max_steps).
     :param done: ``(B,)`` bool, episodes that end with this step.
-    :param active: ``(B,)`` bool, envs that really stepped (False for envs being autoreset).
+    :param active: ``(B,)`` bool, envs that really stepped (False for envs being autoreset), or
+        None when every env stepped.
     """
 
     canvas: torch.Tensor
@@ -28,7 +29,7 @@ class StepContext:
     strokes: torch.Tensor
     step: torch.Tensor
     done: torch.Tensor
-    active: torch.Tensor
+    active: torch.Tensor | None
 
 
 class Reward:
@@ -76,10 +77,14 @@ class Reward:
                 raise RuntimeError(f"reward {self.name!r}: reset() must be called before step()")
             potential = self.score(ctx.canvas, ctx.target).detach()
             reward = potential - self._potential
+            if ctx.active is None:
+                self._potential = potential
+                return reward
             self._potential = torch.where(ctx.active, potential, self._potential)
             return torch.where(ctx.active, reward, torch.zeros_like(reward))
         value = self.score(ctx.canvas, ctx.target).detach()
-        return torch.where(ctx.done & ctx.active, value, torch.zeros_like(value))
+        ends = ctx.done if ctx.active is None else ctx.done & ctx.active
+        return torch.where(ends, value, torch.zeros_like(value))
 
     def update(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
         """Learn from finished paintings ``(N, 3, H, W)``; returns statistics to log."""

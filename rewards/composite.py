@@ -51,6 +51,8 @@ class Composite(Reward):
     def step_terms(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total reward ``(B,)`` and each unweighted term ``{key: (B,)}``."""
         values = {key: term.step(ctx) for key, _, term in self.terms}
+        if len(self.terms) == 1 and self.terms[0][1] == 1.0:
+            return values[self.terms[0][0]], values
         total = sum(weight * values[key] for key, weight, _ in self.terms)
         return total.to(torch.float32), values
 

@@ -34,9 +34,9 @@ class TargetReward(Reward):
         if target is None:
             raise ValueError("the 'target' reward needs a target image; use a task with targets "
                              "(paintgym/Reconstruct-v0) or another reward")
-        diff = canvas - target
-        distance = diff.square() if self.metric == "l2" else diff.abs()
-        return -distance.flatten(1).mean(dim=1)
+        diff = torch.sub(canvas, target)
+        distance = diff.square_() if self.metric == "l2" else diff.abs_()
+        return distance.view(distance.shape[0], -1).mean(dim=1).neg_()  # faster than a 3-dim mean
 
     def options(self) -> dict[str, str]:
         return {"metric": self.metric}

@@ -1,0 +1,63 @@
+"""Write frame sequences as MP4 (H.264), GIF or a folder of PNGs, chosen by the path's extension."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from envs.export import save_png
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def grid(images: np.ndarray, columns: int | None = None, pad: int = 2, fill: int = 255) -> np.ndarray:
+    """Tile ``(N, H, W, 3)`` uint8 images into one ``(rows*H, columns*W, 3)`` image with ``pad`` pixels between."""
+    n, h, w, c = images.shape
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    sheet = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), fill, dtype=np.uint8)
+    for i in range(n):  # N is a handful of tiles for a contact sheet, not a hot path
+        r, col = divmod(i, columns)
+        sheet[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = images[i]
+    return sheet
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray | list[np.ndarray], fps: int = 30) -> Path:
+    """Write ``(T, H, W, 3)`` uint8 frames to ``path``: ``.mp4`` (H.264, yuv420p, plays in browsers),
+    ``.gif``, or, for a path without one of those extensions, a folder of numbered PNGs."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    frames = np.asarray(frames, dtype=np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got {frames.shape}")
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        for i, frame in enumerate(frames):
+            save_png(path / f"frame_{i:05d}.png", frame)
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"cannot create folder {path.parent}: {err.strerror}; choose a writable output path") from err
+    tmp = path.with_name(f".{path.stem}.tmp{suffix}")
+    try:
+        if suffix == ".mp4":
+            # H.264 needs even sides; pad to a multiple of 16 so every player accepts it
+            h, w = frames.shape[1:3]
+            ph, pw = (-h) % 16, (-w) % 16
+            if ph or pw:
+                frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+            with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
+                                    macro_block_size=16, output_params=["-movflags", "+faststart"]) as writer:
+                for frame in frames:
+                    writer.append_data(frame)
+        else:
+            imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"cannot write {path}: {err}; choose a writable output path") from err
+    return path

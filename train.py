@@ -1,0 +1,46 @@
+"""paintgym's command line: ``paintgym SUBCOMMAND ...``; ``python train.py`` is ``paintgym train``.
+
+Argument parsing and wiring only; the work lives in the packages. Each subcommand is a function
+``main(argv: list[str]) -> int`` in its package, listed in ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, one-line help); modules are imported only when their subcommand runs
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("agents.cli_train", "train an agent (default: paint a few strokes with a random policy)"),
+    "demo": ("envs.demo", "paint with a random policy and write a PNG and an MP4"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: paintgym SUBCOMMAND [options]   (paintgym SUBCOMMAND --help for its options)", "",
+             "subcommands:"]
+    lines += [f"  {name:<12} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
+    return "\n".join(lines)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Entry point of the ``paintgym`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"paintgym: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python train.py [options]`` — the same as ``paintgym train [options]``."""
+    return cli(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
