@@ -1,0 +1,28 @@
+"""Generative models for paintgym: a WGAN-GP (DCGAN generator and critic) and a convolutional VAE.
+
+Trained with ``paintgym train-gan`` / ``paintgym train-vae``; used by the rest of paintgym as
+
+* a reward model — the critic scores canvases, or (target, canvas) pairs (``rewards.gan``);
+* an embedding — the VAE encoder's mean (the ``novelty`` reward);
+* a prior — samples as a target dataset, ``targets="gan:PATH"`` / ``"vae:PATH"`` (:func:`prior_images`).
+
+>>> import torch, generative
+>>> vae = generative.VAE(size=32, channels=1)
+>>> canvas = torch.rand(4, 3, 64, 64)                      # paintgym canvases, (B, 3, H, W) in [0, 1]
+>>> vae.embed(generative.adapt_images(canvas, vae.size, vae.channels)).shape
+torch.Size([4, 32])
+"""
+
+from __future__ import annotations
+
+from generative.checkpoint import CheckpointError, load, read_checkpoint, save_checkpoint
+from generative.data import adapt_images, load_dataset, random_stroke_canvases, to_grey, to_rgb
+from generative.losses import critic_loss, generator_loss, gradient_penalty
+from generative.models import GAN, SIZES, VAE, Critic, Generator
+from generative.prior import prior_images
+
+__all__ = [
+    "GAN", "SIZES", "VAE", "CheckpointError", "Critic", "Generator", "adapt_images", "critic_loss",
+    "generator_loss", "gradient_penalty", "load", "load_dataset", "prior_images", "random_stroke_canvases",
+    "read_checkpoint", "save_checkpoint", "to_grey", "to_rgb",
+]
