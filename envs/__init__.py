@@ -16,11 +16,11 @@ import gymnasium as gym
 
 from envs.canvas_env import CanvasEnv
 from envs.core import CanvasCore, resolve_device
-from envs.render import paint_, render
+from envs.render import paint_
 from envs.targets import TargetSource
 from envs.vector_env import CanvasVectorEnv
 
-__all__ = ["CanvasCore", "CanvasEnv", "CanvasVectorEnv", "TargetSource", "paint_", "render", "resolve_device",
+__all__ = ["CanvasCore", "CanvasEnv", "CanvasVectorEnv", "TargetSource", "paint_", "resolve_device",
            "ENV_IDS"]
 
 ENV_IDS = ("paintgym/Canvas-v0", "paintgym/Reconstruct-v0")

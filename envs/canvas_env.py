@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from envs import export
-from envs.core import CanvasCore
+from envs.core import CanvasCore, check_options
 
 
 class CanvasEnv(gym.Env):
@@ -86,6 +86,7 @@ class CanvasEnv(gym.Env):
                  **options: Any) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unsupported render_mode {render_mode!r}; paintgym renders 'rgb_array'")
+        check_options(options)
         self.core = CanvasCore(1, **options)
         self.render_mode = render_mode
         self.render_size = int(render_size or self.core.size)
@@ -98,8 +99,8 @@ class CanvasEnv(gym.Env):
     def _observation(self) -> Any:
         obs = self.core.observation()
         if isinstance(obs, dict):
-            return {key: value[0].cpu().numpy() for key, value in obs.items()}
-        return obs[0].cpu().numpy()
+            return {key: value.cpu().numpy()[0] for key, value in obs.items()}
+        return obs.cpu().numpy()[0]  # a view into a fresh array: nobody else holds it
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         if options:
@@ -123,13 +124,13 @@ class CanvasEnv(gym.Env):
         batch = action.unsqueeze(0) if isinstance(action, torch.Tensor) else np.asarray(action)[None]
         strokes, clipped = self.core.decode(batch)
         reward, terminated, terms = self.core.step(strokes)
-        info: dict[str, Any] = {"reward_terms": {key: float(value[0]) for key, value in terms.items()}}
+        info: dict[str, Any] = {"reward_terms": {key: value.item() for key, value in terms.items()}}
         if clipped is not None:
-            info["clipped_actions"] = int(clipped[0])
-        self._done = bool(terminated[0])
+            info["clipped_actions"] = int(clipped.item())
+        self._done = bool(terminated.item())
         if self._done:
             info["strokes"] = self.strokes()
-        return self._observation(), float(reward[0]), self._done, False, info
+        return self._observation(), reward.item(), self._done, False, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:

@@ -15,12 +15,42 @@ import torch
 import rewards
 from envs import strokes as stroke_model
 from envs.images import pack_observation, to_uint8
-from envs.render import paint_
+from envs.render import HAVE_NUMBA, paint_, paint_numpy
+from envs.render import _all_active as _ALL_ACTIVE
 from envs.targets import TargetSource
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is a dependency; the torch bookkeeping still works
+    numba = None
 
 ACTION_MODES = ("continuous", "discrete")
 OBS_MODES = ("image", "dict")
 _RANGE_SLACK = 1e-5  # float32 rounding of actions exactly at the bounds is not an error
+
+
+if numba is not None:
+
+    @numba.njit(cache=True, nogil=True)
+    def _record_cpu(log, strokes, steps, active, done, max_steps):  # pragma: no cover - compiled
+        """The CPU twin of :meth:`CanvasCore._record_torch`, in one call instead of five torch ops."""
+        for b in range(steps.shape[0]):
+            if active[b]:
+                log[b, min(steps[b], max_steps - 1)] = strokes[b]
+                steps[b] += 1
+                done[b] = steps[b] >= max_steps
+            else:
+                done[b] = False
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming any option that :class:`CanvasCore` does not take."""
+    import inspect
+
+    known = [name for name in inspect.signature(CanvasCore.__init__).parameters if name not in ("self", "num_envs")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)}; paintgym envs take: {', '.join(known)}")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -105,6 +135,14 @@ class CanvasCore:
         self.target_u8: torch.Tensor | None = None  # (B, H, W, 3) uint8, kept for observations
         self.target_index: torch.Tensor | None = None  # (B,) int64 index into the target pool
         self._log_rows = torch.arange(b, device=dev) * t  # first row of each env in the flattened log
+        # round(255 * step / T) for every step count, in float32: the progress plane of image observations
+        levels = np.rint(np.arange(t + 1, dtype=np.float32) / np.float32(t) * np.float32(255.0))
+        self._progress_levels = torch.as_tensor(levels.astype(np.uint8), device=dev)
+        # numpy views of the persistent CPU buffers, so the numba fast paths skip torch's per-call overhead
+        self._cpu_fast = HAVE_NUMBA and numba is not None and dev.type == "cpu"
+        if self._cpu_fast:
+            self._np_canvas, self._np_log, self._np_steps = (
+                self.canvas.numpy(), self.stroke_log.numpy(), self.steps.numpy())
 
     # ----------------------------------------------------------------------------------- spaces
     def _action_space(self) -> gym.Space:
@@ -209,34 +247,43 @@ class CanvasCore:
         :return: reward ``(B,)`` float32, terminated ``(B,)`` bool and each reward term ``{key: (B,)}``.
         """
         prev_canvas = self.canvas.clone() if self.reward.needs_prev_canvas else None
-        paint_(self.canvas, strokes, active)
-        rows = self._log_rows + self.steps.clamp(max=self.max_steps - 1)  # (B,) row of this step in the log
-        log = self.stroke_log.view(-1, self.strokes_per_step, stroke_model.STROKE_DIM)  # (B * T, S, 13)
-        if active is None:
-            log.index_copy_(0, rows, strokes.to(self.device))
-            self.steps += 1
-            done = self.steps >= self.max_steps
+        if self._cpu_fast:
+            strokes_np = strokes.detach().to(torch.float32).contiguous().numpy()
+            active_np = _ALL_ACTIVE(self.num_envs) if active is None else active.numpy()
+            paint_numpy(self._np_canvas, strokes_np, active_np)
+            done = np.empty(self.num_envs, dtype=np.bool_)
+            _record_cpu(self._np_log, strokes_np, self._np_steps, active_np, done, self.max_steps)
+            done = torch.from_numpy(done)
         else:
-            log.index_copy_(0, rows, torch.where(active.view(-1, 1, 1), strokes, log[rows]))
-            self.steps += active.long()
-            done = active & (self.steps >= self.max_steps)
+            paint_(self.canvas, strokes, active)
+            done = self._record_torch(strokes, active)
         ctx = rewards.StepContext(canvas=self.canvas, prev_canvas=prev_canvas, target=self.target,
                                   strokes=strokes, step=self.steps, done=done, active=active)
         reward, terms = self.reward.step_terms(ctx)
         return reward, done, terms
 
+    def _record_torch(self, strokes: torch.Tensor, active: torch.Tensor | None) -> torch.Tensor:
+        """Log the strokes, advance the step counters of active envs; return which episodes end now."""
+        rows = self._log_rows + self.steps.clamp(max=self.max_steps - 1)  # (B,) row of this step in the log
+        log = self.stroke_log.view(-1, self.strokes_per_step, stroke_model.STROKE_DIM)  # (B * T, S, 13)
+        if active is None:
+            log.index_copy_(0, rows, strokes)
+            self.steps += 1
+            return self.steps >= self.max_steps
+        log.index_copy_(0, rows, torch.where(active.view(-1, 1, 1), strokes, log[rows]))
+        self.steps += active.long()
+        return active & (self.steps >= self.max_steps)
+
     # ------------------------------------------------------------------------------ observation
     def observation(self) -> torch.Tensor | dict[str, torch.Tensor]:
         """A fresh batch of observations on the device: ``(B, H, W, C)`` uint8, or a dict of them."""
-        progress = self.steps.to(torch.float32).div_(self.max_steps)  # (B,) in [0, 1]
         if self.obs_mode == "dict":
             obs = {"canvas": to_uint8(self.canvas)}
             if self.target_u8 is not None:
                 obs["target"] = self.target_u8.clone()
-            obs["progress"] = progress.view(-1, 1)
+            obs["progress"] = self.steps.to(torch.float32).div_(self.max_steps).view(-1, 1)
             return obs
-        plane = progress.mul_(255.0).round_().to(torch.uint8)  # (B,) uint8
-        return pack_observation(self.canvas, self.target_u8, plane)
+        return pack_observation(self.canvas, self.target_u8, self._progress_levels[self.steps])
 
     def episode_strokes(self) -> torch.Tensor:
         """The stroke history ``(B, max_steps * S, 13)`` (zero rows after the current step are invisible)."""

@@ -63,6 +63,7 @@ def to_float(images: torch.Tensor | np.ndarray, device: torch.device | str | Non
 
 
 def _pack_torch(canvas: torch.Tensor, extra: torch.Tensor | None, plane: torch.Tensor) -> torch.Tensor:
+    """``plane`` ``(B,)`` uint8 is the value of the last channel."""
     size = canvas.shape[-1]
     parts = [to_uint8(canvas)] + ([extra] if extra is not None else [])
     parts.append(plane.view(-1, 1, 1, 1).expand(-1, size, size, 1))
@@ -109,14 +110,14 @@ def pack_observation(canvas: torch.Tensor, extra: torch.Tensor | None, plane: to
         return _pack_torch(canvas, extra, plane)
     b, _, h, w = canvas.shape
     n_extra = 0 if extra is None else extra.shape[-1]
-    out = torch.empty((b, h, w, 3 + n_extra + 1), dtype=torch.uint8)
+    out = np.empty((b, h, w, 3 + n_extra + 1), dtype=np.uint8)  # cheaper than torch.empty for small batches
     extra_np = _NO_EXTRA if extra is None else extra.numpy()
-    args = (canvas.detach().numpy(), extra_np, plane.numpy(), out.numpy())
+    args = (canvas.detach().numpy(), extra_np, plane.numpy(), out)
     if b >= 16 and (threads := numba.get_num_threads()) > 1:  # small batches skip the ~15 us query
         _pack_parallel(*args, min(b, threads * 4))
     else:
         _pack_rows(*args, 0, b)
-    return out
+    return torch.from_numpy(out)
 
 
 def fit_square(image: np.ndarray, size: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.core import CanvasCore
+from envs.core import CanvasCore, check_options
 
 _AUTORESET_NAMES = {"same_step": AutoresetMode.SAME_STEP, "next_step": AutoresetMode.NEXT_STEP,
                     "disabled": AutoresetMode.DISABLED}
@@ -62,6 +62,7 @@ class CanvasVectorEnv(VectorEnv):
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unsupported render_mode {render_mode!r}; paintgym renders 'rgb_array'")
+        check_options(options)
         self.core = CanvasCore(num_envs, **options)
         self.num_envs = self.core.num_envs
         self.device = self.core.device

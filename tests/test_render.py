@@ -1,0 +1,148 @@
+"""The stroke renderer: geometry, compositing, resolution independence, gradients, CPU fast path."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from envs import render as render_module
+from envs.render import paint_, render
+from envs.strokes import MAX_RADIUS, MIN_RADIUS, decode_discrete, flatten_segments
+
+
+def stroke(x0, y0, x1, y1, x2, y2, r0=0.0, r1=0.0, a0=1.0, a1=1.0, rgb=(0.0, 0.0, 0.0)):
+    return torch.tensor([x0, y0, x1, y1, x2, y2, r0, r1, a0, a1, *rgb], dtype=torch.float32)
+
+
+def radius_param(pixels: float, size: int) -> float:
+    """The r parameter that gives a brush radius of ``pixels`` at canvas ``size``."""
+    return (pixels / size - MIN_RADIUS) / (MAX_RADIUS - MIN_RADIUS)
+
+
+@pytest.mark.parametrize("paint", ["torch", "cpu"])
+def test_stroke_lands_where_its_parameters_say(paint):
+    size = 64
+    s = stroke(0.25, 0.5, 0.5, 0.5, 0.75, 0.5, r0=radius_param(2.3, size), r1=radius_param(2.3, size))
+    strokes = s.view(1, 1, 13)
+    if paint == "torch":
+        canvas = render(strokes, size=size)
+    else:
+        canvas = paint_(torch.ones(1, 3, size, size), strokes)
+    ink = canvas[0, 0]  # black on white: ink is where the value drops
+    # end points at x = 16 and 48 (pixel centres 15.5 / 47.5 are covered), row 32 / 31 straddle y = 32
+    for col in (16, 32, 47):
+        assert ink[31, col] < 0.05 and ink[32, col] < 0.05
+    # outside the radius-2.3 capsule around the segment (plus half a pixel of anti-aliasing): paper
+    assert ink[31, 11] == 1.0 and ink[31, 52] == 1.0
+    assert ink[26, 32] == 1.0 and ink[37, 32] == 1.0
+    # the round cap reaches 2.3 px beyond the end point (16, 32); pixel centre (13.5, 32.5) is
+    # sqrt(2.5^2 + 0.5^2) px away, so its coverage is 2.3 + 0.5 - that distance
+    coverage = 2.3 + 0.5 - np.hypot(2.5, 0.5)
+    assert ink[32, 13].item() == pytest.approx(1.0 - coverage, abs=1e-3)
+
+
+def test_curve_passes_near_its_bezier_midpoint():
+    size = 64
+    # from (0.2, 0.8) via control (0.5, 0.0) to (0.8, 0.8): the curve's midpoint is (0.5, 0.4)
+    canvas = render(stroke(0.2, 0.8, 0.5, 0.0, 0.8, 0.8, r0=radius_param(1.5, size), r1=radius_param(1.5, size))
+                    .view(1, 1, 13), size=size)
+    assert canvas[0, 0, int(0.4 * size), int(0.5 * size)] < 0.1
+    assert canvas[0, 0, int(0.2 * size), int(0.5 * size)] == 1.0  # the control point itself is not painted
+
+
+def test_opacity_and_colour_composite_in_order():
+    size = 32
+    cover_all = dict(r0=1.0, r1=1.0)
+    red = stroke(0.0, 0.5, 0.5, 0.5, 1.0, 0.5, a0=0.5, a1=0.5, rgb=(1.0, 0.0, 0.0), **cover_all)
+    blue = stroke(0.0, 0.5, 0.5, 0.5, 1.0, 0.5, a0=0.25, a1=0.25, rgb=(0.0, 0.0, 1.0), **cover_all)
+    canvas = render(torch.stack([red, blue]).view(1, 2, 13), size=size)
+    pixel = canvas[0, :, size // 2, size // 2]
+    after_red = torch.tensor([1.0, 0.5, 0.5])  # white * 0.5 + red * 0.5
+    expected = after_red * 0.75 + torch.tensor([0.0, 0.0, 1.0]) * 0.25
+    torch.testing.assert_close(pixel, expected, atol=1e-5, rtol=0)
+    # the other order gives another colour: compositing is ordered
+    swapped = render(torch.stack([blue, red]).view(1, 2, 13), size=size)[0, :, size // 2, size // 2]
+    assert not torch.allclose(swapped, pixel, atol=1e-3)
+
+
+def test_opacity_varies_along_the_stroke():
+    size = 64
+    s = stroke(0.1, 0.5, 0.5, 0.5, 0.9, 0.5, r0=radius_param(3, size), r1=radius_param(3, size), a0=0.2, a1=1.0)
+    ink = 1.0 - render(s.view(1, 1, 13), size=size)[0, 0, 32]
+    assert ink[10] == pytest.approx(0.2 + 0.8 * (10.5 / 64 - 0.1) / 0.8, abs=0.02)
+    assert ink[54] > ink[32] > ink[10]
+
+
+def test_same_strokes_at_512_look_like_the_64_painting():
+    gen = torch.Generator().manual_seed(0)
+    strokes = torch.rand(4, 12, 13, generator=gen)
+    small = paint_(torch.ones(4, 3, 64, 64), strokes)
+    large = paint_(torch.ones(4, 3, 512, 512), strokes)
+    downscaled = F.avg_pool2d(large, 8)
+    assert (downscaled - small).abs().mean() < 0.01
+    # the large one is sharper: more of its pixels are at the extremes of each edge
+    assert flatten_segments(512) > flatten_segments(64)
+
+
+@pytest.mark.parametrize("size,strokes_per_canvas", [(16, 1), (64, 5), (128, 3)])
+def test_cpu_fast_path_agrees_with_torch(size, strokes_per_canvas):
+    gen = torch.Generator().manual_seed(size)
+    strokes = torch.rand(20, strokes_per_canvas, 13, generator=gen)
+    strokes[:5, :, :6] = strokes[:5, :, :6] * 1.4 - 0.2  # some strokes leave the canvas (clipped bounding boxes)
+    strokes[:, :, :6].clamp_(0, 1)
+    start = torch.rand(20, 3, size, size, generator=gen)
+    active = torch.rand(20, generator=gen) > 0.3
+    reference = torch.where(active.view(-1, 1, 1, 1), render(strokes, start), start)
+    fast = paint_(start.clone(), strokes, active)
+    assert (fast - reference).abs().max() < 5e-4  # float32 rounding of pixel-unit distances
+
+
+def test_torch_path_is_used_without_numba(monkeypatch):
+    monkeypatch.setattr(render_module, "HAVE_NUMBA", False)
+    strokes = torch.rand(3, 2, 13, generator=torch.Generator().manual_seed(1))
+    canvas = paint_(torch.ones(3, 3, 32, 32), strokes)
+    torch.testing.assert_close(canvas, render(strokes, size=32), atol=1e-6, rtol=0)
+
+
+def test_gradient_descent_on_strokes_reduces_l2_to_a_target():
+    torch.manual_seed(0)
+    size = 32
+    target = render(torch.rand(2, 4, 13), size=size).detach()
+    logits = torch.zeros(2, 4, 13).uniform_(-1.0, 1.0).requires_grad_(True)
+    optimiser = torch.optim.Adam([logits], lr=0.1)
+    losses = []
+    for _ in range(60):
+        loss = (render(torch.sigmoid(logits), size=size) - target).square().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        assert torch.isfinite(logits.grad).all()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_discrete_actions_decode_to_grid_cells_and_palette():
+    palette = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    action = torch.tensor([[0, 15, 8, 8, 15, 0, 3, 1, 1]])
+    strokes = decode_discrete(action, 1, grid=16, sizes=4, opacities=2, palette=palette)[0, 0]
+    torch.testing.assert_close(strokes[:6], torch.tensor([0.5, 15.5, 8.5, 8.5, 15.5, 0.5]) / 16)
+    assert strokes[6] == strokes[7] == 1.0  # the largest brush
+    assert strokes[8] == strokes[9] == 1.0  # opacity level 1 of 2
+    torch.testing.assert_close(strokes[10:], palette[1])
+
+
+@pytest.mark.parametrize("bad", [torch.rand(2, 13), torch.rand(2, 1, 12), torch.rand(3, 1, 13)])
+def test_bad_shapes_are_rejected(bad):
+    with pytest.raises(ValueError, match="shape|batch"):
+        paint_(torch.ones(2, 3, 16, 16), bad)
+
+
+def test_non_square_canvas_is_rejected():
+    with pytest.raises(ValueError, match="square"):
+        render(torch.rand(1, 1, 13), torch.ones(1, 3, 16, 20))
+
+
+def test_render_keeps_the_input_canvas():
+    canvas = torch.ones(1, 3, 16, 16)
+    render(torch.rand(1, 2, 13), canvas)
+    assert np.all(canvas.numpy() == 1.0)
