@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rewards import harmony as _harmony  # noqa: F401  (each module registers its rewards)
+from rewards import novelty as _novelty  # noqa: F401
+from rewards import strokes as _strokes  # noqa: F401
 from rewards import target as _target  # noqa: F401  (registers its rewards)
 from rewards.base import Reward, StepContext
 from rewards.composite import Composite

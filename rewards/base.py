@@ -82,9 +82,16 @@ class Reward:
                 return reward
             self._potential = torch.where(ctx.active, potential, self._potential)
             return torch.where(ctx.active, reward, torch.zeros_like(reward))
-        value = self.score(ctx.canvas, ctx.target).detach()
         ends = ctx.done if ctx.active is None else ctx.done & ctx.active
-        return torch.where(ends, value, torch.zeros_like(value))
+        reward = torch.zeros(ends.shape[0], device=ends.device)
+        finished = int(ends.sum())  # one host sync; the env syncs on done anyway
+        if finished == 0:  # a terminal reward costs nothing until some episode ends
+            return reward
+        if finished == ends.shape[0]:
+            return reward.add_(self.score(ctx.canvas, ctx.target).detach())
+        index = ends.nonzero().squeeze(1)  # score only the paintings that are finished
+        target = None if ctx.target is None else ctx.target[index]
+        return reward.index_copy_(0, index, self.score(ctx.canvas[index], target).detach().float())
 
     def update(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
         """Learn from finished paintings ``(N, 3, H, W)``; returns statistics to log."""

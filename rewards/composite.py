@@ -84,7 +84,7 @@ class Composite(Reward):
     def spec(self) -> str:
         """A spec string that rebuilds this composite."""
         parts = []
-        for key, weight, term in self.terms:
+        for _key, weight, term in self.terms:
             options = term.options()
             text = term.name + (f"({', '.join(f'{k}={v}' for k, v in options.items())})" if options else "")
             parts.append(f"{text}:{weight:g}")

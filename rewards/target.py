@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from rewards.base import Reward
@@ -16,13 +18,14 @@ class TargetReward(Reward):
     final distance.
 
     :param metric: ``l2`` (mean squared error, default) or ``l1`` (mean absolute error), over pixels
-        and channels.
+        and channels; or ``ssim``: ``1 - SSIM`` (structural similarity, Wang et al. 2004, see
+        :func:`ssim`), which rewards matching local structure and contrast rather than exact values.
     """
 
     name = "target"
-    description = "dense: decrease of the distance to the target image (metric=l2|l1)"
+    description = "decrease of the distance to the target image (metric=l2|l1|ssim)"
     needs_target = True
-    METRICS = ("l2", "l1")
+    METRICS = ("l2", "l1", "ssim")
 
     def __init__(self, metric: str = "l2") -> None:
         super().__init__()
@@ -34,12 +37,73 @@ class TargetReward(Reward):
         if target is None:
             raise ValueError("the 'target' reward needs a target image; use a task with targets "
                              "(paintgym/Reconstruct-v0) or another reward")
+        if self.metric == "ssim":
+            return ssim(canvas, target).sub_(1.0)
         diff = torch.sub(canvas, target)
         distance = diff.square_() if self.metric == "l2" else diff.abs_()
         return distance.view(distance.shape[0], -1).mean(dim=1).neg_()  # faster than a 3-dim mean
 
     def options(self) -> dict[str, str]:
         return {"metric": self.metric}
+
+
+SSIM_SIGMA = 1.5
+"""Standard deviation in pixels of SSIM's gaussian window (Wang et al. 2004)."""
+SSIM_RADIUS = 5
+"""Half-width of the window: 11 taps, scipy's truncation of the gaussian at 3.5 sigma, as scikit-image."""
+SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
+"""Stabilising constants ``(K1 L)^2`` and ``(K2 L)^2`` for images with data range ``L = 1``."""
+_SSIM_CPU_CHUNK = 8  # canvases per chunk on the CPU: the 15 filtered planes of 8 canvases stay in cache
+
+
+@functools.lru_cache(maxsize=16)
+def _band_matrix(size: int, radius: int, device: torch.device) -> torch.Tensor:
+    """``(size, size - 2 * radius)``: multiplying by it is a 'valid' correlation with the gaussian window."""
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    window = torch.exp(-taps.square() / (2.0 * SSIM_SIGMA**2))
+    window /= window.sum()
+    out = size - 2 * radius
+    band = torch.zeros(size, out, dtype=torch.float64)
+    rows = torch.arange(out).view(1, -1) + torch.arange(2 * radius + 1).view(-1, 1)  # (taps, out)
+    band[rows, torch.arange(out).expand_as(rows)] = window.view(-1, 1).expand_as(rows)
+    return band.float().to(device)
+
+
+def _ssim_chunk(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    channels = x.shape[1]
+    moments = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (B, 5C, H, W)
+    mean_x, mean_y, xx, yy, xy = (rows.T @ moments @ cols).split(channels, dim=1)  # gaussian-weighted means
+    mean_xy = mean_x * mean_y
+    mean_xx, mean_yy = mean_x.square(), mean_y.square()
+    numerator = (2.0 * mean_xy + SSIM_C1) * (2.0 * (xy - mean_xy) + SSIM_C2)
+    denominator = (mean_xx + mean_yy + SSIM_C1) * (xx - mean_xx + yy - mean_yy + SSIM_C2)
+    return (numerator / denominator).mean(dim=(1, 2, 3))
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Structural similarity of image pairs, averaged over channels and window positions.
+
+    Gaussian window (sigma 1.5, 11 taps), population covariances and 'valid' windows only — the same
+    numbers as ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1, channel_axis=...)``. Images smaller than 11 pixels use
+    the largest window that fits.
+
+    :param x: ``(B, C, H, W)`` float in [0, 1].
+    :param y: ``(B, C, H, W)`` float in [0, 1], same shape.
+    :return: ``(B,)`` float32 in [-1, 1]; 1 for identical images.
+    """
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"ssim needs two (B, C, H, W) tensors of the same shape, got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}")
+    height, width = x.shape[-2:]
+    radius = min(SSIM_RADIUS, (min(height, width) - 1) // 2)
+    rows, cols = _band_matrix(height, radius, x.device), _band_matrix(width, radius, x.device)
+    x, y = x.float(), y.float()
+    if x.device.type != "cpu":
+        return _ssim_chunk(x, y, rows, cols)
+    # chunks of canvases whose temporaries stay in cache: ~2.5x faster than the whole batch at once
+    return torch.cat([_ssim_chunk(x[i:i + _SSIM_CPU_CHUNK], y[i:i + _SSIM_CPU_CHUNK], rows, cols)
+                      for i in range(0, x.shape[0], _SSIM_CPU_CHUNK)])
 
 
 @register
