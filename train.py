@@ -13,6 +13,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("agents.cli_train", "train an agent (default: paint a few strokes with a random policy)"),
     "demo": ("envs.demo", "paint with a random policy and write a PNG and an MP4"),
+    "rewards": ("rewards.cli", "list the rewards with their options, or check a --reward spec"),
 }
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from rewards import harmony as _harmony  # noqa: F401  (each module registers its rewards)
@@ -47,11 +48,23 @@ def available() -> dict[str, type[Reward]]:
     return dict(REGISTRY)
 
 
-def describe() -> str:
-    """One line per reward: name, description and options (what ``paintgym rewards`` prints)."""
+def describe(name: str | None = None) -> str:
+    """What ``paintgym rewards`` prints: every reward with its kind, a one-line description and its
+    options (with defaults); or, for one ``name``, its full documentation.
+
+    :raises RewardSpecError: for an unknown ``name`` (the message lists the rewards).
+    """
+    if name is not None:
+        cls = REGISTRY.get(name)
+        if cls is None:
+            raise RewardSpecError(f"unknown reward {name!r}; available: {', '.join(sorted(REGISTRY))}")
+        kind = "dense" if cls.dense else "terminal"
+        doc = inspect.cleandoc(cls.__doc__ or cls.description)
+        return f"{name} [{kind}{', learns' if cls.learns else ''}]: {cls.description}\n\n{doc}"
     lines = []
-    for name, cls in sorted(REGISTRY.items()):
+    for reward_name, cls in sorted(REGISTRY.items()):
         options = ", ".join(f"{k}={v!r}" for k, v in reward_options(cls).items() if k != "device")
         kind = "dense" if cls.dense else "terminal"
-        lines.append(f"{name:<10} [{kind}] {cls.description}" + (f"  options: {options}" if options else ""))
+        lines.append(f"{reward_name:<10} {kind:<9} {cls.description}")
+        lines.append(f"{'':<20} options: {options or 'none'}")
     return "\n".join(lines)
