@@ -14,6 +14,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("agents.cli_train", "train an agent (default: paint a few strokes with a random policy)"),
     "demo": ("envs.demo", "paint with a random policy and write a PNG and an MP4"),
     "rewards": ("rewards.cli", "list the rewards with their options, or check a --reward spec"),
+    "train-gan": ("generative.train_gan", "train a WGAN-GP generator and critic on images (reward model, prior)"),
+    "train-vae": ("generative.train_vae", "train a VAE on images (embedding, prior, plausibility score)"),
 }
 
 

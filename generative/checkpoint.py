@@ -20,10 +20,12 @@ from typing import Any
 import torch
 
 from envs.export import atomic_write_bytes
-from generative.models import MODELS, GAN, VAE
+from generative.models import GAN, MODELS, VAE
 
 FORMAT = "paintgym-generative"
 VERSION = 1
+CHECKPOINT_NAME = "ckpt.pt"
+"""File name of a run's checkpoint inside its ``--out`` folder."""
 
 
 class CheckpointError(ValueError):
@@ -46,16 +48,18 @@ def read_checkpoint(path: str | os.PathLike, kind: str | None = None,
                     map_location: torch.device | str = "cpu") -> dict[str, Any]:
     """The checked checkpoint dict at ``path``.
 
+    :param path: a checkpoint file, or a run folder (its ``ckpt.pt``).
     :param kind: ``gan`` or ``vae`` to insist on, or None for either.
     :raises CheckpointError: with a message saying what is wrong and what to do.
     """
     if kind is not None and kind not in MODELS:
         raise CheckpointError(f"unknown model kind {kind!r}; choose one of {', '.join(MODELS)}")
     path = Path(path).expanduser()
+    if path.is_dir():  # a run folder: its latest checkpoint
+        path = path / CHECKPOINT_NAME
     if not path.is_file():
-        hint = "train one with `paintgym train-gan` or `paintgym train-vae`"
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist" +
-                              (" (it is a folder; give the ckpt.pt inside)" if path.is_dir() else f"; {hint}"))
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; give the {CHECKPOINT_NAME} of a run of "
+                              "`paintgym train-gan` or `paintgym train-vae` (or its folder)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types (pickle, zip, runtime) for a damaged file
@@ -80,7 +84,8 @@ def build_model(payload: dict[str, Any], path: str | os.PathLike = "checkpoint")
     try:
         model = MODELS[payload["kind"]](**payload["config"])
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{str(path)!r}: its model configuration {payload.get('config')} is invalid: {err}") from err
+        raise CheckpointError(f"{str(path)!r}: its model configuration {payload.get('config')} is invalid: "
+                              f"{err}") from err
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, KeyError) as err:

@@ -40,16 +40,20 @@ def critic_loss(critic: Critic, real: torch.Tensor, fake: torch.Tensor, gp_weigh
         (detached here; ``B' = B`` when ``gp_weight > 0``).
     :param condition: ``(B, C, H, W)`` targets for a conditional critic (paired with both real and fake).
     :param drift_weight: ProGAN's small penalty on real scores that keeps them near 0 (0 = plain WGAN-GP).
-    :return: scalar loss to minimise, and statistics as detached scalar tensors: ``wasserstein`` (``E[D(real)] - E[D(fake)]``,
-        the critic's estimate of the distance), ``gp``, ``real``, ``fake`` (mean scores).
+    :return: scalar loss to minimise, and statistics as detached scalar tensors: ``wasserstein``
+        (``E[D(real)] - E[D(fake)]``, the critic's estimate of the distance), ``gp``, ``real`` and
+        ``fake`` (mean scores).
     """
     fake = fake.detach()
     real_scores = critic(real, condition).float()
     fake_scores = critic(fake, condition).float()
     wasserstein = real_scores.mean() - fake_scores.mean()
     loss = -wasserstein
-    gp = gradient_penalty(critic, real, fake, condition, generator) if gp_weight > 0 else torch.zeros((), device=real.device)
-    loss = loss + gp_weight * gp
+    if gp_weight > 0:
+        gp = gradient_penalty(critic, real, fake, condition, generator)
+        loss = loss + gp_weight * gp
+    else:
+        gp = torch.zeros((), device=real.device)
     if drift_weight > 0:
         loss = loss + drift_weight * real_scores.square().mean()
     # detached tensors, not floats: the caller decides when to synchronise with the device

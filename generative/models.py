@@ -211,7 +211,8 @@ class VAE(_Model):
         check_config(size, channels, latent_dim, width)
         if not beta >= 0.0:
             raise ValueError(f"beta must be >= 0, got {beta}")
-        self.size, self.channels, self.latent_dim, self.beta, self.width = size, channels, latent_dim, float(beta), width
+        self.size, self.channels, self.latent_dim, self.width = size, channels, latent_dim, width
+        self.beta = float(beta)
         self.features, top = _encoder(channels, size, width)
         self.to_latent = nn.Linear(top * 16, 2 * latent_dim)  # mean and log-variance
         self.from_latent = nn.Linear(latent_dim, top * 16)
