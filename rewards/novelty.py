@@ -18,6 +18,7 @@ are scaled to unit length, so distances lie in [0, 2] for either embedding.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -204,8 +205,9 @@ class NoveltyReward(Reward):
                                                                           else 0)) % self.archive_size
         state: dict[str, Any] = {"dim": self.dim, "archive": self.archive[order].cpu()}
         if self.rnd:
-            state["predictor"] = {key: value.cpu() for key, value in self.predictor.state_dict().items()}
-            state["optimizer"] = self.optimizer.state_dict()
+            weights = self.predictor.state_dict()
+            state["predictor"] = {key: value.detach().cpu().clone() for key, value in weights.items()}
+            state["optimizer"] = copy.deepcopy(self.optimizer.state_dict())  # a snapshot, not the live moments
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -47,7 +47,8 @@ class StrokeCost(Reward):
     def step(self, ctx: StepContext) -> torch.Tensor:
         """Minus the number of visible strokes in ``ctx.strokes`` ``(B, S, 13)``: ``(B,)`` float32."""
         opacity = ctx.strokes[..., _OPACITY].amax(dim=-1)  # (B, S)
-        cost = (opacity > self.min_opacity).sum(dim=1).to(torch.float32).neg_()
+        visible = (opacity > self.min_opacity).sum(dim=1)
+        cost = torch.zeros(visible.shape, device=visible.device).sub_(visible)  # 0 - n: no -0.0
         if ctx.active is not None:
             cost = torch.where(ctx.active, cost, torch.zeros_like(cost))
         return cost
