@@ -7,6 +7,11 @@ import torch
 from generative.models import Critic
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 (autocast may hand back bfloat16), keeping float64 for exact checks."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor | None = None,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """``E[(||grad_x critic(x)||_2 - 1)^2]`` at random points ``x`` between real and fake images.
@@ -26,8 +31,8 @@ def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, con
     eps = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=source).to(real.device, real.dtype)
     mixed = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
     scores = critic(mixed, condition)
-    (grad,) = torch.autograd.grad(scores.float().sum(), mixed, create_graph=True)
-    return (grad.float().flatten(1).norm(2, dim=1) - 1.0).square().mean()
+    (grad,) = torch.autograd.grad(_wide(scores).sum(), mixed, create_graph=True)
+    return (_wide(grad).flatten(1).norm(2, dim=1) - 1.0).square().mean()
 
 
 def critic_loss(critic: Critic, real: torch.Tensor, fake: torch.Tensor, gp_weight: float = 10.0,
@@ -45,8 +50,8 @@ def critic_loss(critic: Critic, real: torch.Tensor, fake: torch.Tensor, gp_weigh
         ``fake`` (mean scores).
     """
     fake = fake.detach()
-    real_scores = critic(real, condition).float()
-    fake_scores = critic(fake, condition).float()
+    real_scores = _wide(critic(real, condition))
+    fake_scores = _wide(critic(fake, condition))
     wasserstein = real_scores.mean() - fake_scores.mean()
     loss = -wasserstein
     if gp_weight > 0:
@@ -64,4 +69,4 @@ def critic_loss(critic: Critic, real: torch.Tensor, fake: torch.Tensor, gp_weigh
 
 def generator_loss(critic: Critic, fake: torch.Tensor) -> torch.Tensor:
     """``-E[D(fake)]`` for generator samples ``fake`` ``(B, C, H, W)`` in [0, 1] (keeps their gradient)."""
-    return -critic(fake).float().mean()
+    return -_wide(critic(fake)).mean()

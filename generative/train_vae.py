@@ -146,7 +146,7 @@ def train(args: Args, progress: bool = True) -> Result:
     model.train()
     started, start_step = time.perf_counter(), step
     bar = tqdm(total=args.steps, initial=step, desc="train-vae", disable=not progress, dynamic_ncols=True)
-    scores = evaluate(model, heldout)
+    scores: dict[str, float] = {}
     try:
         while step < args.steps:
             index = torch.randint(len(data), (args.batch_size,), generator=streams["data"], device=device)
@@ -158,7 +158,8 @@ def train(args: Args, progress: bool = True) -> Result:
             step += 1
             bar.update(1)
 
-            if step % args.sample_every == 0 or step == args.steps:
+            evaluated = step % args.sample_every == 0 or step == args.steps
+            if evaluated:
                 scores = evaluate(model, heldout)
                 with evaluating(model):
                     write_sheet(out / "samples" / f"step_{step:06d}_samples.png", model.decode(fixed_z), writer,
@@ -169,14 +170,15 @@ def train(args: Args, progress: bool = True) -> Result:
             if step % args.log_every == 0 or step == args.steps:
                 elapsed = time.perf_counter() - started
                 speed = (step - start_step) * args.batch_size / max(elapsed, 1e-9)
-                row = {"step": step, **{f"loss/{k}": v.item() for k, v in stats.items()},
-                       "heldout/mse": scores["mse"], "heldout/elbo": scores["elbo"], "perf/images_per_s": speed}
+                row = {"step": step, **{f"loss/{k}": v.item() for k, v in stats.items()}, "perf/images_per_s": speed}
+                if evaluated:
+                    row.update({"heldout/mse": scores["mse"], "heldout/elbo": scores["elbo"]})
                 history.append(row)
                 for key, value in row.items():
                     if key != "step":
                         writer.add_scalar(key, value, step)
                 bar.set_postfix(loss=f"{row['loss/loss']:.1f}", kl=f"{row['loss/kl']:.1f}",
-                                heldout_mse=f"{scores['mse']:.4f}")
+                                heldout_mse=f"{scores.get('mse', float('nan')):.4f}")
             if step % args.checkpoint_every == 0 or step == args.steps:
                 checkpoint(step)
     except KeyboardInterrupt:
