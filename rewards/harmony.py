@@ -182,7 +182,12 @@ def hue_histogram(canvas: torch.Tensor, bins: int = 360) -> torch.Tensor:
     if HAVE_NUMBA and canvas.device.type == "cpu" and canvas.dtype == torch.float32:
         array = canvas.detach().contiguous().numpy()
         out = np.empty((array.shape[0], bins), dtype=np.float32)
+        threads = torch.get_num_threads()  # numba uses as many threads as torch is allowed
+        if numba.get_num_threads() != min(threads, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         _histogram_kernel(array, bins, out)
+        if torch.get_num_threads() != threads:  # numba's OpenMP start-up resets the process-wide count
+            torch.set_num_threads(threads)
         return torch.from_numpy(out)
     return hue_histogram_torch(canvas, bins)
 
