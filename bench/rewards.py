@@ -32,11 +32,11 @@ from tqdm import tqdm
 
 import envs
 import rewards
-from rewards import harmony
+from rewards import fastpath
 
 DEFAULT_REWARDS = ("target", "target(metric=ssim)", "strokes", "harmony", "harmony(dense=true)",
                    "novelty", "novelty(rnd=true)")
-TORCH_PATH = " [torch path]"  # suffix: the same reward with the numba fast path switched off
+TORCH_PATH = " [torch path]"  # suffix: the same reward with the numba fast paths switched off
 TARGET_OVERHEAD = 0.25  # the issue's budget for harmony and novelty: +25% of an env step on the CPU
 
 
@@ -83,8 +83,8 @@ class TimedEnv:
 
     def episode(self, actions: np.ndarray, args: argparse.Namespace) -> tuple[float, float, float]:
         """Run one full episode; returns seconds per step for the env step, the reward and its update."""
-        saved = harmony.HAVE_NUMBA
-        harmony.HAVE_NUMBA = saved and not self.numba_off
+        saved = fastpath.HAVE_NUMBA
+        fastpath.HAVE_NUMBA = saved and not self.numba_off
         try:
             self.reward_time = 0.0
             start = time.perf_counter()
@@ -99,7 +99,7 @@ class TimedEnv:
                 _sync(args.device)
                 update = time.perf_counter() - start
         finally:
-            harmony.HAVE_NUMBA = saved
+            fastpath.HAVE_NUMBA = saved
         steps = len(actions)
         return elapsed / steps, self.reward_time / steps, update / steps
 
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rewards", default=";".join(DEFAULT_REWARDS),
                         help="reward specs separated by ';' (the zero baseline is always added)")
     parser.add_argument("--torch-path", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time harmony with its numba CPU fast path switched off")
+                        help="also time harmony and SSIM with their numba CPU fast paths switched off")
     parser.add_argument("--vae", help="also time novelty with this VAE checkpoint's encoder as the embedding")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     specs = ["zero"] + [spec.strip() for spec in args.rewards.split(";") if spec.strip() and spec.strip() != "zero"]
     if args.vae:
         specs.append(f"novelty(vae={args.vae})")
-    if args.torch_path and args.device == "cpu" and harmony.HAVE_NUMBA:
-        specs += [spec + TORCH_PATH for spec in specs if spec.startswith("harmony")]
+    if args.torch_path and args.device == "cpu" and fastpath.HAVE_NUMBA:
+        specs += [spec + TORCH_PATH for spec in specs if spec.startswith("harmony") or "ssim" in spec]
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (args.steps, args.num_envs, 13)).astype(np.float32)
     timed = {spec: TimedEnv(spec, args) for spec in specs}

@@ -41,21 +41,14 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import numpy as np
 import torch
 
+from rewards import fastpath
 from rewards.base import Reward
+from rewards.fastpath import numba
 from rewards.registry import register
-
-try:  # numba builds the CPU histogram in one pass; without it the torch path is used everywhere
-    import numba
-
-    HAVE_NUMBA = os.environ.get("PAINTGYM_NO_NUMBA", "") == ""
-except ImportError:  # pragma: no cover - numba is a dependency
-    numba = None
-    HAVE_NUMBA = False
 
 TEMPLATES: dict[str, tuple[tuple[float, float], ...]] = {
     "i": ((0.0, 18.0),),
@@ -139,7 +132,7 @@ def hue_histogram_torch(canvas: torch.Tensor, bins: int = 360) -> torch.Tensor:
     return hist.view(batch, bins)
 
 
-if HAVE_NUMBA:
+if fastpath.HAVE_NUMBA:
 
     @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
     def _histogram_kernel(canvas: np.ndarray, bins: int, out: np.ndarray) -> None:  # pragma: no cover - jit
@@ -179,15 +172,10 @@ if HAVE_NUMBA:
 def hue_histogram(canvas: torch.Tensor, bins: int = 360) -> torch.Tensor:
     """Saturation-weighted hue histogram ``(B, bins)`` float32 (see :func:`hue_histogram_torch`);
     by the numba kernel for float32 CPU tensors, else by the torch path."""
-    if HAVE_NUMBA and canvas.device.type == "cpu" and canvas.dtype == torch.float32:
+    if fastpath.use_numba(canvas):
         array = canvas.detach().contiguous().numpy()
         out = np.empty((array.shape[0], bins), dtype=np.float32)
-        threads = torch.get_num_threads()  # numba uses as many threads as torch is allowed
-        if numba.get_num_threads() != min(threads, numba.config.NUMBA_NUM_THREADS):
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        _histogram_kernel(array, bins, out)
-        if torch.get_num_threads() != threads:  # numba's OpenMP start-up resets the process-wide count
-            torch.set_num_threads(threads)
+        fastpath.launch(_histogram_kernel, array, bins, out)
         return torch.from_numpy(out)
     return hue_histogram_torch(canvas, bins)
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
+from rewards import fastpath
 from rewards.base import Reward
+from rewards.fastpath import numba
 from rewards.registry import register
 
 
@@ -53,15 +56,20 @@ SSIM_RADIUS = 5
 """Half-width of the window: 11 taps, scipy's truncation of the gaussian at 3.5 sigma, as scikit-image."""
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
 """Stabilising constants ``(K1 L)^2`` and ``(K2 L)^2`` for images with data range ``L = 1``."""
-_SSIM_CPU_CHUNK = 8  # canvases per chunk on the CPU: the 15 filtered planes of 8 canvases stay in cache
+
+
+@functools.lru_cache(maxsize=8)
+def _window(radius: int) -> torch.Tensor:
+    """``(2 * radius + 1,)`` float64: the normalised gaussian window."""
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    window = torch.exp(-taps.square() / (2.0 * SSIM_SIGMA**2))
+    return window / window.sum()
 
 
 @functools.lru_cache(maxsize=16)
 def _band_matrix(size: int, radius: int, device: torch.device) -> torch.Tensor:
     """``(size, size - 2 * radius)``: multiplying by it is a 'valid' correlation with the gaussian window."""
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    window = torch.exp(-taps.square() / (2.0 * SSIM_SIGMA**2))
-    window /= window.sum()
+    window = _window(radius)
     out = size - 2 * radius
     band = torch.zeros(size, out, dtype=torch.float64)
     rows = torch.arange(out).view(1, -1) + torch.arange(2 * radius + 1).view(-1, 1)  # (taps, out)
@@ -69,7 +77,7 @@ def _band_matrix(size: int, radius: int, device: torch.device) -> torch.Tensor:
     return band.float().to(device)
 
 
-def _ssim_chunk(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+def _ssim_torch(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     channels = x.shape[1]
     moments = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (B, 5C, H, W)
     mean_x, mean_y, xx, yy, xy = (rows.T @ moments @ cols).split(channels, dim=1)  # gaussian-weighted means
@@ -86,7 +94,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Gaussian window (sigma 1.5, 11 taps), population covariances and 'valid' windows only — the same
     numbers as ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=1, channel_axis=...)``. Images smaller than 11 pixels use
-    the largest window that fits.
+    the largest window that fits. On the CPU a numba kernel computes it (about 3x faster than the
+    torch path, which serves every other device; the two agree).
 
     :param x: ``(B, C, H, W)`` float in [0, 1].
     :param y: ``(B, C, H, W)`` float in [0, 1], same shape.
@@ -97,13 +106,67 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                          f"and {tuple(y.shape)}")
     height, width = x.shape[-2:]
     radius = min(SSIM_RADIUS, (min(height, width) - 1) // 2)
-    rows, cols = _band_matrix(height, radius, x.device), _band_matrix(width, radius, x.device)
     x, y = x.float(), y.float()
-    if x.device.type != "cpu":
-        return _ssim_chunk(x, y, rows, cols)
-    # chunks of canvases whose temporaries stay in cache: ~2.5x faster than the whole batch at once
-    return torch.cat([_ssim_chunk(x[i:i + _SSIM_CPU_CHUNK], y[i:i + _SSIM_CPU_CHUNK], rows, cols)
-                      for i in range(0, x.shape[0], _SSIM_CPU_CHUNK)])
+    if fastpath.use_numba(x):
+        out = np.empty(x.shape[0], dtype=np.float32)
+        window = _window(radius).float().numpy()
+        fastpath.launch(_ssim_kernel, x.detach().contiguous().numpy(), y.detach().contiguous().numpy(), window,
+                        SSIM_C1, SSIM_C2, out)
+        return torch.from_numpy(out)
+    rows, cols = _band_matrix(height, radius, x.device), _band_matrix(width, radius, x.device)
+    return _ssim_torch(x, y, rows, cols)
+
+
+if fastpath.HAVE_NUMBA:
+
+    @numba.njit(fastmath=True, nogil=True, cache=True)
+    def _ssim_plane(x: np.ndarray, y: np.ndarray, window: np.ndarray, c1: float, c2: float,
+                    rows: np.ndarray, cols: np.ndarray) -> float:  # pragma: no cover - jit
+        """Mean SSIM of one ``(H, W)`` plane pair; ``rows`` ``(5, H, W')`` and ``cols`` ``(5, W')`` are scratch."""
+        height, width = x.shape
+        taps = window.shape[0]
+        out_h, out_w = height - taps + 1, width - taps + 1
+        for i in range(height):  # horizontal pass: the five moments filtered along each row
+            rows[:, i, :] = 0.0
+            for k in range(taps):
+                g = window[k]
+                for j in range(out_w):  # innermost loops run along memory: SIMD
+                    a = x[i, j + k]
+                    b = y[i, j + k]
+                    rows[0, i, j] += g * a
+                    rows[1, i, j] += g * b
+                    rows[2, i, j] += g * a * a
+                    rows[3, i, j] += g * b * b
+                    rows[4, i, j] += g * a * b
+        total = 0.0
+        for i in range(out_h):  # vertical pass, then the SSIM of each window position
+            cols[:, :] = 0.0
+            for k in range(taps):
+                g = window[k]
+                for m in range(5):
+                    for j in range(out_w):
+                        cols[m, j] += g * rows[m, i + k, j]
+            for j in range(out_w):
+                mean_xy = cols[0, j] * cols[1, j]
+                mean_xx = cols[0, j] * cols[0, j]
+                mean_yy = cols[1, j] * cols[1, j]
+                numerator = (2.0 * mean_xy + c1) * (2.0 * (cols[4, j] - mean_xy) + c2)
+                denominator = (mean_xx + mean_yy + c1) * (cols[2, j] - mean_xx + cols[3, j] - mean_yy + c2)
+                total += numerator / denominator
+        return total / (out_h * out_w)
+
+    @numba.njit(fastmath=True, nogil=True, parallel=True, cache=True)
+    def _ssim_kernel(x: np.ndarray, y: np.ndarray, window: np.ndarray, c1: float, c2: float,
+                     out: np.ndarray) -> None:  # pragma: no cover - jit
+        batch, channels, height, width = x.shape
+        out_w = width - window.shape[0] + 1
+        for b in numba.prange(batch):
+            rows = np.empty((5, height, out_w), dtype=np.float32)
+            cols = np.empty((5, out_w), dtype=np.float32)
+            total = 0.0
+            for c in range(channels):
+                total += _ssim_plane(x[b, c], y[b, c], window, c1, c2, rows, cols)
+            out[b] = total / channels
 
 
 @register

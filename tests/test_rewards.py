@@ -12,7 +12,7 @@ import envs
 import rewards
 from envs.images import load_images, to_float
 from envs.strokes import FIELDS
-from rewards import cli
+from rewards import cli, fastpath
 from rewards.base import Reward, StepContext
 from rewards.target import ssim
 
@@ -188,6 +188,16 @@ def test_ssim_matches_scikit_image():
     torch.testing.assert_close(ssim(digits, digits), torch.ones(4))
     small = torch.rand(2, 3, 8, 8)  # smaller than the window: a narrower one
     assert torch.allclose(ssim(small, small), torch.ones(2))
+
+
+@pytest.mark.skipif(not fastpath.HAVE_NUMBA, reason="numba not installed")
+def test_ssim_numba_and_torch_paths_agree(monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 3, 23, 30, generator=generator)
+    y = (x + 0.2 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    fast = ssim(x, y)
+    monkeypatch.setattr(fastpath, "HAVE_NUMBA", False)
+    torch.testing.assert_close(fast, ssim(x, y), atol=1e-5, rtol=1e-4)
 
 
 def test_target_ssim_rewards_getting_closer():

@@ -8,7 +8,7 @@ import torch
 from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 
 import rewards
-from rewards import harmony
+from rewards import fastpath, harmony
 
 # Matsuda's templates as drawn in Cohen-Or et al. 2006, Fig. 2: (sector centre, sector width) in degrees.
 # Written out again here, independently of rewards.harmony.TEMPLATES, so a typo there fails the tests.
@@ -129,7 +129,7 @@ def test_best_template_and_rotation_fit_the_image():
         assert float((distance * saturation).mean()) < 0.05
 
 
-@pytest.mark.skipif(not harmony.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.skipif(not fastpath.HAVE_NUMBA, reason="numba not installed")
 def test_numba_histogram_matches_torch():
     rng = np.random.default_rng(5)
     canvas = torch.from_numpy(rng.uniform(size=(5, 3, 20, 20)).astype(np.float32))
