@@ -205,7 +205,7 @@ def train(args: Args, progress: bool = True) -> Result:
 
 def main(argv: list[str] | None = None) -> int:
     """``paintgym train-gan [options]``."""
-    args = parse_args(Args, argv, "paintgym train-gan", __doc__.splitlines()[0])
+    args = parse_args(Args, argv, "paintgym train-gan", __doc__.splitlines()[0].replace("``", ""))
     try:
         result = train(args)
     except (DatasetError, CheckpointError, TrainingError) as err:

@@ -197,7 +197,7 @@ def train(args: Args, progress: bool = True) -> Result:
 
 def main(argv: list[str] | None = None) -> int:
     """``paintgym train-vae [options]``."""
-    args = parse_args(Args, argv, "paintgym train-vae", __doc__.splitlines()[0])
+    args = parse_args(Args, argv, "paintgym train-vae", __doc__.splitlines()[0].replace("``", ""))
     try:
         result = train(args)
     except (DatasetError, CheckpointError, TrainingError) as err:
