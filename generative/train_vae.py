@@ -177,8 +177,8 @@ def train(args: Args, progress: bool = True) -> Result:
                 for key, value in row.items():
                     if key != "step":
                         writer.add_scalar(key, value, step)
-                bar.set_postfix(loss=f"{row['loss/loss']:.1f}", kl=f"{row['loss/kl']:.1f}",
-                                heldout_mse=f"{scores.get('mse', float('nan')):.4f}")
+                shown_scores = {"heldout_mse": f"{scores['mse']:.4f}"} if scores else {}
+                bar.set_postfix(loss=f"{row['loss/loss']:.1f}", kl=f"{row['loss/kl']:.1f}", **shown_scores)
             if step % args.checkpoint_every == 0 or step == args.steps:
                 checkpoint(step)
     except KeyboardInterrupt:
