@@ -176,7 +176,7 @@ def bench_dataset(data: Dataset, args: argparse.Namespace, device: torch.device,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gan-steps", type=int, default=300, help="generator updates (5 critic updates each)")
-    parser.add_argument("--vae-steps", type=int, default=600, help="VAE optimiser steps")
+    parser.add_argument("--vae-steps", type=int, default=1000, help="VAE optimiser steps")
     parser.add_argument("--classifier-steps", type=int, default=300, help="feature classifier training steps")
     parser.add_argument("--size", type=int, default=32, help="image side")
     parser.add_argument("--width", type=int, default=16, help="model width (train-gan/train-vae --width)")
