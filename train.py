@@ -11,7 +11,7 @@ import sys
 
 # name -> (module, one-line help); modules are imported only when their subcommand runs
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("agents.cli_train", "train an agent (default: paint a few strokes with a random policy)"),
+    "train": ("agents.cli_train", "train PPO, REINFORCE or SB3 PPO to paint (default: PPO on digits, minutes on CPU)"),
     "demo": ("envs.demo", "paint with a random policy and write a PNG and an MP4"),
     "rewards": ("rewards.cli", "list the rewards with their options, or check a --reward spec"),
     "train-gan": ("generative.train_gan", "train a WGAN-GP generator and critic on images (reward model, prior)"),

@@ -2,7 +2,10 @@
 
 SB3's algorithms expect its own ``VecEnv`` API (``step_async``/``step_wait``, a list of info
 dicts, ``terminal_observation``). This adapter provides it directly on the batched core, so SB3's
-PPO/A2C/SAC train on paintgym without ``DummyVecEnv`` and its one-env-at-a-time Python loop::
+PPO/A2C/SAC train on paintgym without ``DummyVecEnv`` and its one-env-at-a-time Python loop. At an
+episode's end the info also holds what SB3's ``Monitor`` would add (``episode``: return ``r``,
+length ``l``, time ``t``; SB3 logs ``rollout/ep_rew_mean`` from it), each reward term's episode sum
+(``episode_terms``) and the episode's ``strokes``::
 
     import gymnasium as gym, envs
     from stable_baselines3 import PPO
@@ -14,6 +17,7 @@ PPO/A2C/SAC train on paintgym without ``DummyVecEnv`` and its one-env-at-a-time 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,10 +46,16 @@ class SB3VecEnv(VecEnv):
         self._actions: np.ndarray | None = None
         super().__init__(native.num_envs, native.single_observation_space, native.single_action_space)
         self.render_mode = native.render_mode
+        # per-env running sums for Monitor-style ``info["episode"]`` (SB3 logs rollout/ep_rew_mean from it)
+        self._returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._term_sums = {key: np.zeros(self.num_envs, dtype=np.float64) for key in native.core.reward.keys}
+        self._started_at = time.perf_counter()
 
     def reset(self) -> VecEnvObs:
         seed = self._seeds[0] if self._seeds and self._seeds[0] is not None else None
         obs, _ = self.env.reset(seed=seed)
+        self._clear_episode_sums(np.ones(self.num_envs, dtype=bool))
         self._reset_seeds()
         self._reset_options()
         return obs
@@ -57,16 +67,31 @@ class SB3VecEnv(VecEnv):
         obs, reward, terminated, truncated, info = self.env.step(self._actions)
         dones = terminated | truncated
         terms = info["reward_terms"]
+        self._returns += reward
+        self._lengths += 1
+        for key, value in terms.items():
+            self._term_sums[key] += value
         infos: list[dict[str, Any]] = [
             {"reward_terms": {key: float(value[i]) for key, value in terms.items()}} for i in range(self.num_envs)
         ]  # SB3's API is a list of per-env dicts
         if dones.any():
             final_info, final_obs = info["final_info"], info["final_obs"]
+            elapsed = round(time.perf_counter() - self._started_at, 6)
             for i in np.flatnonzero(dones):
                 infos[i]["terminal_observation"] = final_obs[i]
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
                 infos[i]["strokes"] = final_info["strokes"][i]
+                # what stable_baselines3.common.monitor.Monitor reports, plus each reward term's sum
+                infos[i]["episode"] = {"r": float(self._returns[i]), "l": int(self._lengths[i]), "t": elapsed}
+                infos[i]["episode_terms"] = {key: float(value[i]) for key, value in self._term_sums.items()}
+            self._clear_episode_sums(dones)
         return obs, reward.astype(np.float32), dones, infos
+
+    def _clear_episode_sums(self, mask: np.ndarray) -> None:
+        self._returns[mask] = 0.0
+        self._lengths[mask] = 0
+        for value in self._term_sums.values():
+            value[mask] = 0.0
 
     def close(self) -> None:
         self.env.close()

@@ -1,0 +1,188 @@
+"""The policy/value network for canvas observations: a CoordConv CNN with a Beta or categorical head.
+
+The observation (``image`` mode: canvas, target and progress planes; ``dict`` mode: the same as
+separate entries) becomes a ``(B, C, H, W)`` float image in [0, 1], to which two coordinate planes
+(x and y in [0, 1]) are appended, as Learning to Paint does (Liu et al., 2018, CoordConv): the
+policy has to say *where* to paint, and plain convolutions are translation-equivariant.
+
+The trunk is cheap on purpose (the network, not the renderer, bounds training speed on a CPU): a
+patchifying stem (a ``p x p`` convolution with stride ``p``, ``p`` = canvas size / 16, at most 4),
+then two stride-2 3x3 convolutions and a linear layer. Actor and critic share the trunk
+(as CleanRL's Atari PPO does); the heads are linear:
+
+* continuous actions: two concentrations per component, ``1 + softplus(.)``, for
+  :class:`~agents.distributions.BetaActions` (actions always inside ``[-1, 1]``);
+* discrete actions: ``sum(nvec)`` logits, one categorical per ``MultiDiscrete`` component
+  (:class:`~agents.distributions.MultiCategorical`);
+* value: one number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.distributions import BetaActions, MultiCategorical
+
+Observation = torch.Tensor | dict[str, torch.Tensor]
+
+
+def layer_init(layer: nn.Module, std: float = float(np.sqrt(2)), bias_const: float = 0.0) -> nn.Module:
+    """Orthogonal weights with gain ``std`` and constant bias (the PPO implementation details)."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def observation_channels(space: gym.Space) -> tuple[int, int]:
+    """``(channels, size)`` of the image :func:`obs_to_image` makes from observations of ``space``."""
+    if isinstance(space, gym.spaces.Dict):
+        if "canvas" not in space.spaces:
+            raise ValueError(f"dict observations need a 'canvas' entry, got {list(space.spaces)}")
+        size = space["canvas"].shape[0]
+        channels = 3 + (3 if "target" in space.spaces else 0) + (1 if "progress" in space.spaces else 0)
+        return channels, size
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8:
+        height, width, channels = space.shape
+        if height != width:
+            raise ValueError(f"canvas observations are square, got {height}x{width}")
+        return channels, height
+    raise ValueError(f"the canvas policy reads paintgym observations ((H, W, C) uint8 or a dict with 'canvas'); "
+                     f"got {space}")
+
+
+def obs_to_image(obs: Observation) -> torch.Tensor:
+    """Observations -> ``(B, C, H, W)`` float in [0, 1].
+
+    :param obs: ``(B, H, W, C)`` uint8 (image mode), or a dict with ``canvas`` ``(B, H, W, 3)`` uint8,
+        optional ``target`` ``(B, H, W, 3)`` uint8 and ``progress`` ``(B, 1)`` float in [0, 1].
+    """
+    if isinstance(obs, dict):
+        canvas = obs["canvas"]
+        planes = [canvas, obs["target"]] if "target" in obs else [canvas]
+        image = torch.cat(planes, dim=-1).permute(0, 3, 1, 2).float().div_(255.0)
+        if "progress" not in obs:
+            return image
+        b, _, h, w = image.shape
+        progress = obs["progress"].to(image.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)
+        return torch.cat([image, progress], dim=1)
+    return obs.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class CanvasEncoder(nn.Module):
+    """CoordConv CNN: ``(B, C, H, W)`` float in [0, 1] -> ``(B, hidden)`` features.
+
+    :param in_channels: C.
+    :param size: H = W (at least 8).
+    :param channels: widths of the stem and the two stride-2 convolutions.
+    :param hidden: width of the output features.
+    """
+
+    def __init__(self, in_channels: int, size: int, channels: tuple[int, int, int] = (32, 64, 64),
+                 hidden: int = 256) -> None:
+        super().__init__()
+        if size < 8:
+            raise ValueError(f"the canvas encoder needs canvases of at least 8x8 pixels, got {size}")
+        patch = int(min(4, max(1, size // 16)))
+        ys, xs = torch.meshgrid(torch.linspace(0.0, 1.0, size), torch.linspace(0.0, 1.0, size), indexing="ij")
+        self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)  # (1, 2, H, W)
+        c0, c1, c2 = channels
+        self.convs = nn.Sequential(
+            layer_init(nn.Conv2d(in_channels + 2, c0, patch, stride=patch)), nn.ReLU(),
+            layer_init(nn.Conv2d(c0, c1, 3, stride=2, padding=1)), nn.ReLU(),
+            layer_init(nn.Conv2d(c1, c2, 3, stride=2, padding=1)), nn.ReLU(),
+            nn.Flatten(),
+        )
+        side = size // patch
+        side = (side + 1) // 2
+        side = (side + 1) // 2
+        self.fc = nn.Sequential(layer_init(nn.Linear(c2 * side * side, hidden)), nn.ReLU())
+        self.out_features = hidden
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        coords = self.coords.expand(image.shape[0], -1, -1, -1).to(image.dtype)
+        return self.fc(self.convs(torch.cat([image, coords], dim=1)))
+
+
+class ActorCritic(nn.Module):
+    """Policy and value for paintgym observations and action spaces (CleanRL's ``Agent``).
+
+    :param observation_space: the env's ``single_observation_space`` (image ``Box`` or ``Dict``).
+    :param action_space: the env's ``single_action_space``: ``Box(-1, 1, (A,))`` or ``MultiDiscrete``.
+    :param channels: CNN widths (see :class:`CanvasEncoder`).
+    :param hidden: width of the shared features.
+    """
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 channels: tuple[int, int, int] = (32, 64, 64), hidden: int = 256) -> None:
+        super().__init__()
+        in_channels, size = observation_channels(observation_space)
+        self.encoder = CanvasEncoder(in_channels, size, channels, hidden)
+        if isinstance(action_space, gym.spaces.Box):
+            unit = np.all(action_space.low == -1.0) and np.all(action_space.high == 1.0)
+            if not unit or len(action_space.shape) != 1:
+                raise ValueError(f"continuous actions must be a Box(-1, 1, (A,)), got {action_space}")
+            self.discrete = False
+            self.action_dim = int(action_space.shape[0])
+            self.actor = layer_init(nn.Linear(hidden, 2 * self.action_dim), std=0.01)
+        elif isinstance(action_space, gym.spaces.MultiDiscrete):
+            nvec = torch.as_tensor(np.asarray(action_space.nvec).reshape(-1), dtype=torch.long)
+            self.discrete = True
+            self.action_dim = int(nvec.numel())
+            self.register_buffer("valid", torch.arange(int(nvec.max()))[None, :] < nvec[:, None], persistent=False)
+            self.actor = layer_init(nn.Linear(hidden, self.action_dim * int(nvec.max())), std=0.01)
+        else:
+            raise ValueError(f"unsupported action space {action_space}; paintgym's are Box(-1, 1) and MultiDiscrete")
+        self.critic = layer_init(nn.Linear(hidden, 1), std=1.0)
+
+    def features(self, obs: Observation) -> torch.Tensor:
+        """``(B, hidden)`` shared features of a batch of observations."""
+        return self.encoder(obs_to_image(obs))
+
+    def get_value(self, obs: Observation) -> torch.Tensor:
+        """``(B,)`` float32 state values."""
+        return self.critic(self.features(obs)).float().squeeze(-1)
+
+    def distribution(self, features: torch.Tensor) -> BetaActions | MultiCategorical:
+        """The action distribution for ``(B, hidden)`` features (computed in float32)."""
+        out = self.actor(features).float()
+        if self.discrete:
+            return MultiCategorical(out.view(out.shape[0], self.action_dim, -1), self.valid)
+        alpha, beta = nn.functional.softplus(out).add_(1.0).chunk(2, dim=-1)
+        return BetaActions(alpha, beta)
+
+    def get_action_and_value(self, obs: Observation, action: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample (or score) actions: ``action (B, A)``, ``log_prob (B,)``, ``entropy (B,)``, ``value (B,)``.
+
+        Continuous actions are float in ``[-1, 1]``; discrete ones int64 in ``[0, nvec)``.
+        """
+        features = self.features(obs)
+        dist = self.distribution(features)
+        if action is None:
+            action = dist.sample()
+        return action, dist.log_prob(action), dist.entropy(), self.critic(features).float().squeeze(-1)
+
+    @torch.no_grad()
+    def act(self, obs: Observation, deterministic: bool = True) -> torch.Tensor:
+        """``(B, A)`` actions for acting: the distribution's mode, or a sample."""
+        dist = self.distribution(self.features(obs))
+        return dist.mode() if deterministic else dist.sample()
+
+    def extra_repr(self) -> str:
+        kind = "discrete" if self.discrete else "continuous (Beta)"
+        return f"actions={kind} x {self.action_dim}"
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def describe(module: nn.Module) -> dict[str, Any]:
+    """A short description for the run record."""
+    return {"class": type(module).__name__, "parameters": count_parameters(module)}
