@@ -226,7 +226,7 @@ class HarmonyReward(Reward):
     with sectors and over ``bins`` rotations, divided by the largest value that minimum can take
     (:data:`MAX_DISTANCE`). 1 means every saturated pixel lies inside one template (a greyscale image
     included, Matsuda's ``N``); hues spread uniformly over the wheel at full saturation score about
-    0.76; a mostly white or grey canvas scores near 1, since unsaturated pixels weigh nothing.
+    0.77; a mostly white or grey canvas scores near 1, since unsaturated pixels weigh nothing.
 
     :param dense: False (default): paid once, at the end of the episode. True: paid every step as the
         change of the harmony (a potential-based reward).

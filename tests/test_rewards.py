@@ -200,6 +200,20 @@ def test_ssim_numba_and_torch_paths_agree(monkeypatch):
     torch.testing.assert_close(fast, ssim(x, y), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.skipif(not fastpath.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("metric", ["l2", "l1"])
+def test_target_distance_numba_and_torch_paths_agree(monkeypatch, metric):
+    generator = torch.Generator().manual_seed(1)
+    canvas, target = torch.rand(2, 4, 3, 17, 17, generator=generator)
+    reward = rewards.build(f"target(metric={metric})")
+    fast = reward.score(canvas, target)
+    monkeypatch.setattr(fastpath, "HAVE_NUMBA", False)
+    torch.testing.assert_close(fast, reward.score(canvas, target))
+    diff = (canvas - target).double()
+    expected = diff.square() if metric == "l2" else diff.abs()
+    torch.testing.assert_close(fast, -expected.mean(dim=(1, 2, 3)).float())
+
+
 def test_target_ssim_rewards_getting_closer():
     digits = to_float(torch.from_numpy(load_images("digits", 32)[:4]))
     reward = rewards.build("target(metric=ssim)")
