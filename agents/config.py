@@ -102,7 +102,7 @@ def coerce(cls: type, values: dict[str, Any], origin: str) -> dict[str, Any]:
         elif kind is float and isinstance(value, int) and not isinstance(value, bool):
             out[name] = float(value)
         elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(f"{key} in {origin} must be a {kind.__name__}, got {value!r}")
+            raise ConfigError(f"{key} in {origin} must be of type {kind.__name__}, got {value!r}")
         else:
             out[name] = value
     return out

@@ -25,7 +25,7 @@ from torch import nn, optim
 from agents.common import autocast, check_amp
 from agents.episodes import EpisodeTracker
 from agents.networks import ActorCritic, Observation
-from agents.storage import RolloutStorage, compute_gae, index_obs
+from agents.storage import RewardNormalizer, RolloutStorage, compute_gae, index_obs
 from envs.vector_env import CanvasVectorEnv
 
 
@@ -39,6 +39,8 @@ class PPOArgs:
     """episodes each env plays per rollout (a rollout is rollout_episodes * max_steps steps per env)"""
     gamma: float = 0.99
     """the discount factor"""
+    norm_reward: bool = True
+    """divide rewards by a running std of the discounted return for learning (logged returns stay unscaled)"""
     gae_lambda: float = 0.95
     """the lambda of generalised advantage estimation"""
     num_minibatches: int = 4
@@ -93,6 +95,7 @@ class PPO:
         self.agent = ActorCritic(env.single_observation_space, env.single_action_space, hidden=args.hidden)
         self.agent.to(self.device)
         self.optimizer = optim.Adam(self.agent.parameters(), lr=args.learning_rate, eps=1e-5)
+        self.reward_normalizer = RewardNormalizer(env.num_envs, args.gamma, self.device) if args.norm_reward else None
         self.tracker = EpisodeTracker(env)
         self.metric_keys = [*self.tracker.metric_keys, *LOSS_KEYS, "explained_variance", "learning_rate"]
         self.obs: Observation | None = None
@@ -128,7 +131,8 @@ class PPO:
             self.tracker.record(reward, info["reward_terms"])
             if self.storage is None:
                 self.storage = RolloutStorage(self.num_steps, env.num_envs, obs, action)
-            self.storage.insert(step, obs, action, logprob, value, reward, done)
+            learn_reward = self.reward_normalizer(reward, done) if self.reward_normalizer else reward
+            self.storage.insert(step, obs, action, logprob, value, learn_reward, done)
             if done.any():  # all envs finish together; the finished canvases are still in the core here
                 self.tracker.finish(done)
                 next_obs, _ = env.reset(options={"reset_mask": done})
@@ -206,8 +210,13 @@ class PPO:
             return self.agent.act(obs, deterministic)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(), "args": asdict(self.args)}
+        state = {"agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(), "args": asdict(self.args)}
+        if self.reward_normalizer is not None:
+            state["reward_normalizer"] = self.reward_normalizer.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.reward_normalizer is not None:
+            self.reward_normalizer.load_state_dict(state["reward_normalizer"])

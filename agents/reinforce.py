@@ -27,7 +27,7 @@ from torch import nn, optim
 from agents.common import autocast, check_amp
 from agents.episodes import EpisodeTracker
 from agents.networks import ActorCritic, Observation
-from agents.storage import RolloutStorage, reward_to_go
+from agents.storage import RewardNormalizer, RolloutStorage, reward_to_go
 from envs.vector_env import CanvasVectorEnv
 
 BASELINES = ("value", "mean", "none")
@@ -43,6 +43,8 @@ class ReinforceArgs:
     """episodes each env plays per update (the batch is num_envs * rollout_episodes episodes)"""
     gamma: float = 0.99
     """the discount factor of the reward-to-go"""
+    norm_reward: bool = True
+    """divide rewards by a running std of the discounted return for learning (logged returns stay unscaled)"""
     baseline: str = "value"
     """the baseline subtracted from the reward-to-go: value (learned), mean (running mean per step) or none"""
     baseline_momentum: float = 0.9
@@ -90,6 +92,7 @@ class Reinforce:
         self.optimizer = optim.Adam(self.agent.parameters(), lr=args.learning_rate, eps=1e-5)
         self.running_mean = torch.zeros(self.episode_length, device=self.device)  # baseline=mean, per step
         self.running_seen = False
+        self.reward_normalizer = RewardNormalizer(env.num_envs, args.gamma, self.device) if args.norm_reward else None
         self.tracker = EpisodeTracker(env)
         self.metric_keys = [*self.tracker.metric_keys, *LOSS_KEYS, "learning_rate"]
         self.obs: Observation | None = None
@@ -124,7 +127,8 @@ class Reinforce:
             self.tracker.record(reward, info["reward_terms"])
             if self.storage is None:
                 self.storage = RolloutStorage(self.num_steps, env.num_envs, obs, action)
-            self.storage.insert(step, obs, action, logprob, value, reward, done)
+            learn_reward = self.reward_normalizer(reward, done) if self.reward_normalizer else reward
+            self.storage.insert(step, obs, action, logprob, value, learn_reward, done)
             if done.any():
                 self.tracker.finish(done)
                 next_obs, _ = env.reset(options={"reset_mask": done})
@@ -175,12 +179,17 @@ class Reinforce:
             return self.agent.act(obs, deterministic)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "running_mean": self.running_mean.clone(), "running_seen": self.running_seen,
-                "args": asdict(self.args)}
+        state = {"agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "running_mean": self.running_mean.clone(), "running_seen": self.running_seen,
+                 "args": asdict(self.args)}
+        if self.reward_normalizer is not None:
+            state["reward_normalizer"] = self.reward_normalizer.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.running_mean.copy_(state["running_mean"])
         self.running_seen = bool(state["running_seen"])
+        if self.reward_normalizer is not None:
+            self.reward_normalizer.load_state_dict(state["reward_normalizer"])

@@ -1,0 +1,194 @@
+"""Agents: distributions, network, storage estimators, and PPO / REINFORCE learning on a tiny task."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch.distributions import Categorical
+
+from agents.common import set_threads
+from agents.distributions import BetaActions, MultiCategorical
+from agents.evaluate import evaluate, random_policy
+from agents.networks import ActorCritic, obs_to_image
+from agents.ppo import PPO, PPOArgs
+from agents.reinforce import Reinforce, ReinforceArgs
+from agents.storage import compute_gae, reward_to_go
+from envs import CanvasVectorEnv
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Single-threaded torch and numba: faster and steadier on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    set_threads(1)
+    yield
+    set_threads(before)
+
+
+def tiny_env(num_envs: int, action_mode: str = "continuous", **options) -> CanvasVectorEnv:
+    """16x16 canvases, 2 steps per episode, 4 digit targets (0-3), black ink on white."""
+    digits = (255.0 - load_digits().images[:4] * 16.0).clip(0, 255).astype(np.uint8)
+    return CanvasVectorEnv(num_envs, targets=digits, canvas_size=16, max_steps=2, action_mode=action_mode, grid=4,
+                           return_tensors=True, autoreset_mode="disabled", **options)
+
+
+# ------------------------------------------------------------------------------ distributions
+def test_beta_actions_stay_inside_the_action_space_with_finite_log_probs():
+    torch.manual_seed(0)
+    alpha = torch.tensor([[1.0, 1.0, 50.0], [1.0, 2.0, 1.0]])
+    beta = torch.tensor([[1.0, 50.0, 1.0], [3.0, 1.0, 1.0]])
+    dist = BetaActions(alpha, beta)
+    samples = torch.stack([dist.sample() for _ in range(200)])
+    assert samples.abs().max() < 1.0
+    assert torch.isfinite(dist.log_prob(torch.tensor([[-1.0, -1.0, 1.0], [1.0, 1.0, -1.0]]))).all()
+    mode = dist.mode()
+    assert mode.shape == (2, 3) and mode.abs().max() < 1.0
+    assert mode[0, 0] == 0.0  # uniform component: the middle of the range
+    assert mode[0, 1] < -0.9 and mode[0, 2] > 0.9
+    assert dist.entropy().shape == (2,)
+    # Beta(1, 1) is uniform on [0, 1]: log-density 0 everywhere
+    uniform = BetaActions(torch.ones(1, 3), torch.ones(1, 3))
+    assert torch.allclose(uniform.log_prob(torch.tensor([[-0.5, 0.0, 0.7]])), torch.zeros(1), atol=1e-5)
+
+
+def test_multi_categorical_matches_one_categorical_per_component():
+    torch.manual_seed(0)
+    nvec = torch.tensor([3, 5, 2])
+    valid = torch.arange(5)[None, :] < nvec[:, None]
+    logits = torch.randn(4, 3, 5)
+    dist = MultiCategorical(logits, valid)
+    actions = torch.stack([dist.sample() for _ in range(500)])
+    assert (actions < nvec).all() and (actions >= 0).all()
+    expected_logp = torch.zeros(4)
+    expected_entropy = torch.zeros(4)
+    action = actions[0]
+    for k, n in enumerate(nvec.tolist()):
+        reference = Categorical(logits=logits[:, k, :n])
+        expected_logp += reference.log_prob(action[:, k])
+        expected_entropy += reference.entropy()
+    assert torch.allclose(dist.log_prob(action), expected_logp, atol=1e-5)
+    assert torch.allclose(dist.entropy(), expected_entropy, atol=1e-5)
+    # sampling frequencies follow the probabilities of the padded categorical
+    freq = torch.bincount(actions[:, 0, 1], minlength=5).float() / len(actions)
+    probs = torch.softmax(logits[0, 1], dim=-1)
+    assert torch.allclose(freq, probs, atol=0.07)
+
+
+# ------------------------------------------------------------------------------------ network
+@pytest.mark.parametrize("action_mode", ["continuous", "discrete"])
+def test_network_acts_inside_the_action_space_for_image_and_dict_observations(action_mode):
+    for obs_mode in ("image", "dict"):
+        env = tiny_env(3, action_mode, obs_mode=obs_mode)
+        agent = ActorCritic(env.single_observation_space, env.single_action_space, hidden=32)
+        obs, _ = env.reset(seed=0)
+        action, logprob, entropy, value = agent.get_action_and_value(obs)
+        assert action.shape == (3, *env.single_action_space.shape)
+        assert logprob.shape == entropy.shape == value.shape == (3,)
+        assert env.single_action_space.contains(action[0].numpy().astype(env.single_action_space.dtype))
+        obs = env.step(action)[0]  # the env accepts them (it raises outside the space)
+        env.step(agent.act(obs))  # and the deterministic actions
+
+
+def test_dict_and_image_observations_give_the_network_the_same_image():
+    image_env, dict_env = tiny_env(4), tiny_env(4, obs_mode="dict")
+    a, _ = image_env.reset(seed=3)
+    b, _ = dict_env.reset(seed=3)
+    actions = torch.rand(4, 13) * 2 - 1
+    a = image_env.step(actions)[0]
+    b = dict_env.step(actions)[0]
+    assert torch.allclose(obs_to_image(a), obs_to_image(b), atol=0.5 / 255)
+
+
+def test_network_rejects_foreign_spaces():
+    env = tiny_env(1)
+    with pytest.raises(ValueError, match="Box"):
+        ActorCritic(env.single_observation_space, gym.spaces.Box(0.0, 1.0, (13,)))
+    with pytest.raises(ValueError, match="observations"):
+        ActorCritic(gym.spaces.Box(0.0, 1.0, (5,)), env.single_action_space)
+
+
+# ---------------------------------------------------------------------------------- estimators
+def test_gae_matches_a_per_env_reference():
+    torch.manual_seed(0)
+    t, b, gamma, lam = 6, 3, 0.9, 0.8
+    rewards, values, next_value = torch.randn(t, b), torch.randn(t, b), torch.randn(b)
+    dones = torch.zeros(t, b)
+    dones[2, 0] = dones[5, 1] = dones[0, 2] = 1.0
+    advantages, returns = compute_gae(rewards, values, dones, next_value, gamma, lam)
+    for env in range(b):
+        gae = 0.0
+        for step in reversed(range(t)):
+            following = next_value[env] if step == t - 1 else values[step + 1, env]
+            keep = 1.0 - dones[step, env]
+            delta = rewards[step, env] + gamma * following * keep - values[step, env]
+            gae = delta + gamma * lam * keep * gae
+            assert advantages[step, env] == pytest.approx(float(gae), abs=1e-5)
+    assert torch.allclose(returns, advantages + values)
+
+
+def test_reward_to_go_restarts_at_episode_ends():
+    rewards = torch.tensor([[1.0], [2.0], [4.0], [8.0]])
+    dones = torch.tensor([[0.0], [1.0], [0.0], [1.0]])
+    expected = torch.tensor([[1 + 0.5 * 2], [2.0], [4 + 0.5 * 8], [8.0]])
+    assert torch.allclose(reward_to_go(rewards, dones, 0.5), expected)
+
+
+# ----------------------------------------------------------------------------------- learning
+def random_return(env: CanvasVectorEnv, seeds: int = 4) -> float:
+    returns = [evaluate(random_policy(env, torch.Generator().manual_seed(s)), env, seed=11).metrics["return"]
+               for s in range(seeds)]
+    return float(np.mean(returns))
+
+
+def test_ppo_learns_the_tiny_reconstruction_task():
+    torch.manual_seed(0)
+    env, eval_env = tiny_env(16), tiny_env(16)
+    algo = PPO(env, PPOArgs(learning_rate=1e-3, hidden=64, anneal_lr=False, rollout_episodes=2))
+    algo.start(env.reset(seed=0)[0])
+    untrained = evaluate(algo.act, eval_env, seed=11).metrics
+    for iteration in range(1, 31):
+        metrics = algo.train_iteration(iteration, 30)
+    trained = evaluate(algo.act, eval_env, seed=11).metrics
+    random = random_return(eval_env)
+    assert metrics["episodes"] == 32 and np.isfinite(metrics["policy_loss"])
+    assert trained["return"] > random + 0.03, (trained, random, untrained)
+    assert trained["return"] > untrained["return"] + 0.03
+    assert trained["l2"] < untrained["l2"]
+
+
+def test_reinforce_learns_the_tiny_task_with_discrete_actions():
+    torch.manual_seed(0)
+    env, eval_env = tiny_env(16, "discrete"), tiny_env(16, "discrete")
+    algo = Reinforce(env, ReinforceArgs(learning_rate=1e-3, hidden=64, rollout_episodes=2))
+    algo.start(env.reset(seed=0)[0])
+    untrained = evaluate(algo.act, eval_env, seed=11).metrics
+    for iteration in range(1, 41):
+        algo.train_iteration(iteration, 40)
+    trained = evaluate(algo.act, eval_env, seed=11).metrics
+    random = random_return(eval_env)
+    assert trained["return"] > random + 0.03, (trained, random, untrained)
+    assert trained["return"] > untrained["return"] + 0.03
+
+
+def test_reinforce_running_mean_baseline_tracks_the_reward_to_go():
+    torch.manual_seed(0)
+    env = tiny_env(8)
+    algo = Reinforce(env, ReinforceArgs(baseline="mean", hidden=32))
+    algo.start(env.reset(seed=0)[0])
+    metrics = algo.train_iteration(1, 1)
+    returns = reward_to_go(algo.storage.rewards, algo.storage.dones, algo.args.gamma)
+    assert torch.allclose(algo.running_mean, returns.mean(dim=1), atol=1e-6)  # the first batch sets it
+    assert np.isfinite(metrics["policy_loss"])
+    with pytest.raises(ValueError, match="baseline"):
+        Reinforce(env, ReinforceArgs(baseline="median"))
+
+
+def test_algorithms_need_the_native_tensor_env():
+    env = CanvasVectorEnv(2, targets="digits", canvas_size=16, max_steps=2)
+    with pytest.raises(ValueError, match="return_tensors"):
+        PPO(env, PPOArgs())
+    with pytest.raises(ValueError, match="CUDA"):
+        PPO(tiny_env(2), PPOArgs(), amp=True)
