@@ -6,8 +6,9 @@ separate entries) becomes a ``(B, C, H, W)`` float image in [0, 1], to which two
 policy has to say *where* to paint, and plain convolutions are translation-equivariant.
 
 The trunk is cheap on purpose (the network, not the renderer, bounds training speed on a CPU): a
-patchifying stem (a ``p x p`` convolution with stride ``p``, ``p`` = canvas size / 16, at most 4),
-then two stride-2 3x3 convolutions and a linear layer. Actor and critic share the trunk
+patchifying stem (a ``p x p`` convolution with stride ``p``, ``p`` = canvas size / 16, at most 4;
+the coordinate planes folded into a learned position map, see :class:`CanvasEncoder`), then two
+stride-2 3x3 convolutions and a linear layer. Actor and critic share the trunk
 (as CleanRL's Atari PPO does); the heads are linear:
 
 * continuous actions: two concentrations per component, ``1 + softplus(.)``, for
@@ -64,17 +65,23 @@ def obs_to_image(obs: Observation) -> torch.Tensor:
     if isinstance(obs, dict):
         canvas = obs["canvas"]
         planes = [canvas, obs["target"]] if "target" in obs else [canvas]
-        image = torch.cat(planes, dim=-1).permute(0, 3, 1, 2).float().div_(255.0)
+        image = torch.cat(planes, dim=-1).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
         if "progress" not in obs:
             return image
         b, _, h, w = image.shape
         progress = obs["progress"].to(image.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)
         return torch.cat([image, progress], dim=1)
-    return obs.permute(0, 3, 1, 2).float().div_(255.0)
+    return obs.permute(0, 3, 1, 2).contiguous().float().div_(255.0)  # NCHW: the fast layout for CPU convs
 
 
 class CanvasEncoder(nn.Module):
     """CoordConv CNN: ``(B, C, H, W)`` float in [0, 1] -> ``(B, hidden)`` features.
+
+    The coordinate planes enter only the stem, which is linear: ``stem(cat[image, coords]) =
+    stem_image(image) + stem_coords(coords)``, and the second term does not depend on the input. So
+    the stem convolves the image alone and adds a learned ``(c0, H/p, W/p)`` map computed from the
+    coordinates once per forward pass — the same function as concatenating the planes to every
+    observation, without copying them into every batch.
 
     :param in_channels: C.
     :param size: H = W (at least 8).
@@ -91,8 +98,14 @@ class CanvasEncoder(nn.Module):
         ys, xs = torch.meshgrid(torch.linspace(0.0, 1.0, size), torch.linspace(0.0, 1.0, size), indexing="ij")
         self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)  # (1, 2, H, W)
         c0, c1, c2 = channels
+        stem = layer_init(nn.Conv2d(in_channels + 2, c0, patch, stride=patch))  # initialised as one conv
+        self.stem = nn.Conv2d(in_channels, c0, patch, stride=patch)
+        self.stem_coords = nn.Conv2d(2, c0, patch, stride=patch, bias=False)
+        with torch.no_grad():
+            self.stem.weight.copy_(stem.weight[:, :in_channels])
+            self.stem.bias.copy_(stem.bias)
+            self.stem_coords.weight.copy_(stem.weight[:, in_channels:])
         self.convs = nn.Sequential(
-            layer_init(nn.Conv2d(in_channels + 2, c0, patch, stride=patch)), nn.ReLU(),
             layer_init(nn.Conv2d(c0, c1, 3, stride=2, padding=1)), nn.ReLU(),
             layer_init(nn.Conv2d(c1, c2, 3, stride=2, padding=1)), nn.ReLU(),
             nn.Flatten(),
@@ -104,8 +117,8 @@ class CanvasEncoder(nn.Module):
         self.out_features = hidden
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        coords = self.coords.expand(image.shape[0], -1, -1, -1).to(image.dtype)
-        return self.fc(self.convs(torch.cat([image, coords], dim=1)))
+        position = self.stem_coords(self.coords.to(image.dtype))  # (1, c0, H/p, W/p), the CoordConv term
+        return self.fc(self.convs(torch.relu(self.stem(image) + position)))
 
 
 class ActorCritic(nn.Module):

@@ -31,7 +31,7 @@ from envs.vector_env import CanvasVectorEnv
 
 @dataclass
 class PPOArgs:
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     """the learning rate of the Adam optimiser"""
     anneal_lr: bool = True
     """anneal the learning rate linearly to 0 over the run"""
@@ -43,7 +43,7 @@ class PPOArgs:
     """divide rewards by a running std of the discounted return for learning (logged returns stay unscaled)"""
     gae_lambda: float = 0.95
     """the lambda of generalised advantage estimation"""
-    num_minibatches: int = 4
+    num_minibatches: int = 8
     """the number of minibatches each rollout is split into"""
     update_epochs: int = 4
     """the number of passes over each rollout"""
@@ -63,6 +63,8 @@ class PPOArgs:
     """stop an update's epochs early when the approximate KL exceeds this (None: never)"""
     hidden: int = 256
     """width of the network's shared features"""
+    width: int = 16
+    """channels of the CNN's first layer (the next two have twice as many)"""
 
 
 LOSS_KEYS = ["policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac"]
@@ -92,7 +94,8 @@ class PPO:
             raise ValueError(f"num_minibatches ({args.num_minibatches}) exceeds the batch of "
                              f"{self.steps_per_iteration} transitions; use fewer minibatches or more envs")
         self.minibatch_size = self.steps_per_iteration // args.num_minibatches
-        self.agent = ActorCritic(env.single_observation_space, env.single_action_space, hidden=args.hidden)
+        channels = (args.width, 2 * args.width, 2 * args.width)
+        self.agent = ActorCritic(env.single_observation_space, env.single_action_space, channels, args.hidden)
         self.agent.to(self.device)
         self.optimizer = optim.Adam(self.agent.parameters(), lr=args.learning_rate, eps=1e-5)
         self.reward_normalizer = RewardNormalizer(env.num_envs, args.gamma, self.device) if args.norm_reward else None

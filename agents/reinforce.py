@@ -59,6 +59,8 @@ class ReinforceArgs:
     """the maximum global norm of the gradient"""
     hidden: int = 256
     """width of the network's shared features"""
+    width: int = 16
+    """channels of the CNN's first layer (the next two have twice as many)"""
 
 
 LOSS_KEYS = ["policy_loss", "value_loss", "entropy"]
@@ -87,7 +89,8 @@ class Reinforce:
         self.episode_length = env.core.max_steps
         self.num_steps = args.rollout_episodes * self.episode_length
         self.steps_per_iteration = self.num_steps * env.num_envs
-        self.agent = ActorCritic(env.single_observation_space, env.single_action_space, hidden=args.hidden)
+        channels = (args.width, 2 * args.width, 2 * args.width)
+        self.agent = ActorCritic(env.single_observation_space, env.single_action_space, channels, args.hidden)
         self.agent.to(self.device)
         self.optimizer = optim.Adam(self.agent.parameters(), lr=args.learning_rate, eps=1e-5)
         self.running_mean = torch.zeros(self.episode_length, device=self.device)  # baseline=mean, per step

@@ -70,6 +70,8 @@ class SB3PPOArgs:
     """the network: paintgym (the CoordConv encoder of agents.networks) or CnnPolicy (SB3's NatureCNN)"""
     hidden: int = 256
     """width of the shared features (policy=paintgym)"""
+    width: int = 16
+    """channels of the CNN's first layer, the next two have twice as many (policy=paintgym)"""
 
 
 class CanvasFeatures(BaseFeaturesExtractor):
@@ -79,7 +81,7 @@ class CanvasFeatures(BaseFeaturesExtractor):
     dict of ``canvas``/``target`` ``(B, 3, H, W)`` and ``progress`` ``(B, 1)``.
     """
 
-    def __init__(self, observation_space: gym.Space, hidden: int = 256) -> None:
+    def __init__(self, observation_space: gym.Space, hidden: int = 256, width: int = 32) -> None:
         super().__init__(observation_space, features_dim=hidden)
         if isinstance(observation_space, gym.spaces.Dict):
             size = observation_space["canvas"].shape[-1]
@@ -87,7 +89,7 @@ class CanvasFeatures(BaseFeaturesExtractor):
             channels += 1 if "progress" in observation_space.spaces else 0
         else:
             channels, size = observation_space.shape[0], observation_space.shape[-1]
-        self.encoder = CanvasEncoder(channels, size, hidden=hidden)
+        self.encoder = CanvasEncoder(channels, size, (width, 2 * width, 2 * width), hidden)
 
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         if isinstance(obs, dict):
@@ -184,7 +186,7 @@ class SB3PPO:
         policy_kwargs: dict[str, Any] = {}
         if args.policy == "paintgym":
             policy_kwargs = {"features_extractor_class": CanvasFeatures,
-                             "features_extractor_kwargs": {"hidden": args.hidden}, "net_arch": []}
+                             "features_extractor_kwargs": {"hidden": args.hidden, "width": args.width}, "net_arch": []}
         self.model = SB3PPOModel(
             "MultiInputPolicy" if is_dict else "CnnPolicy", self.venv, learning_rate=args.learning_rate,
             n_steps=n_steps, batch_size=self.steps_per_iteration // args.num_minibatches,

@@ -67,7 +67,7 @@ class TrainConfig:
     """target images: digits, faces, photos, a folder, .npy/.npz, gan:PATH, vae:PATH (None: the env's default)"""
     num_envs: int = 64
     """canvases painted in parallel"""
-    total_steps: int = 300_000
+    total_steps: int = 122_880
     """env steps to train for (summed over envs)"""
     device: str = "auto"
     """where env, policy and storage live: auto (CUDA if available), cpu or cuda"""
@@ -77,11 +77,11 @@ class TrainConfig:
     """the run directory (None: runs/AGENT-ENV-sSEED-TIME)"""
     resume: str | None = None
     """continue the run in this run directory (or from this checkpoint file)"""
-    eval_every: int = 50_000
+    eval_every: int = 20_480
     """evaluate on held-out targets every this many env steps (0: only at the start and the end)"""
     video_every: int = 0
     """write a video of the agent painting every this many env steps (0: only at the end)"""
-    checkpoint_every: int = 50_000
+    checkpoint_every: int = 20_480
     """write a checkpoint every this many env steps (and always at the end)"""
     eval_episodes: int = 32
     """held-out episodes per evaluation"""
@@ -101,8 +101,8 @@ class TrainConfig:
     """side of each painting in videos and the contact sheet (re-rendered from the strokes)"""
     progress: bool = True
     """show a progress bar"""
-    threads: int = 0
-    """CPU threads for torch and the renderer (0: all cores; 1 is often faster on a busy machine)"""
+    threads: int = 1
+    """CPU threads for torch and the renderer (0: all cores; 1 is steadier, idle OpenMP threads spin on busy CPUs)"""
 
 
 ALGORITHMS: dict[str, tuple[type, type]] = {"ppo": (PPO, PPOArgs), "reinforce": (Reinforce, ReinforceArgs)}

@@ -66,7 +66,7 @@ def test_train_cli_writes_the_run_directory(tmp_path, capsys):
     assert len(frames) >= 3 and frames[0].ndim == 3
     # the resolved configuration reads back as a --config file
     config = load_toml(run / "config.toml")
-    assert config["canvas_size"] == 16 and config["agent"] == "ppo" and config["learning_rate"] == 3e-4
+    assert config["canvas_size"] == 16 and config["agent"] == "ppo" and config["learning_rate"] == PPOArgs.learning_rate
     assert "trained 64 steps" in capsys.readouterr().out
 
 
