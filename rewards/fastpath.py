@@ -2,6 +2,10 @@
 
 Rewards keep a torch implementation for every device and use a numba kernel on the CPU when it is
 much faster (tests check that both agree). ``PAINTGYM_NO_NUMBA=1`` switches the kernels off.
+
+Each kernel comes as a serial and a parallel (``prange``) loop over the batch. Small batches run
+the serial one, as the renderer does: threads cost more than they save there, and a process that
+never started numba's OpenMP threads can still fork safely (``gymnasium`` async vector envs).
 """
 
 from __future__ import annotations
@@ -26,17 +30,24 @@ def use_numba(tensor: torch.Tensor) -> bool:
     return HAVE_NUMBA and tensor.device.type == "cpu" and tensor.dtype == torch.float32
 
 
-def launch(kernel: Callable[..., Any], *args: Any) -> Any:
-    """Run a parallel numba kernel with as many threads as torch may use, and leave torch's count as it was.
+PARALLEL_MIN_BATCH = 16
+"""Batches smaller than this run the serial kernel (the renderer's threshold too)."""
+
+
+def launch(serial: Callable[..., Any], parallel: Callable[..., Any], batch: int, *args: Any) -> Any:
+    """Run ``serial(*args)``, or ``parallel(*args)`` for a batch of at least :data:`PARALLEL_MIN_BATCH`
+    when torch may use several threads; numba then uses as many threads as torch may.
 
     Numba's OpenMP threading layer sets the process-wide OpenMP thread count when it starts, which
-    would undo a user's ``torch.set_num_threads``.
+    would undo a user's ``torch.set_num_threads``: the count is put back.
     """
     threads = torch.get_num_threads()
+    if batch < PARALLEL_MIN_BATCH or threads < 2:
+        return serial(*args)
     wanted = min(threads, numba.config.NUMBA_NUM_THREADS)
     if numba.get_num_threads() != wanted:
         numba.set_num_threads(wanted)
-    result = kernel(*args)
+    result = parallel(*args)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return result

@@ -134,39 +134,49 @@ def hue_histogram_torch(canvas: torch.Tensor, bins: int = 360) -> torch.Tensor:
 
 if fastpath.HAVE_NUMBA:
 
-    @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
-    def _histogram_kernel(canvas: np.ndarray, bins: int, out: np.ndarray) -> None:  # pragma: no cover - jit
-        batch, _, height, width = canvas.shape
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _histogram_one(canvas: np.ndarray, bins: int, out: np.ndarray) -> None:  # pragma: no cover - jit
+        """One canvas ``(3, H, W)`` float32 -> its histogram in ``out`` ``(bins,)``."""
+        _, height, width = canvas.shape
         scale = bins / 6.0
-        for b in numba.prange(batch):
-            hist = np.zeros(bins, dtype=np.float64)
-            for y in range(height):
-                for x in range(width):
-                    r = canvas[b, 0, y, x]
-                    g = canvas[b, 1, y, x]
-                    bl = canvas[b, 2, y, x]
-                    high = max(r, g, bl)
-                    chroma = high - min(r, g, bl)
-                    if chroma <= 0.0:
-                        continue
-                    # same argmax tie-breaking as torch.max: the first channel wins
-                    if r >= g and r >= bl:
-                        sixths = (g - bl) / chroma
-                    elif g >= bl:
-                        sixths = (bl - r) / chroma + 2.0
-                    else:
-                        sixths = (r - g) / chroma + 4.0
-                    if sixths < 0.0:
-                        sixths += 6.0
-                    position = sixths * scale
-                    lower = math.floor(position)
-                    frac = position - lower
-                    j = int(lower) % bins
-                    weight = chroma / high
-                    hist[j] += weight * (1.0 - frac)
-                    hist[(j + 1) % bins] += weight * frac
-            for j in range(bins):
-                out[b, j] = hist[j]
+        hist = np.zeros(bins, dtype=np.float64)
+        for y in range(height):
+            for x in range(width):
+                r = canvas[0, y, x]
+                g = canvas[1, y, x]
+                bl = canvas[2, y, x]
+                high = max(r, g, bl)
+                chroma = high - min(r, g, bl)
+                if chroma <= 0.0:
+                    continue
+                # same argmax tie-breaking as torch.max: the first channel wins
+                if r >= g and r >= bl:
+                    sixths = (g - bl) / chroma
+                elif g >= bl:
+                    sixths = (bl - r) / chroma + 2.0
+                else:
+                    sixths = (r - g) / chroma + 4.0
+                if sixths < 0.0:
+                    sixths += 6.0
+                position = sixths * scale
+                lower = math.floor(position)
+                frac = position - lower
+                j = int(lower) % bins
+                weight = chroma / high
+                hist[j] += weight * (1.0 - frac)
+                hist[(j + 1) % bins] += weight * frac
+        for j in range(bins):
+            out[j] = hist[j]
+
+    @numba.njit(cache=True, nogil=True)
+    def _histogram_serial(canvas: np.ndarray, bins: int, out: np.ndarray) -> None:  # pragma: no cover - jit
+        for b in range(canvas.shape[0]):
+            _histogram_one(canvas[b], bins, out[b])
+
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def _histogram_parallel(canvas: np.ndarray, bins: int, out: np.ndarray) -> None:  # pragma: no cover - jit
+        for b in numba.prange(canvas.shape[0]):
+            _histogram_one(canvas[b], bins, out[b])
 
 
 def hue_histogram(canvas: torch.Tensor, bins: int = 360) -> torch.Tensor:
@@ -175,7 +185,7 @@ def hue_histogram(canvas: torch.Tensor, bins: int = 360) -> torch.Tensor:
     if fastpath.use_numba(canvas):
         array = canvas.detach().contiguous().numpy()
         out = np.empty((array.shape[0], bins), dtype=np.float32)
-        fastpath.launch(_histogram_kernel, array, bins, out)
+        fastpath.launch(_histogram_serial, _histogram_parallel, array.shape[0], array, bins, out)
         return torch.from_numpy(out)
     return hue_histogram_torch(canvas, bins)
 

@@ -60,7 +60,7 @@ def mean_distance(x: torch.Tensor, y: torch.Tensor, squared: bool = True) -> tor
         raise ValueError(f"canvas and target must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     if fastpath.use_numba(x) and fastpath.use_numba(y):
         out = np.empty(x.shape[0], dtype=np.float32)
-        fastpath.launch(_mean_distance_kernel, x.detach().reshape(x.shape[0], -1).numpy(),
+        fastpath.launch(_distance_serial, _distance_parallel, x.shape[0], x.detach().reshape(x.shape[0], -1).numpy(),
                         y.detach().reshape(y.shape[0], -1).numpy(), squared, out)
         return torch.from_numpy(out)
     diff = torch.sub(x, y)
@@ -70,20 +70,27 @@ def mean_distance(x: torch.Tensor, y: torch.Tensor, squared: bool = True) -> tor
 
 if fastpath.HAVE_NUMBA:
 
-    @numba.njit(fastmath=True, nogil=True, parallel=True, cache=True)
-    def _mean_distance_kernel(x: np.ndarray, y: np.ndarray, squared: bool, out: np.ndarray
-                              ) -> None:  # pragma: no cover - jit
-        batch, size = x.shape
-        for b in numba.prange(batch):
-            total = 0.0  # float64: exact enough for any canvas size
-            if squared:
-                for i in range(size):
-                    d = x[b, i] - y[b, i]
-                    total += d * d
-            else:
-                for i in range(size):
-                    total += abs(x[b, i] - y[b, i])
-            out[b] = total / size
+    @numba.njit(fastmath=True, nogil=True, cache=True)
+    def _distance_one(x: np.ndarray, y: np.ndarray, squared: bool) -> float:  # pragma: no cover - jit
+        total = 0.0  # float64: exact enough for any canvas size
+        if squared:
+            for i in range(x.shape[0]):
+                d = x[i] - y[i]
+                total += d * d
+        else:
+            for i in range(x.shape[0]):
+                total += abs(x[i] - y[i])
+        return total / x.shape[0]
+
+    @numba.njit(nogil=True, cache=True)
+    def _distance_serial(x: np.ndarray, y: np.ndarray, squared: bool, out: np.ndarray) -> None:  # pragma: no cover
+        for b in range(x.shape[0]):
+            out[b] = _distance_one(x[b], y[b], squared)
+
+    @numba.njit(nogil=True, cache=True, parallel=True)
+    def _distance_parallel(x: np.ndarray, y: np.ndarray, squared: bool, out: np.ndarray) -> None:  # pragma: no cover
+        for b in numba.prange(x.shape[0]):
+            out[b] = _distance_one(x[b], y[b], squared)
 
 
 SSIM_SIGMA = 1.5
@@ -146,8 +153,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if fastpath.use_numba(x):
         out = np.empty(x.shape[0], dtype=np.float32)
         window = _window(radius).float().numpy()
-        fastpath.launch(_ssim_kernel, x.detach().contiguous().numpy(), y.detach().contiguous().numpy(), window,
-                        SSIM_C1, SSIM_C2, out)
+        fastpath.launch(_ssim_serial, _ssim_parallel, x.shape[0], x.detach().contiguous().numpy(),
+                        y.detach().contiguous().numpy(), window, SSIM_C1, SSIM_C2, out)
         return torch.from_numpy(out)
     rows, cols = _band_matrix(height, radius, x.device), _band_matrix(width, radius, x.device)
     return _ssim_torch(x, y, rows, cols)
@@ -191,18 +198,29 @@ if fastpath.HAVE_NUMBA:
                 total += numerator / denominator
         return total / (out_h * out_w)
 
-    @numba.njit(fastmath=True, nogil=True, parallel=True, cache=True)
-    def _ssim_kernel(x: np.ndarray, y: np.ndarray, window: np.ndarray, c1: float, c2: float,
-                     out: np.ndarray) -> None:  # pragma: no cover - jit
-        batch, channels, height, width = x.shape
+    @numba.njit(fastmath=True, nogil=True, cache=True)
+    def _ssim_one(x: np.ndarray, y: np.ndarray, window: np.ndarray, c1: float, c2: float) -> float:  # pragma: no cover
+        """Mean SSIM of one image pair ``(C, H, W)`` over its channels."""
+        channels, height, width = x.shape
         out_w = width - window.shape[0] + 1
-        for b in numba.prange(batch):
-            rows = np.empty((5, height, out_w), dtype=np.float32)
-            cols = np.empty((5, out_w), dtype=np.float32)
-            total = 0.0
-            for c in range(channels):
-                total += _ssim_plane(x[b, c], y[b, c], window, c1, c2, rows, cols)
-            out[b] = total / channels
+        rows = np.empty((5, height, out_w), dtype=np.float32)
+        cols = np.empty((5, out_w), dtype=np.float32)
+        total = 0.0
+        for c in range(channels):
+            total += _ssim_plane(x[c], y[c], window, c1, c2, rows, cols)
+        return total / channels
+
+    @numba.njit(nogil=True, cache=True)
+    def _ssim_serial(x: np.ndarray, y: np.ndarray, window: np.ndarray, c1: float, c2: float,
+                     out: np.ndarray) -> None:  # pragma: no cover - jit
+        for b in range(x.shape[0]):
+            out[b] = _ssim_one(x[b], y[b], window, c1, c2)
+
+    @numba.njit(nogil=True, cache=True, parallel=True)
+    def _ssim_parallel(x: np.ndarray, y: np.ndarray, window: np.ndarray, c1: float, c2: float,
+                       out: np.ndarray) -> None:  # pragma: no cover - jit
+        for b in numba.prange(x.shape[0]):
+            out[b] = _ssim_one(x[b], y[b], window, c1, c2)
 
 
 @register

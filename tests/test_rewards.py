@@ -191,9 +191,10 @@ def test_ssim_matches_scikit_image():
 
 
 @pytest.mark.skipif(not fastpath.HAVE_NUMBA, reason="numba not installed")
-def test_ssim_numba_and_torch_paths_agree(monkeypatch):
+@pytest.mark.parametrize("batch", [5, fastpath.PARALLEL_MIN_BATCH + 3])  # serial and parallel kernels
+def test_ssim_numba_and_torch_paths_agree(monkeypatch, batch):
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand(5, 3, 23, 30, generator=generator)
+    x = torch.rand(batch, 3, 23, 30, generator=generator)
     y = (x + 0.2 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
     fast = ssim(x, y)
     monkeypatch.setattr(fastpath, "HAVE_NUMBA", False)
@@ -202,9 +203,10 @@ def test_ssim_numba_and_torch_paths_agree(monkeypatch):
 
 @pytest.mark.skipif(not fastpath.HAVE_NUMBA, reason="numba not installed")
 @pytest.mark.parametrize("metric", ["l2", "l1"])
-def test_target_distance_numba_and_torch_paths_agree(monkeypatch, metric):
+@pytest.mark.parametrize("batch", [4, fastpath.PARALLEL_MIN_BATCH + 1])
+def test_target_distance_numba_and_torch_paths_agree(monkeypatch, metric, batch):
     generator = torch.Generator().manual_seed(1)
-    canvas, target = torch.rand(2, 4, 3, 17, 17, generator=generator)
+    canvas, target = torch.rand(2, batch, 3, 17, 17, generator=generator)
     reward = rewards.build(f"target(metric={metric})")
     fast = reward.score(canvas, target)
     monkeypatch.setattr(fastpath, "HAVE_NUMBA", False)

@@ -136,9 +136,11 @@ def test_numba_histogram_matches_torch():
     canvas[0] = 0.5  # grey
     canvas[1, :, :10] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)  # ties and hue 0 at the wheel's seam
     canvas[2] = torch.round(canvas[2] * 4) / 4  # equal channels: tie-breaking between maxima
-    for bins in (360, 100):
-        fast, reference = harmony.hue_histogram(canvas, bins), harmony.hue_histogram_torch(canvas, bins)
-        torch.testing.assert_close(fast, reference, atol=1e-4, rtol=1e-5)
+    canvas = torch.cat([canvas, canvas.flip(0).repeat(4, 1, 1, 1)])  # a batch for the parallel kernel too
+    for batch in (5, len(canvas)):
+        for bins in (360, 100):
+            fast = harmony.hue_histogram(canvas[:batch], bins)
+            torch.testing.assert_close(fast, harmony.hue_histogram_torch(canvas[:batch], bins), atol=1e-4, rtol=1e-5)
 
 
 def test_reward_is_terminal_by_default_and_dense_on_request():
