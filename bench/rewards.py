@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-envs", type=int, default=256, help="canvases stepped together")
     parser.add_argument("--size", type=int, default=64, help="canvas side in pixels")
     parser.add_argument("--steps", type=int, default=32, help="steps per episode")
-    parser.add_argument("--repeats", type=int, default=3, help="timed episodes per reward (median reported)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed episodes per reward (median reported)")
     parser.add_argument("--rewards", default=";".join(DEFAULT_REWARDS),
                         help="reward specs separated by ';' (the zero baseline is always added)")
     parser.add_argument("--torch-path", action=argparse.BooleanOptionalAction, default=True,

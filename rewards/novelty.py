@@ -42,14 +42,14 @@ class RandomConvNet(nn.Module):
     """A small convolutional network whose weights are drawn from ``seed`` (He-normal, no biases).
 
     ``(B, 3, H, W)`` float in [0, 1] -> ``(B, dim)``: the canvas averaged down to 32x32, centred to
-    [-1, 1], three stride-2 4x4 convolutions with ReLU (16, 32, 32 channels) and a linear map.
+    [-1, 1], three stride-2 4x4 convolutions with ReLU (8, 16, 32 channels) and a linear map.
     The same seed gives the same network on every device.
     """
 
     def __init__(self, dim: int = EMBED_DIM, seed: int = 0) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(int(seed))
-        widths = (3, 16, 32, 32)
+        widths = (3, 8, 16, 32)
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 4, stride=2, padding=1, bias=False)
                                    for a, b in zip(widths[:-1], widths[1:], strict=True))
         self.linear = nn.Linear(widths[-1] * (INPUT_SIZE // 8) ** 2, dim, bias=False)
