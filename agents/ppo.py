@@ -45,7 +45,7 @@ class PPOArgs:
     """the lambda of generalised advantage estimation"""
     num_minibatches: int = 8
     """the number of minibatches each rollout is split into"""
-    update_epochs: int = 4
+    update_epochs: int = 8
     """the number of passes over each rollout"""
     norm_adv: bool = True
     """normalise advantages per minibatch"""

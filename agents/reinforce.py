@@ -35,7 +35,7 @@ BASELINES = ("value", "mean", "none")
 
 @dataclass
 class ReinforceArgs:
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     """the learning rate of the Adam optimiser"""
     anneal_lr: bool = False
     """anneal the learning rate linearly to 0 over the run"""

@@ -40,7 +40,7 @@ _SB3_KEYS = {"policy_loss": "train/policy_gradient_loss", "value_loss": "train/v
 
 @dataclass
 class SB3PPOArgs:
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     """the learning rate of the Adam optimiser (constant)"""
     rollout_episodes: int = 1
     """episodes each env plays per rollout (SB3's n_steps = rollout_episodes * max_steps)"""
@@ -48,9 +48,9 @@ class SB3PPOArgs:
     """the discount factor"""
     gae_lambda: float = 0.95
     """the lambda of generalised advantage estimation"""
-    num_minibatches: int = 4
+    num_minibatches: int = 8
     """the number of minibatches each rollout is split into (sets SB3's batch_size)"""
-    update_epochs: int = 4
+    update_epochs: int = 8
     """the number of passes over each rollout (SB3's n_epochs)"""
     norm_adv: bool = True
     """normalise advantages per minibatch"""
@@ -81,7 +81,7 @@ class CanvasFeatures(BaseFeaturesExtractor):
     dict of ``canvas``/``target`` ``(B, 3, H, W)`` and ``progress`` ``(B, 1)``.
     """
 
-    def __init__(self, observation_space: gym.Space, hidden: int = 256, width: int = 32) -> None:
+    def __init__(self, observation_space: gym.Space, hidden: int = 256, width: int = 16) -> None:
         super().__init__(observation_space, features_dim=hidden)
         if isinstance(observation_space, gym.spaces.Dict):
             size = observation_space["canvas"].shape[-1]

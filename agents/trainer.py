@@ -67,7 +67,7 @@ class TrainConfig:
     """target images: digits, faces, photos, a folder, .npy/.npz, gan:PATH, vae:PATH (None: the env's default)"""
     num_envs: int = 64
     """canvases painted in parallel"""
-    total_steps: int = 122_880
+    total_steps: int = 81_920
     """env steps to train for (summed over envs)"""
     device: str = "auto"
     """where env, policy and storage live: auto (CUDA if available), cpu or cuda"""
@@ -77,11 +77,11 @@ class TrainConfig:
     """the run directory (None: runs/AGENT-ENV-sSEED-TIME)"""
     resume: str | None = None
     """continue the run in this run directory (or from this checkpoint file)"""
-    eval_every: int = 20_480
+    eval_every: int = 16_384
     """evaluate on held-out targets every this many env steps (0: only at the start and the end)"""
     video_every: int = 0
     """write a video of the agent painting every this many env steps (0: only at the end)"""
-    checkpoint_every: int = 20_480
+    checkpoint_every: int = 16_384
     """write a checkpoint every this many env steps (and always at the end)"""
     eval_episodes: int = 32
     """held-out episodes per evaluation"""

@@ -149,8 +149,8 @@ def test_ppo_learns_the_tiny_reconstruction_task():
     algo = PPO(env, PPOArgs(learning_rate=1e-3, hidden=64, anneal_lr=False, rollout_episodes=2))
     algo.start(env.reset(seed=0)[0])
     untrained = evaluate(algo.act, eval_env, seed=11).metrics
-    for iteration in range(1, 31):
-        metrics = algo.train_iteration(iteration, 30)
+    for iteration in range(1, 21):
+        metrics = algo.train_iteration(iteration, 20)
     trained = evaluate(algo.act, eval_env, seed=11).metrics
     random = random_return(eval_env)
     assert metrics["episodes"] == 32 and np.isfinite(metrics["policy_loss"])
