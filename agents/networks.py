@@ -1,15 +1,16 @@
 """The policy/value network for canvas observations: a CoordConv CNN with a Beta or categorical head.
 
-The observation (``image`` mode: canvas, target and progress planes; ``dict`` mode: the same as
-separate entries) becomes a ``(B, C, H, W)`` float image in [0, 1], to which two coordinate planes
-(x and y in [0, 1]) are appended, as Learning to Paint does (Liu et al., 2018, CoordConv): the
-policy has to say *where* to paint, and plain convolutions are translation-equivariant.
+Observations (``image`` mode: canvas, target and progress planes; ``dict`` mode: the same as
+separate entries) become ``(B, H, W, C)`` uint8 planes (:func:`obs_planes`), to which the encoder
+adds two coordinate planes (x and y in [0, 1]), as Learning to Paint does (Liu et al., 2018,
+CoordConv): the policy has to say *where* to paint, and plain convolutions are
+translation-equivariant.
 
 The trunk is cheap on purpose (the network, not the renderer, bounds training speed on a CPU): a
-patchifying stem (a ``p x p`` convolution with stride ``p``, ``p`` = canvas size / 16, at most 4;
-the coordinate planes folded into a learned position map, see :class:`CanvasEncoder`), then two
-stride-2 3x3 convolutions and a linear layer. Actor and critic share the trunk
-(as CleanRL's Atari PPO does); the heads are linear:
+patchifying stem (a linear map of ``p x p`` patches, ``p`` = canvas size / 16, at most 4; the
+coordinate planes folded into a learned position map, see :class:`CanvasEncoder`), then two
+stride-2 3x3 convolutions and a linear layer. Actor and critic share the trunk (as CleanRL's Atari
+PPO does); the heads are linear:
 
 * continuous actions: two concentrations per component, ``1 + softplus(.)``, for
   :class:`~agents.distributions.BetaActions` (actions always inside ``[-1, 1]``);
@@ -40,7 +41,7 @@ def layer_init(layer: nn.Module, std: float = float(np.sqrt(2)), bias_const: flo
 
 
 def observation_channels(space: gym.Space) -> tuple[int, int]:
-    """``(channels, size)`` of the image :func:`obs_to_image` makes from observations of ``space``."""
+    """``(channels, size)`` of the planes :func:`obs_planes` makes from observations of ``space``."""
     if isinstance(space, gym.spaces.Dict):
         if "canvas" not in space.spaces:
             raise ValueError(f"dict observations need a 'canvas' entry, got {list(space.spaces)}")
@@ -56,69 +57,91 @@ def observation_channels(space: gym.Space) -> tuple[int, int]:
                      f"got {space}")
 
 
-def obs_to_image(obs: Observation) -> torch.Tensor:
-    """Observations -> ``(B, C, H, W)`` float in [0, 1].
+def obs_planes(obs: Observation) -> torch.Tensor:
+    """Observations -> ``(B, H, W, C)`` uint8 planes, as the ``image`` observation mode packs them.
 
-    :param obs: ``(B, H, W, C)`` uint8 (image mode), or a dict with ``canvas`` ``(B, H, W, 3)`` uint8,
-        optional ``target`` ``(B, H, W, 3)`` uint8 and ``progress`` ``(B, 1)`` float in [0, 1].
+    :param obs: ``(B, H, W, C)`` uint8 (image mode, returned as is), or a dict with ``canvas``
+        ``(B, H, W, 3)`` uint8, optional ``target`` ``(B, H, W, 3)`` uint8 and ``progress`` ``(B, 1)``
+        float in [0, 1] (becomes a constant plane ``round(255 * progress)``, as in image mode).
     """
-    if isinstance(obs, dict):
-        canvas = obs["canvas"]
-        planes = [canvas, obs["target"]] if "target" in obs else [canvas]
-        image = torch.cat(planes, dim=-1).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-        if "progress" not in obs:
-            return image
-        b, _, h, w = image.shape
-        progress = obs["progress"].to(image.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)
-        return torch.cat([image, progress], dim=1)
-    return obs.permute(0, 3, 1, 2).contiguous().float().div_(255.0)  # NCHW: the fast layout for CPU convs
+    if not isinstance(obs, dict):
+        return obs
+    planes = [obs["canvas"]] + ([obs["target"]] if "target" in obs else [])
+    if "progress" in obs:
+        b, h, w, _ = obs["canvas"].shape
+        level = obs["progress"].float().mul(255.0).round_().to(torch.uint8)  # (B, 1)
+        planes.append(level.view(b, 1, 1, 1).expand(b, h, w, 1))
+    return torch.cat(planes, dim=-1)
+
+
+def _patch_size(size: int) -> int:
+    """The stem's patch side: about size / 16, at most 4, and dividing the canvas side."""
+    for patch in range(min(4, max(1, size // 16)), 0, -1):
+        if size % patch == 0:
+            return patch
+    return 1
 
 
 class CanvasEncoder(nn.Module):
-    """CoordConv CNN: ``(B, C, H, W)`` float in [0, 1] -> ``(B, hidden)`` features.
+    """CoordConv CNN: ``(B, H, W, C)`` planes (uint8 in [0, 255], or float in [0, 1]) -> ``(B, hidden)``.
 
-    The coordinate planes enter only the stem, which is linear: ``stem(cat[image, coords]) =
-    stem_image(image) + stem_coords(coords)``, and the second term does not depend on the input. So
-    the stem convolves the image alone and adds a learned ``(c0, H/p, W/p)`` map computed from the
-    coordinates once per forward pass — the same function as concatenating the planes to every
-    observation, without copying them into every batch.
+    The stem is a ``p x p`` convolution with stride ``p``, computed as what it is — a linear map of
+    non-overlapping patches — which on a CPU is a plain matrix product in both directions (a strided
+    convolution's weight gradient is not). The input stays channel-last and uint8 until it is cut
+    into patches, so the largest tensor is copied once, at a quarter of the float size.
+
+    The coordinate planes (x and y in [0, 1]) enter only the linear stem, so
+    ``stem(cat[patches, coord_patches]) = stem_image(patches) + stem_coords(coord_patches)`` and the
+    second term, independent of the input, is a learned position map computed once per forward
+    pass: the same function as concatenating the planes to every observation, at no cost.
 
     :param in_channels: C.
     :param size: H = W (at least 8).
-    :param channels: widths of the stem and the two stride-2 convolutions.
+    :param channels: widths of the stem and the two stride-2 3x3 convolutions.
     :param hidden: width of the output features.
     """
 
-    def __init__(self, in_channels: int, size: int, channels: tuple[int, int, int] = (32, 64, 64),
+    def __init__(self, in_channels: int, size: int, channels: tuple[int, int, int] = (16, 32, 32),
                  hidden: int = 256) -> None:
         super().__init__()
         if size < 8:
             raise ValueError(f"the canvas encoder needs canvases of at least 8x8 pixels, got {size}")
-        patch = int(min(4, max(1, size // 16)))
-        ys, xs = torch.meshgrid(torch.linspace(0.0, 1.0, size), torch.linspace(0.0, 1.0, size), indexing="ij")
-        self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)  # (1, 2, H, W)
+        self.patch, self.side = _patch_size(size), size // _patch_size(size)
         c0, c1, c2 = channels
-        stem = layer_init(nn.Conv2d(in_channels + 2, c0, patch, stride=patch))  # initialised as one conv
-        self.stem = nn.Conv2d(in_channels, c0, patch, stride=patch)
-        self.stem_coords = nn.Conv2d(2, c0, patch, stride=patch, bias=False)
+        ys, xs = torch.meshgrid(torch.linspace(0.0, 1.0, size), torch.linspace(0.0, 1.0, size), indexing="ij")
+        coords = torch.stack([xs, ys], dim=-1)[None]  # (1, H, W, 2)
+        self.register_buffer("coord_patches", self._patches(coords)[0], persistent=False)  # (N, p * p * 2)
+        joint = layer_init(nn.Linear(self.patch * self.patch * (in_channels + 2), c0))  # initialised as one layer
+        self.stem = nn.Linear(self.patch * self.patch * in_channels, c0)
+        self.stem_coords = nn.Linear(self.patch * self.patch * 2, c0, bias=False)
         with torch.no_grad():
-            self.stem.weight.copy_(stem.weight[:, :in_channels])
-            self.stem.bias.copy_(stem.bias)
-            self.stem_coords.weight.copy_(stem.weight[:, in_channels:])
+            weight = joint.weight.view(c0, self.patch * self.patch, in_channels + 2)
+            self.stem.weight.copy_(weight[..., :in_channels].reshape(c0, -1))
+            self.stem.bias.copy_(joint.bias)
+            self.stem_coords.weight.copy_(weight[..., in_channels:].reshape(c0, -1))
         self.convs = nn.Sequential(
             layer_init(nn.Conv2d(c0, c1, 3, stride=2, padding=1)), nn.ReLU(),
             layer_init(nn.Conv2d(c1, c2, 3, stride=2, padding=1)), nn.ReLU(),
             nn.Flatten(),
         )
-        side = size // patch
-        side = (side + 1) // 2
+        side = (self.side + 1) // 2
         side = (side + 1) // 2
         self.fc = nn.Sequential(layer_init(nn.Linear(c2 * side * side, hidden)), nn.ReLU())
         self.out_features = hidden
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        position = self.stem_coords(self.coords.to(image.dtype))  # (1, c0, H/p, W/p), the CoordConv term
-        return self.fc(self.convs(torch.relu(self.stem(image) + position)))
+    def _patches(self, planes: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C)`` -> ``(B, N, p * p * C)`` non-overlapping patches, row-major."""
+        b, h, w, c = planes.shape
+        p, g = self.patch, self.side
+        return planes.reshape(b, g, p, g, p, c).permute(0, 1, 3, 2, 4, 5).reshape(b, g * g, p * p * c)
+
+    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+        patches = self._patches(planes)
+        patches = patches.float().div_(255.0) if patches.dtype == torch.uint8 else patches.float()
+        position = self.stem_coords(self.coord_patches)  # (N, c0): the CoordConv term
+        stem = torch.relu(self.stem(patches) + position)  # (B, N, c0)
+        b, g = planes.shape[0], self.side
+        return self.fc(self.convs(stem.transpose(1, 2).reshape(b, -1, g, g)))
 
 
 class ActorCritic(nn.Module):
@@ -131,7 +154,7 @@ class ActorCritic(nn.Module):
     """
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
-                 channels: tuple[int, int, int] = (32, 64, 64), hidden: int = 256) -> None:
+                 channels: tuple[int, int, int] = (16, 32, 32), hidden: int = 256) -> None:
         super().__init__()
         in_channels, size = observation_channels(observation_space)
         self.encoder = CanvasEncoder(in_channels, size, channels, hidden)
@@ -154,7 +177,7 @@ class ActorCritic(nn.Module):
 
     def features(self, obs: Observation) -> torch.Tensor:
         """``(B, hidden)`` shared features of a batch of observations."""
-        return self.encoder(obs_to_image(obs))
+        return self.encoder(obs_planes(obs))
 
     def get_value(self, obs: Observation) -> torch.Tensor:
         """``(B,)`` float32 state values."""

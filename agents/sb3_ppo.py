@@ -98,7 +98,7 @@ class CanvasFeatures(BaseFeaturesExtractor):
                 b, _, h, w = image.shape
                 image = torch.cat([image, obs["progress"].view(b, 1, 1, 1).expand(b, 1, h, w)], dim=1)
             obs = image
-        return self.encoder(obs)
+        return self.encoder(obs.permute(0, 2, 3, 1))  # the encoder reads channel-last planes
 
 
 class _EpisodeStats(BaseCallback):

@@ -14,7 +14,7 @@ Baselines in the same run:
   target-peeking search baseline that learns nothing;
 * ``sb3-ppo``: Stable-Baselines3's PPO with the same PPO hyperparameters as ours, on the native env
   through :class:`agents.sb3_vec_env.SB3VecEnv`, with SB3's own CNN (``CnnPolicy``, NatureCNN) and,
-  with ``--sb3-ours``, also with our CoordConv encoder (same network as ours: isolates the framework).
+  with our CoordConv encoder (the same network as ours: isolates the framework; ``--no-sb3-ours`` skips it).
 
 Targets (issue 5, 2 CPU cores): our PPO >= 3x SB3 PPO's steps/s, and a lower held-out L2 than SB3 PPO
 and random at the same budget.
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 is steadier on a busy machine)")
     parser.add_argument("--seed", type=int, default=1, help="seed of every learner and of the evaluation")
     parser.add_argument("--width", type=int, default=PPOArgs.width, help="CNN width of our agents (and SB3 --sb3-ours)")
-    parser.add_argument("--sb3-ours", action="store_true", help="also run SB3 PPO with our CoordConv encoder")
+    parser.add_argument("--sb3-ours", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run SB3 PPO with our encoder (same network: isolates the framework)")
     parser.add_argument("--only", nargs="+", choices=ROWS, help="run only these rows")
     args = parser.parse_args(argv)
     if args.threads:
