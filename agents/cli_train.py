@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, args = resolve(argv)
         result = train(config, args)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
+        print("paintgym train: interrupted; the last checkpoint written (if any) is kept", file=sys.stderr)
+        return 130
     except TrainingDiverged as err:
         print(f"paintgym train: {err}", file=sys.stderr)
         return 1

@@ -417,9 +417,9 @@ class Trainer:
         status = "finished"
         progress = self._progress_bar()
         try:
-            if self.checkpoint_state is None:  # the untrained policy, for the learning curve
-                log.write(0, {"iteration": 0, "time_s": 0.0, **self._eval_metrics(self.evaluate())})
             with _interruptible() as interrupt:
+                if self.checkpoint_state is None:  # the untrained policy, for the learning curve
+                    log.write(0, {"iteration": 0, "time_s": 0.0, **self._eval_metrics(self.evaluate())})
                 while self.iteration < self.num_iterations:
                     started = time.perf_counter()
                     metrics = self.algo.train_iteration(self.iteration + 1, self.num_iterations)

@@ -13,8 +13,9 @@ Baselines in the same run:
   copy of the canvas (``envs.render.paint_``) and keeping the one closest to the target — a strong,
   target-peeking search baseline that learns nothing;
 * ``sb3-ppo``: Stable-Baselines3's PPO with the same PPO hyperparameters as ours, on the native env
-  through :class:`agents.sb3_vec_env.SB3VecEnv`, with SB3's own CNN (``CnnPolicy``, NatureCNN) and,
-  with our CoordConv encoder (the same network as ours: isolates the framework; ``--no-sb3-ours`` skips it).
+  through :class:`agents.sb3_vec_env.SB3VecEnv`, with SB3's own CNN (``CnnPolicy``, NatureCNN) and
+  with our CoordConv encoder (the same network as ours, which isolates the framework's cost;
+  ``--no-sb3-ours`` skips it).
 
 Targets (issue 5, 2 CPU cores): our PPO >= 3x SB3 PPO's steps/s, and a lower held-out L2 than SB3 PPO
 and random at the same budget.

@@ -17,6 +17,7 @@ from agents.ppo import PPO, PPOArgs
 from agents.reinforce import Reinforce, ReinforceArgs
 from agents.storage import compute_gae, reward_to_go
 from envs import CanvasVectorEnv
+from rewards import Reward
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -184,6 +185,38 @@ def test_reinforce_running_mean_baseline_tracks_the_reward_to_go():
     assert np.isfinite(metrics["policy_loss"])
     with pytest.raises(ValueError, match="baseline"):
         Reinforce(env, ReinforceArgs(baseline="median"))
+
+
+class _LearningProbe(Reward):
+    """A reward that learns: checks that what it is shown are the finished paintings in the env."""
+
+    name = "probe"
+    learns = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.core = None
+        self.calls: list[tuple[int, bool, bool]] = []
+
+    def score(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        return -canvas.mean(dim=(1, 2, 3))
+
+    def update(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
+        finished = bool((self.core.steps == self.core.max_steps).all())  # before the env resets them
+        same = torch.equal(canvas, self.core.canvas) and torch.equal(target, self.core.target)
+        self.calls.append((canvas.shape[0], finished, same))
+        return {"updates": float(len(self.calls))}
+
+
+def test_rewards_that_learn_see_every_finished_painting():
+    probe = _LearningProbe()
+    env = tiny_env(4, reward=probe)
+    probe.core = env.core
+    algo = PPO(env, PPOArgs(hidden=32, rollout_episodes=2))
+    algo.start(env.reset(seed=0)[0])
+    metrics = algo.train_iteration(1, 1)
+    assert probe.calls == [(4, True, True), (4, True, True)]  # every env, at both episode ends
+    assert metrics["reward/probe/updates"] == 2.0 and metrics["episodes"] == 8
 
 
 def test_algorithms_need_the_native_tensor_env():
