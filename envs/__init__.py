@@ -12,7 +12,10 @@ Both work with ``gymnasium.make`` and ``gymnasium.make_vec`` (which returns the 
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
+import torch
 
 from envs.canvas_env import CanvasEnv
 from envs.core import CanvasCore, resolve_device
@@ -25,6 +28,11 @@ __all__ = ["CanvasCore", "CanvasEnv", "CanvasVectorEnv", "TargetSource", "paint_
 
 ENV_IDS = ("paintgym/Canvas-v0", "paintgym/Reconstruct-v0")
 _DEFAULTS = {"paintgym/Canvas-v0": {}, "paintgym/Reconstruct-v0": {"targets": "digits"}}
+
+# A forked child (gymnasium's AsyncVectorEnv on Linux) inherits OpenMP's thread pool in a state it cannot
+# use: its first parallel torch op would hang. One intra-op thread per worker process is what an async
+# vector env wants anyway.
+os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
 
 for _env_id in ENV_IDS:
     if _env_id not in gym.registry:
