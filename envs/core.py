@@ -140,9 +140,20 @@ class CanvasCore:
         self._progress_levels = torch.as_tensor(levels.astype(np.uint8), device=dev)
         # numpy views of the persistent CPU buffers, so the numba fast paths skip torch's per-call overhead
         self._cpu_fast = HAVE_NUMBA and numba is not None and dev.type == "cpu"
+        self._bind_views()
+
+    def _bind_views(self) -> None:
         if self._cpu_fast:
             self._np_canvas, self._np_log, self._np_steps = (
                 self.canvas.numpy(), self.stroke_log.numpy(), self.steps.numpy())
+
+    def __getstate__(self) -> dict[str, Any]:
+        # numpy views would unpickle as copies detached from the tensors: rebuild them instead
+        return {k: v for k, v in self.__dict__.items() if k not in ("_np_canvas", "_np_log", "_np_steps")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind_views()
 
     # ----------------------------------------------------------------------------------- spaces
     def _action_space(self) -> gym.Space:
