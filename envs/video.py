@@ -20,7 +20,8 @@ def grid(images: np.ndarray, columns: int | None = None, pad: int = 2, fill: int
     sheet = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), fill, dtype=np.uint8)
     for i in range(n):  # N is a handful of tiles for a contact sheet, not a hot path
         r, col = divmod(i, columns)
-        sheet[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = images[i]
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        sheet[top:top + h, left:left + w] = images[i]
     return sheet
 
 
