@@ -158,17 +158,18 @@ class PPO:
             order = torch.randperm(self.steps_per_iteration, device=self.device)
             for start in range(0, self.steps_per_iteration - self.minibatch_size + 1, self.minibatch_size):
                 mb = order[start:start + self.minibatch_size]
+                mb_returns, mb_values = b_returns.index_select(0, mb), b_values.index_select(0, mb)
                 with autocast(self.device, self.amp):
-                    _, newlogprob, entropy, newvalue = self.agent.get_action_and_value(index_obs(b_obs, mb),
-                                                                                       b_actions[mb])
-                logratio = newlogprob - b_logprobs[mb]
+                    _, newlogprob, entropy, newvalue = self.agent.get_action_and_value(
+                        index_obs(b_obs, mb), b_actions.index_select(0, mb))
+                logratio = newlogprob - b_logprobs.index_select(0, mb)
                 ratio = logratio.exp()
                 with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
                     old_approx_kl = (-logratio).mean()
                     approx_kl = ((ratio - 1.0) - logratio).mean()
                     clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
 
-                mb_advantages = b_advantages[mb]
+                mb_advantages = b_advantages.index_select(0, mb)
                 if args.norm_adv:
                     mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
 
@@ -179,12 +180,12 @@ class PPO:
 
                 # value loss, optionally clipped around the rollout's estimates
                 if args.clip_vloss:
-                    v_loss_unclipped = (newvalue - b_returns[mb]).square()
-                    v_clipped = b_values[mb] + torch.clamp(newvalue - b_values[mb], -args.clip_coef, args.clip_coef)
-                    v_loss_clipped = (v_clipped - b_returns[mb]).square()
+                    v_loss_unclipped = (newvalue - mb_returns).square()
+                    v_clipped = mb_values + torch.clamp(newvalue - mb_values, -args.clip_coef, args.clip_coef)
+                    v_loss_clipped = (v_clipped - mb_returns).square()
                     v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
                 else:
-                    v_loss = 0.5 * (newvalue - b_returns[mb]).square().mean()
+                    v_loss = 0.5 * (newvalue - mb_returns).square().mean()
 
                 entropy_loss = entropy.mean()
                 loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
