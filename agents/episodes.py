@@ -62,7 +62,8 @@ class EpisodeTracker:
             self.totals["l2"] += (image_l2(core.canvas, core.target) * weight).sum()
         if core.reward.learns:  # rewards that learn see every finished painting
             target = None if core.target is None else core.target[done]
-            self.reward_stats.update(core.reward.update(core.canvas[done], target))
+            with torch.enable_grad():  # rollouts run under no_grad; a learning reward trains here
+                self.reward_stats.update(core.reward.update(core.canvas[done], target))
 
     def summary(self) -> dict[str, float]:
         """Mean statistics of the episodes finished since the last call (NaN if none), then reset."""

@@ -123,7 +123,8 @@ class _EpisodeStats(BaseCallback):
             if target is not None:
                 l2 = (canvas - target).square().flatten(1).mean(dim=1).tolist()
             if self.core.reward.learns:
-                self.reward_stats.update(self.core.reward.update(canvas, target))
+                with torch.enable_grad():
+                    self.reward_stats.update(self.core.reward.update(canvas, target))
         for j, i in enumerate(index):
             episode, terms = infos[i]["episode"], infos[i]["episode_terms"]
             self.rows.append([episode["r"], *[terms[key] for key in self.keys], l2[j]])

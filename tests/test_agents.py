@@ -196,7 +196,7 @@ class _LearningProbe(Reward):
     def __init__(self) -> None:
         super().__init__()
         self.core = None
-        self.calls: list[tuple[int, bool, bool]] = []
+        self.calls: list[tuple[int, bool, bool, bool]] = []
 
     def score(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         return -canvas.mean(dim=(1, 2, 3))
@@ -204,7 +204,7 @@ class _LearningProbe(Reward):
     def update(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
         finished = bool((self.core.steps == self.core.max_steps).all())  # before the env resets them
         same = torch.equal(canvas, self.core.canvas) and torch.equal(target, self.core.target)
-        self.calls.append((canvas.shape[0], finished, same))
+        self.calls.append((canvas.shape[0], finished, same, torch.is_grad_enabled()))  # it may train a model
         return {"updates": float(len(self.calls))}
 
 
@@ -215,7 +215,7 @@ def test_rewards_that_learn_see_every_finished_painting():
     algo = PPO(env, PPOArgs(hidden=32, rollout_episodes=2))
     algo.start(env.reset(seed=0)[0])
     metrics = algo.train_iteration(1, 1)
-    assert probe.calls == [(4, True, True), (4, True, True)]  # every env, at both episode ends
+    assert probe.calls == [(4, True, True, True)] * 2  # every env, at both episode ends, autograd on
     assert metrics["reward/probe/updates"] == 2.0 and metrics["episodes"] == 8
 
 
