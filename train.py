@@ -13,6 +13,9 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("agents.cli_train", "train PPO, REINFORCE or SB3 PPO to paint (default: PPO on digits, minutes on CPU)"),
     "demo": ("envs.demo", "paint with a random policy and write a PNG and an MP4"),
+    "paint": ("agents.cli_paint", "run a trained agent and render a video of it painting (MP4, GIF, PNG frames, SVG)"),
+    "sweep": ("agents.sweep", "run a grid of training runs (reward specs x seeds x ...) and write a report"),
+    "report": ("agents.report", "compare finished runs: metrics table, learning curves, contact sheets"),
     "rewards": ("rewards.cli", "list the rewards with their options, or check a --reward spec"),
     "train-gan": ("generative.train_gan", "train a WGAN-GP generator and critic on images (reward model, prior)"),
     "train-vae": ("generative.train_vae", "train a VAE on images (embedding, prior, plausibility score)"),

@@ -12,6 +12,8 @@ A run directory holds::
     final_paintings.png    contact sheet: final paintings beside their held-out targets
     learning_curve.png     returns and held-out L2 / PSNR against env steps
     painting.mp4           the trained agent painting held-out targets
+    final_episodes.npz     the final evaluation's episodes: ``strokes`` (N, T*S, 13), ``paintings``
+                           (N, H, W, 3) uint8, ``targets`` (N, H, W, 3) uint8 when the task has them
     summary.json           the final evaluation
 
 Iterations end on episode boundaries (episodes have a fixed length), so a checkpoint holds no
@@ -53,6 +55,7 @@ from envs.video import grid, write_video
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "paintgym-checkpoint/1"
+FINAL_EPISODES = "final_episodes.npz"
 
 
 @dataclass
@@ -492,6 +495,7 @@ class Trainer:
             csv.DictWriter(handle, log.columns, restval="", extrasaction="ignore").writerow(
                 {"step": self.global_step, "iteration": self.iteration, **{k: _fmt(v) for k, v in metrics.items()}})
         log.rows.append({"step": self.global_step, **metrics})
+        save_episodes(self.run_dir / FINAL_EPISODES, result)
         sheet = self._contact_sheet(result)
         save_png(self.run_dir / "final_paintings.png", sheet)
         self._write_video(result, self.run_dir / "painting.mp4")
@@ -504,6 +508,16 @@ class Trainer:
 
     def _contact_sheet(self, result: EvalResult, count: int = 16) -> np.ndarray:
         return grid(self.eval_env.core.frames(self.config.video_size)[:count].cpu().numpy())
+
+
+def save_episodes(path: Path, result: EvalResult) -> Path:
+    """Write an evaluation's stroke histories, paintings and targets to ``path`` (``.npz``, atomically)."""
+    arrays = {"strokes": result.strokes, "paintings": result.paintings}
+    if result.targets is not None:
+        arrays["targets"] = result.targets
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _crossed(before: int, after: int, every: int) -> bool:

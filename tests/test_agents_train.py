@@ -52,7 +52,7 @@ def test_train_cli_writes_the_run_directory(tmp_path, capsys):
                            "--run-dir", str(run)])
     assert code == 0, capsys.readouterr().err
     for name in ("config.toml", "checkpoint.pt", "metrics.csv", "final_paintings.png", "learning_curve.png",
-                 "painting.mp4", "summary.json"):
+                 "painting.mp4", "summary.json", "final_episodes.npz"):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert list((run / "videos").glob("step_*.mp4"))
@@ -63,6 +63,9 @@ def test_train_cli_writes_the_run_directory(tmp_path, capsys):
     assert rows[2]["eval/l2"] and rows[2]["eval/psnr"] and rows[2]["eval/term/target"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["global_step"] == 64 and 0.0 < summary["eval/l2"] < 1.0
+    episodes = np.load(run / "final_episodes.npz")
+    assert episodes["strokes"].shape[1:] == (2, 13) and episodes["paintings"].shape[1:] == (16, 16, 3)
+    assert episodes["targets"].shape == episodes["paintings"].shape
     frames = imageio.mimread(run / "painting.mp4", memtest=False)
     assert len(frames) >= 3 and frames[0].ndim == 3
     # the resolved configuration reads back as a --config file
