@@ -14,7 +14,7 @@ import torch
 
 import rewards
 from envs import strokes as stroke_model
-from envs.images import pack_observation, to_uint8
+from envs.images import IncrementalObservation, pack_observation, to_uint8
 from envs.render import HAVE_NUMBA, paint_, paint_numpy
 from envs.render import _all_active as _ALL_ACTIVE
 from envs.targets import TargetSource
@@ -140,6 +140,9 @@ class CanvasCore:
         self._progress_levels = torch.as_tensor(levels.astype(np.uint8), device=dev)
         # numpy views of the persistent CPU buffers, so the numba fast paths skip torch's per-call overhead
         self._cpu_fast = HAVE_NUMBA and numba is not None and dev.type == "cpu"
+        # image observations on the CPU are rebuilt only where strokes landed (the renderer reports the rows)
+        self._image_cache = (IncrementalObservation(b, h, 3 if self.targets is not None else 0)
+                             if self._cpu_fast and obs_mode == "image" else None)
         self._bind_views()
 
     def _bind_views(self) -> None:
@@ -238,6 +241,8 @@ class CanvasCore:
         else:
             self.episodes = self.episodes + mask.long()
         self.canvas.masked_fill_(mask.view(-1, 1, 1, 1), self.background)
+        if self._image_cache is not None:
+            self._image_cache.invalidate(mask.numpy())
         self.stroke_log.masked_fill_(mask.view(-1, 1, 1, 1), 0.0)
         self.steps.masked_fill_(mask, 0)
         if self.targets is not None:
@@ -261,7 +266,8 @@ class CanvasCore:
         if self._cpu_fast:
             strokes_np = strokes.detach().to(torch.float32).contiguous().numpy()
             active_np = _ALL_ACTIVE(self.num_envs) if active is None else active.numpy()
-            paint_numpy(self._np_canvas, strokes_np, active_np)
+            paint_numpy(self._np_canvas, strokes_np, active_np,
+                        None if self._image_cache is None else self._image_cache.rows)
             done = np.empty(self.num_envs, dtype=np.bool_)
             _record_cpu(self._np_log, strokes_np, self._np_steps, active_np, done, self.max_steps)
             done = torch.from_numpy(done)
@@ -294,7 +300,16 @@ class CanvasCore:
                 obs["target"] = self.target_u8.clone()
             obs["progress"] = self.steps.to(torch.float32).div_(self.max_steps).view(-1, 1)
             return obs
-        return pack_observation(self.canvas, self.target_u8, self._progress_levels[self.steps])
+        plane = self._progress_levels[self.steps]
+        if self._image_cache is not None:
+            return self._image_cache(self.canvas, self.target_u8, plane)
+        return pack_observation(self.canvas, self.target_u8, plane)
+
+    def invalidate_observation(self, mask: torch.Tensor | None = None) -> None:
+        """Call after writing to :attr:`canvas` or the target outside :meth:`step`/:meth:`reset`
+        (``mask`` ``(B,)`` bool: the envs changed; None: all), so observations show the change."""
+        if self._image_cache is not None:
+            self._image_cache.invalidate(None if mask is None else mask.cpu().numpy())
 
     def episode_strokes(self) -> torch.Tensor:
         """The stroke history ``(B, max_steps * S, 13)`` (zero rows after the current step are invisible)."""

@@ -24,10 +24,13 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
+
+from rewards.fastpath import PARALLEL_MIN_BATCH, keep_torch_threads, parallel_threads
 
 try:
     import numba
@@ -73,18 +76,25 @@ def _pack_torch(canvas: torch.Tensor, extra: torch.Tensor | None, plane: torch.T
 if numba is not None:
 
     @numba.njit(cache=True, nogil=True, fastmath=True)
+    def _canvas_row_u8(src, tmp):  # pragma: no cover - compiled
+        """One ``(3, W)`` float canvas row -> ``tmp`` ``(3, W)`` uint8, with :func:`to_uint8`'s float32 arithmetic
+        (planar, so it vectorises; the caller interleaves)."""
+        scale, half, zero = np.float32(255.0), np.float32(0.5), np.float32(0.0)
+        for c in range(3):
+            row, dst = src[c], tmp[c]
+            for x in range(row.shape[0]):
+                dst[x] = np.uint8(min(max(row[x] * scale + half, zero), scale))
+
+    @numba.njit(cache=True, nogil=True, fastmath=True)
     def _pack_rows(canvas, extra, plane, out, start, stop):  # pragma: no cover - compiled
-        n_extra = extra.shape[3]
-        last = out.shape[3] - 1
-        scale, half, top = np.float32(255.0), np.float32(0.5), np.float32(255.0)
+        n_extra, last, width = extra.shape[3], out.shape[3] - 1, canvas.shape[3]
+        tmp = np.empty((3, width), np.uint8)
         for b in range(start, stop):
             for y in range(canvas.shape[2]):
+                _canvas_row_u8(canvas[b, :, y], tmp)
                 row = out[b, y]
-                for c in range(3):  # the same float32 arithmetic as to_uint8, so both paths agree exactly
-                    src = canvas[b, c, y]
-                    for x in range(src.shape[0]):
-                        row[x, c] = np.uint8(min(max(src[x] * scale + half, np.float32(0.0)), top))
-                for x in range(row.shape[0]):
+                for x in range(width):
+                    row[x, 0], row[x, 1], row[x, 2] = tmp[0, x], tmp[1, x], tmp[2, x]
                     for c in range(n_extra):
                         row[x, 3 + c] = extra[b, y, x, c]
                     row[x, last] = plane[b]
@@ -94,6 +104,38 @@ if numba is not None:
         per = (canvas.shape[0] + chunks - 1) // chunks
         for c in numba.prange(chunks):
             _pack_rows(canvas, extra, plane, out, c * per, min(canvas.shape[0], (c + 1) * per))
+
+    @numba.njit(cache=True, nogil=True, fastmath=True)
+    def _emit_rows(canvas, extra, plane, cache, rows, stale, out, start, stop):  # pragma: no cover - compiled
+        """Bring ``cache`` up to date where ``rows``/``stale`` say, copy it to ``out``, stamp the plane."""
+        height, width, n_extra, last = canvas.shape[2], canvas.shape[3], extra.shape[3], out.shape[3] - 1
+        tmp = np.empty((3, width), np.uint8)
+        for b in range(start, stop):
+            for y in range(max(rows[b, 0], 0), min(rows[b, 1], height - 1) + 1):
+                _canvas_row_u8(canvas[b, :, y], tmp)
+                row = cache[b, y]
+                for x in range(width):
+                    row[x, 0], row[x, 1], row[x, 2] = tmp[0, x], tmp[1, x], tmp[2, x]
+            rows[b, 0], rows[b, 1] = height, -1
+            if stale[b]:
+                for y in range(height):
+                    for x in range(width):
+                        for c in range(n_extra):
+                            cache[b, y, x, 3 + c] = extra[b, y, x, c]
+                stale[b] = False
+            # flat loops: numba's slice assignment is ~10x slower than what LLVM makes of these (a memcpy)
+            src, dst = cache[b].reshape(-1), out[b].reshape(-1)
+            for i in range(src.shape[0]):  # the cache holds every channel but the plane
+                dst[i] = src[i]
+            value = plane[b]
+            for i in range(last, dst.shape[0], last + 1):
+                dst[i] = value
+
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def _emit_parallel(canvas, extra, plane, cache, rows, stale, out, chunks):  # pragma: no cover - compiled
+        per = (canvas.shape[0] + chunks - 1) // chunks
+        for c in numba.prange(chunks):
+            _emit_rows(canvas, extra, plane, cache, rows, stale, out, c * per, min(canvas.shape[0], (c + 1) * per))
 
 _NO_EXTRA = np.empty((0, 0, 0, 0), np.uint8)
 
@@ -112,12 +154,52 @@ def pack_observation(canvas: torch.Tensor, extra: torch.Tensor | None, plane: to
     n_extra = 0 if extra is None else extra.shape[-1]
     out = np.empty((b, h, w, 3 + n_extra + 1), dtype=np.uint8)  # cheaper than torch.empty for small batches
     extra_np = _NO_EXTRA if extra is None else extra.numpy()
-    args = (canvas.detach().numpy(), extra_np, plane.numpy(), out)
-    if b >= 16 and (threads := numba.get_num_threads()) > 1:  # small batches skip the ~15 us query
-        _pack_parallel(*args, min(b, threads * 4))
-    else:
-        _pack_rows(*args, 0, b)
+    _launch(_pack_rows, _pack_parallel, b, canvas.detach().numpy(), extra_np, plane.numpy(), out)
     return torch.from_numpy(out)
+
+
+def _launch(serial: Any, parallel: Any, batch: int, *args: Any) -> None:
+    """``serial(*args, 0, batch)``, or ``parallel(*args, chunks)`` over threads for larger batches."""
+    if batch >= PARALLEL_MIN_BATCH and torch.get_num_threads() > 1:
+        parallel(*args, min(batch, parallel_threads() * 4))
+        keep_torch_threads()
+    else:
+        serial(*args, 0, batch)
+
+
+class IncrementalObservation:
+    """The ``image`` observation on the CPU, rebuilt only where the canvases changed.
+
+    Converting every canvas to uint8 and interleaving it with the target and the progress plane costs
+    about as much as painting; but a step changes only the rows its strokes cover. This keeps the
+    interleaved ``(B, H, W, C)`` observation of the last call, refreshes the canvas channels of the
+    rows the renderer reports (:attr:`rows`, passed to :func:`envs.render.paint_numpy`) and the target
+    channels of envs marked by :meth:`invalidate`, and hands out a copy with the current plane.
+
+    :param num_envs: B.
+    :param size: H = W.
+    :param extra_channels: E, the target's channels (0 without a target).
+    """
+
+    def __init__(self, num_envs: int, size: int, extra_channels: int) -> None:
+        self.cache = np.zeros((num_envs, size, size, 3 + extra_channels + 1), dtype=np.uint8)
+        self.rows = np.empty((num_envs, 2), dtype=np.int64)  # (B, 2) canvas rows [lo, hi] changed since the last call
+        self.stale = np.empty(num_envs, dtype=np.bool_)  # (B,) envs whose target changed
+        self.invalidate()
+
+    def invalidate(self, mask: np.ndarray | None = None) -> None:
+        """Mark whole envs (``mask`` ``(B,)`` bool; None: all) as changed: canvas and target."""
+        index = slice(None) if mask is None else mask
+        self.rows[index, 0], self.rows[index, 1] = 0, self.cache.shape[1] - 1
+        self.stale[index] = True
+
+    def __call__(self, canvas: torch.Tensor, extra: torch.Tensor | None, plane: torch.Tensor) -> torch.Tensor:
+        """The same array as :func:`pack_observation` (a new tensor), from the cache."""
+        out = np.empty_like(self.cache)
+        extra_np = _NO_EXTRA if extra is None else extra.numpy()
+        _launch(_emit_rows, _emit_parallel, out.shape[0], canvas.detach().numpy(), extra_np, plane.numpy(),
+                self.cache, self.rows, self.stale, out)
+        return torch.from_numpy(out)
 
 
 def fit_square(image: np.ndarray, size: int) -> np.ndarray:

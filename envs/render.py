@@ -38,6 +38,7 @@ from envs.strokes import (
     STROKE_DIM,
     flatten_segments,
 )
+from rewards.fastpath import PARALLEL_MIN_BATCH, keep_torch_threads, parallel_threads
 
 try:  # numba is the CPU fast path; without it everything runs on the torch path
     import numba
@@ -185,6 +186,7 @@ if HAVE_NUMBA:
         """Composite one stroke onto one ``(3, H, W)`` image, visiting only the pixels it can cover.
 
         ``alpha`` ``(H, W)`` must be zero on entry and is left zero; ``span`` ``(H, 2)`` is scratch.
+        Returns the rows it may have changed, ``(y_lo, y_hi)`` inclusive (``y_lo > y_hi``: none).
         """
         x0, y0 = stroke[0] * size, stroke[1] * size
         x1, y1 = stroke[2] * size, stroke[3] * size
@@ -245,43 +247,55 @@ if HAVE_NUMBA:
                 for i in range(a_row.shape[0]):
                     c_row[i] += (colour - c_row[i]) * a_row[i]
             a_row[:] = zero
+        return y_lo, y_hi
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _paint_range(canvas, strokes, active, start, stop, k_max):  # pragma: no cover - compiled
+    def _paint_range(canvas, strokes, active, start, stop, k_max, rows):  # pragma: no cover - compiled
+        """Paint envs ``start:stop``; widen ``rows[b]`` (when ``rows`` is not empty) to the rows painted."""
         size = canvas.shape[-1]
         alpha = np.zeros((size, size), dtype=np.float32)
         span = np.empty((size, 2), dtype=np.int64)
         verts = np.empty((k_max + 1, 4), dtype=np.float32)
+        track = rows.shape[0] > 0
         for b in range(start, stop):
             if active[b]:
                 for s in range(strokes.shape[1]):
-                    _paint_one(canvas[b], alpha, span, verts, strokes[b, s], size, k_max)
+                    y_lo, y_hi = _paint_one(canvas[b], alpha, span, verts, strokes[b, s], size, k_max)
+                    if track and y_lo <= y_hi:
+                        rows[b, 0], rows[b, 1] = min(rows[b, 0], y_lo), max(rows[b, 1], y_hi)
 
     @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
-    def _paint_parallel(canvas, strokes, active, k_max, chunks):  # pragma: no cover - compiled
+    def _paint_parallel(canvas, strokes, active, k_max, chunks, rows):  # pragma: no cover - compiled
         batch = canvas.shape[0]
         per = (batch + chunks - 1) // chunks
         for c in numba.prange(chunks):
-            _paint_range(canvas, strokes, active, c * per, min(batch, (c + 1) * per), k_max)
+            _paint_range(canvas, strokes, active, c * per, min(batch, (c + 1) * per), k_max, rows)
 
 
-_PARALLEL_MIN_BATCH = 16  # below this, threads cost more than they save (and single envs stay fork-safe)
 
 
-def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray) -> None:
+_NO_ROWS = np.empty((0, 2), dtype=np.int64)
+
+
+def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray, rows: np.ndarray | None = None) -> None:
     """The CPU kernel behind :func:`paint_`, without its checks (callers guarantee them).
 
     :param canvas: ``(B, 3, H, W)`` float32 C-contiguous, modified in place.
     :param strokes: ``(B, S, 13)`` float32 C-contiguous.
     :param active: ``(B,)`` bool.
+    :param rows: optional ``(B, 2)`` int64 row ranges ``[lo, hi]`` (inclusive), widened in place to
+        cover every row the strokes may have changed (an empty range is ``lo > hi``).
     """
     k_max = flatten_segments(canvas.shape[-1])
-    # get_num_threads() costs ~15 us, so small batches do not ask
-    if canvas.shape[0] >= _PARALLEL_MIN_BATCH and (threads := numba.get_num_threads()) > 1:
-        chunks = min(canvas.shape[0], max(threads * 4, canvas.shape[0] // 16))
-        _paint_parallel(canvas, strokes, active, k_max, chunks)
+    rows = _NO_ROWS if rows is None else rows
+    batch = canvas.shape[0]
+    if batch >= PARALLEL_MIN_BATCH and torch.get_num_threads() > 1:
+        threads = parallel_threads()
+        chunks = min(batch, max(threads * 4, batch // 16))
+        _paint_parallel(canvas, strokes, active, k_max, chunks, rows)
+        keep_torch_threads()
     else:
-        _paint_range(canvas, strokes, active, 0, canvas.shape[0], k_max)
+        _paint_range(canvas, strokes, active, 0, batch, k_max, rows)
 
 
 @functools.lru_cache(maxsize=16)

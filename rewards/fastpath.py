@@ -11,6 +11,7 @@ never started numba's OpenMP threads can still fork safely (``gymnasium`` async 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,20 +35,36 @@ PARALLEL_MIN_BATCH = 16
 """Batches smaller than this run the serial kernel (the renderer's threshold too)."""
 
 
-def launch(serial: Callable[..., Any], parallel: Callable[..., Any], batch: int, *args: Any) -> Any:
-    """Run ``serial(*args)``, or ``parallel(*args)`` for a batch of at least :data:`PARALLEL_MIN_BATCH`
-    when torch may use several threads; numba then uses as many threads as torch may.
+_pool = threading.local()  # per thread (numba's thread count is thread-local): the torch count it follows
 
-    Numba's OpenMP threading layer sets the process-wide OpenMP thread count when it starts, which
-    would undo a user's ``torch.set_num_threads``: the count is put back.
+
+def parallel_threads() -> int:
+    """Size numba's thread pool like torch's (``torch.set_num_threads`` is the one knob); return its size.
+
+    ``numba.get_num_threads()`` costs ~15 us, so the size is remembered per torch setting. Numba's
+    OpenMP layer resets the process-wide OpenMP thread count when its pool starts, which would undo
+    the user's ``torch.set_num_threads``: call :func:`keep_torch_threads` after the launch.
     """
     threads = torch.get_num_threads()
-    if batch < PARALLEL_MIN_BATCH or threads < 2:
-        return serial(*args)
-    wanted = min(threads, numba.config.NUMBA_NUM_THREADS)
-    if numba.get_num_threads() != wanted:
-        numba.set_num_threads(wanted)
-    result = parallel(*args)
-    if torch.get_num_threads() != threads:
+    if getattr(_pool, "torch_threads", 0) != threads:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        _pool.torch_threads = threads
+    return min(threads, numba.config.NUMBA_NUM_THREADS)
+
+
+def keep_torch_threads() -> None:
+    """Put torch's thread count back after a numba parallel launch (see :func:`parallel_threads`)."""
+    threads = getattr(_pool, "torch_threads", 0)
+    if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def launch(serial: Callable[..., Any], parallel: Callable[..., Any], batch: int, *args: Any) -> Any:
+    """Run ``serial(*args)``, or ``parallel(*args)`` for a batch of at least :data:`PARALLEL_MIN_BATCH`
+    when torch may use several threads; numba then uses as many threads as torch may."""
+    if batch < PARALLEL_MIN_BATCH or torch.get_num_threads() < 2:
+        return serial(*args)
+    parallel_threads()
+    result = parallel(*args)
+    keep_torch_threads()
     return result

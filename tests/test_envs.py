@@ -46,6 +46,24 @@ def test_observation_layout_of_the_reconstruction_task():
     assert set(obs) == {"canvas", "target", "progress"} and obs["progress"][0] == 0.0
 
 
+@pytest.mark.parametrize("targets", ["digits", None])
+def test_incremental_image_observation_equals_a_full_repack(targets):
+    from envs.images import _pack_torch
+
+    env = CanvasVectorEnv(20, targets=targets, canvas_size=24, max_steps=3, strokes_per_step=2,
+                          autoreset_mode="next_step")  # partial resets every few steps; 20 envs: the parallel kernel
+    core = env.core
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for step in range(8):
+        obs, *_ = env.step(rng.uniform(-1, 1, (20, 26)).astype(np.float32))
+        expected = _pack_torch(core.canvas, core.target_u8, core._progress_levels[core.steps]).numpy()
+        np.testing.assert_array_equal(obs, expected, err_msg=f"step {step}")
+    core.canvas[3].fill_(0.5)  # a write outside step/reset, announced as the docstring asks
+    core.invalidate_observation(torch.arange(20) == 3)
+    assert (core.observation()[3, ..., :3] == 128).all()
+
+
 def test_make_with_module_prefix_needs_no_prior_import():
     code = ("import gymnasium as gym, sys; env = gym.make('envs:paintgym/Reconstruct-v0', canvas_size=16); "
             "obs, _ = env.reset(seed=0); sys.exit(0 if obs.shape == (16, 16, 7) else 1)")
