@@ -140,7 +140,7 @@ class CanvasCore:
         self._progress_levels = torch.as_tensor(levels.astype(np.uint8), device=dev)
         # numpy views of the persistent CPU buffers, so the numba fast paths skip torch's per-call overhead
         self._cpu_fast = HAVE_NUMBA and numba is not None and dev.type == "cpu"
-        # image observations on the CPU are rebuilt only where strokes landed (the renderer reports the rows)
+        # image observations on the CPU are rebuilt only where strokes landed (the renderer reports where)
         self._image_cache = (IncrementalObservation(b, h, 3 if self.targets is not None else 0)
                              if self._cpu_fast and obs_mode == "image" else None)
         self._bind_views()
@@ -267,7 +267,7 @@ class CanvasCore:
             strokes_np = strokes.detach().to(torch.float32).contiguous().numpy()
             active_np = _ALL_ACTIVE(self.num_envs) if active is None else active.numpy()
             paint_numpy(self._np_canvas, strokes_np, active_np,
-                        None if self._image_cache is None else self._image_cache.rows)
+                        None if self._image_cache is None else self._image_cache.cache)
             done = np.empty(self.num_envs, dtype=np.bool_)
             _record_cpu(self._np_log, strokes_np, self._np_steps, active_np, done, self.max_steps)
             done = torch.from_numpy(done)

@@ -30,12 +30,13 @@ import cv2
 import numpy as np
 import torch
 
+from envs.render import HAVE_NUMBA
 from rewards.fastpath import PARALLEL_MIN_BATCH, keep_torch_threads, parallel_threads
 
-try:
+if HAVE_NUMBA:  # else pack_observation runs on torch
     import numba
-except ImportError:  # pragma: no cover - numba is a dependency; pack_observation falls back to torch
-    numba = None
+
+    from envs.render import _mirror_box, to_u8_row
 
 BUILTIN_DATASETS = {
     "digits": "scikit-learn's handwritten digits, 1,797 images, black ink on white",
@@ -73,17 +74,7 @@ def _pack_torch(canvas: torch.Tensor, extra: torch.Tensor | None, plane: torch.T
     return torch.cat(parts, dim=-1)
 
 
-if numba is not None:
-
-    @numba.njit(cache=True, nogil=True, fastmath=True)
-    def _canvas_row_u8(src, tmp):  # pragma: no cover - compiled
-        """One ``(3, W)`` float canvas row -> ``tmp`` ``(3, W)`` uint8, with :func:`to_uint8`'s float32 arithmetic
-        (planar, so it vectorises; the caller interleaves)."""
-        scale, half, zero = np.float32(255.0), np.float32(0.5), np.float32(0.0)
-        for c in range(3):
-            row, dst = src[c], tmp[c]
-            for x in range(row.shape[0]):
-                dst[x] = np.uint8(min(max(row[x] * scale + half, zero), scale))
+if HAVE_NUMBA:
 
     @numba.njit(cache=True, nogil=True, fastmath=True)
     def _pack_rows(canvas, extra, plane, out, start, stop):  # pragma: no cover - compiled
@@ -91,7 +82,7 @@ if numba is not None:
         tmp = np.empty((3, width), np.uint8)
         for b in range(start, stop):
             for y in range(canvas.shape[2]):
-                _canvas_row_u8(canvas[b, :, y], tmp)
+                to_u8_row(canvas[b, :, y], tmp)
                 row = out[b, y]
                 for x in range(width):
                     row[x, 0], row[x, 1], row[x, 2] = tmp[0, x], tmp[1, x], tmp[2, x]
@@ -106,17 +97,15 @@ if numba is not None:
             _pack_rows(canvas, extra, plane, out, c * per, min(canvas.shape[0], (c + 1) * per))
 
     @numba.njit(cache=True, nogil=True, fastmath=True)
-    def _emit_rows(canvas, extra, plane, cache, rows, stale, out, start, stop):  # pragma: no cover - compiled
-        """Bring ``cache`` up to date where ``rows``/``stale`` say, copy it to ``out``, stamp the plane."""
+    def _emit_rows(canvas, extra, plane, cache, boxes, stale, out, start, stop):  # pragma: no cover - compiled
+        """Refresh ``cache`` inside ``boxes`` (canvas) and where ``stale`` (target), copy it to ``out``, stamp
+        the plane."""
         height, width, n_extra, last = canvas.shape[2], canvas.shape[3], extra.shape[3], out.shape[3] - 1
         tmp = np.empty((3, width), np.uint8)
         for b in range(start, stop):
-            for y in range(max(rows[b, 0], 0), min(rows[b, 1], height - 1) + 1):
-                _canvas_row_u8(canvas[b, :, y], tmp)
-                row = cache[b, y]
-                for x in range(width):
-                    row[x, 0], row[x, 1], row[x, 2] = tmp[0, x], tmp[1, x], tmp[2, x]
-            rows[b, 0], rows[b, 1] = height, -1
+            if boxes[b, 0] <= boxes[b, 1]:
+                _mirror_box(canvas[b], cache[b], tmp, boxes[b, 0], boxes[b, 1], boxes[b, 2], boxes[b, 3])
+                boxes[b, 0], boxes[b, 1] = height, -1
             if stale[b]:
                 for y in range(height):
                     for x in range(width):
@@ -132,10 +121,10 @@ if numba is not None:
                 dst[i] = value
 
     @numba.njit(cache=True, nogil=True, parallel=True)
-    def _emit_parallel(canvas, extra, plane, cache, rows, stale, out, chunks):  # pragma: no cover - compiled
+    def _emit_parallel(canvas, extra, plane, cache, boxes, stale, out, chunks):  # pragma: no cover - compiled
         per = (canvas.shape[0] + chunks - 1) // chunks
         for c in numba.prange(chunks):
-            _emit_rows(canvas, extra, plane, cache, rows, stale, out, c * per, min(canvas.shape[0], (c + 1) * per))
+            _emit_rows(canvas, extra, plane, cache, boxes, stale, out, c * per, min(canvas.shape[0], (c + 1) * per))
 
 _NO_EXTRA = np.empty((0, 0, 0, 0), np.uint8)
 
@@ -148,7 +137,7 @@ def pack_observation(canvas: torch.Tensor, extra: torch.Tensor | None, plane: to
     :param plane: ``(B,)`` uint8, the value of the last channel.
     :return: a new ``(B, H, W, 3 + E + 1)`` uint8 tensor; on the CPU one fused numba pass, elsewhere torch.
     """
-    if numba is None or canvas.device.type != "cpu" or canvas.dtype != torch.float32:
+    if not HAVE_NUMBA or canvas.device.type != "cpu" or canvas.dtype != torch.float32:
         return _pack_torch(canvas, extra, plane)
     b, _, h, w = canvas.shape
     n_extra = 0 if extra is None else extra.shape[-1]
@@ -171,10 +160,11 @@ class IncrementalObservation:
     """The ``image`` observation on the CPU, rebuilt only where the canvases changed.
 
     Converting every canvas to uint8 and interleaving it with the target and the progress plane costs
-    about as much as painting; but a step changes only the rows its strokes cover. This keeps the
-    interleaved ``(B, H, W, C)`` observation of the last call, refreshes the canvas channels of the
-    rows the renderer reports (:attr:`rows`, passed to :func:`envs.render.paint_numpy`) and the target
-    channels of envs marked by :meth:`invalidate`, and hands out a copy with the current plane.
+    about as much as painting, but a step changes only the box its strokes cover. This keeps the
+    interleaved ``(B, H, W, C)`` observation in :attr:`cache`; the renderer refreshes its canvas
+    channels as it paints (pass :attr:`cache` as ``mirror`` to :func:`envs.render.paint_numpy`), and a
+    call hands out a copy with the current progress plane. Canvases or targets changed any other way
+    must be announced with :meth:`invalidate`.
 
     :param num_envs: B.
     :param size: H = W.
@@ -183,14 +173,15 @@ class IncrementalObservation:
 
     def __init__(self, num_envs: int, size: int, extra_channels: int) -> None:
         self.cache = np.zeros((num_envs, size, size, 3 + extra_channels + 1), dtype=np.uint8)
-        self.rows = np.empty((num_envs, 2), dtype=np.int64)  # (B, 2) canvas rows [lo, hi] changed since the last call
+        # (B, 4) int64 (y_lo, y_hi, x_lo, x_hi), inclusive: canvas pixels to refresh (empty: y_lo > y_hi)
+        self.boxes = np.empty((num_envs, 4), dtype=np.int64)
         self.stale = np.empty(num_envs, dtype=np.bool_)  # (B,) envs whose target changed
         self.invalidate()
 
     def invalidate(self, mask: np.ndarray | None = None) -> None:
         """Mark whole envs (``mask`` ``(B,)`` bool; None: all) as changed: canvas and target."""
         index = slice(None) if mask is None else mask
-        self.rows[index, 0], self.rows[index, 1] = 0, self.cache.shape[1] - 1
+        self.boxes[index] = (0, self.cache.shape[1] - 1, 0, self.cache.shape[2] - 1)
         self.stale[index] = True
 
     def __call__(self, canvas: torch.Tensor, extra: torch.Tensor | None, plane: torch.Tensor) -> torch.Tensor:
@@ -198,7 +189,7 @@ class IncrementalObservation:
         out = np.empty_like(self.cache)
         extra_np = _NO_EXTRA if extra is None else extra.numpy()
         _launch(_emit_rows, _emit_parallel, out.shape[0], canvas.detach().numpy(), extra_np, plane.numpy(),
-                self.cache, self.rows, self.stale, out)
+                self.cache, self.boxes, self.stale, out)
         return torch.from_numpy(out)
 
 

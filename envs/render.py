@@ -186,7 +186,7 @@ if HAVE_NUMBA:
         """Composite one stroke onto one ``(3, H, W)`` image, visiting only the pixels it can cover.
 
         ``alpha`` ``(H, W)`` must be zero on entry and is left zero; ``span`` ``(H, 2)`` is scratch.
-        Returns the rows it may have changed, ``(y_lo, y_hi)`` inclusive (``y_lo > y_hi``: none).
+        Returns the box it may have changed, ``(y_lo, y_hi, x_lo, x_hi)`` inclusive (``y_lo > y_hi``: none).
         """
         x0, y0 = stroke[0] * size, stroke[1] * size
         x1, y1 = stroke[2] * size, stroke[3] * size
@@ -236,10 +236,12 @@ if HAVE_NUMBA:
                     dist = np.sqrt(ex * ex + ey * ey + np.float32(_EPS))
                     cover = min(max(ra + h * dr - dist + half, zero), one) * (oa + h * do)
                     row[i] = max(row[i], cover)
+        box_lo, box_hi = size, -1
         for y in range(y_lo, y_hi + 1):
             x_lo, x_hi = span[y, 0], span[y, 1]
             if x_hi < x_lo:
                 continue
+            box_lo, box_hi = min(box_lo, x_lo), max(box_hi, x_hi)
             a_row = alpha[y, x_lo:x_hi + 1]
             for c in range(3):
                 colour = stroke[10 + c]
@@ -247,55 +249,81 @@ if HAVE_NUMBA:
                 for i in range(a_row.shape[0]):
                     c_row[i] += (colour - c_row[i]) * a_row[i]
             a_row[:] = zero
-        return y_lo, y_hi
+        return y_lo, y_hi, box_lo, box_hi
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _paint_range(canvas, strokes, active, start, stop, k_max, rows):  # pragma: no cover - compiled
-        """Paint envs ``start:stop``; widen ``rows[b]`` (when ``rows`` is not empty) to the rows painted."""
+    def to_u8_row(src, dst):  # pragma: no cover - compiled
+        """``(3, n)`` float canvas row -> ``dst`` ``(3, >= n)`` uint8, with :func:`envs.images.to_uint8`'s
+        float32 arithmetic (planar, so it vectorises; callers interleave)."""
+        scale, half, zero = np.float32(255.0), np.float32(0.5), np.float32(0.0)
+        for c in range(3):
+            row, out = src[c], dst[c]
+            for x in range(row.shape[0]):
+                out[x] = np.uint8(min(max(row[x] * scale + half, zero), scale))
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _mirror_box(img, mirror, tmp, y_lo, y_hi, x_lo, x_hi):  # pragma: no cover - compiled
+        """``mirror[y, x, :3] = to_uint8(img[:, y, x])`` inside the box, while ``img`` is still in cache."""
+        for y in range(y_lo, y_hi + 1):
+            to_u8_row(img[:, y, x_lo:x_hi + 1], tmp)
+            row = mirror[y, x_lo:x_hi + 1]
+            for x in range(x_hi + 1 - x_lo):
+                row[x, 0], row[x, 1], row[x, 2] = tmp[0, x], tmp[1, x], tmp[2, x]
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _paint_range(canvas, strokes, active, start, stop, k_max, mirror):  # pragma: no cover - compiled
+        """Paint envs ``start:stop``; keep ``mirror`` (unless empty) in step inside the painted box."""
         size = canvas.shape[-1]
         alpha = np.zeros((size, size), dtype=np.float32)
         span = np.empty((size, 2), dtype=np.int64)
         verts = np.empty((k_max + 1, 4), dtype=np.float32)
-        track = rows.shape[0] > 0
+        tmp = np.empty((3, size), dtype=np.uint8)
+        track = mirror.shape[0] > 0
         for b in range(start, stop):
             if active[b]:
+                box_y0, box_y1, box_x0, box_x1 = size, -1, size, -1
                 for s in range(strokes.shape[1]):
-                    y_lo, y_hi = _paint_one(canvas[b], alpha, span, verts, strokes[b, s], size, k_max)
-                    if track and y_lo <= y_hi:
-                        rows[b, 0], rows[b, 1] = min(rows[b, 0], y_lo), max(rows[b, 1], y_hi)
+                    y_lo, y_hi, x_lo, x_hi = _paint_one(canvas[b], alpha, span, verts, strokes[b, s], size, k_max)
+                    if y_lo <= y_hi and x_lo <= x_hi:
+                        box_y0, box_y1 = min(box_y0, y_lo), max(box_y1, y_hi)
+                        box_x0, box_x1 = min(box_x0, x_lo), max(box_x1, x_hi)
+                if track and box_y0 <= box_y1:
+                    _mirror_box(canvas[b], mirror[b], tmp, box_y0, box_y1, box_x0, box_x1)
 
     @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
-    def _paint_parallel(canvas, strokes, active, k_max, chunks, rows):  # pragma: no cover - compiled
+    def _paint_parallel(canvas, strokes, active, k_max, chunks, mirror):  # pragma: no cover - compiled
         batch = canvas.shape[0]
         per = (batch + chunks - 1) // chunks
         for c in numba.prange(chunks):
-            _paint_range(canvas, strokes, active, c * per, min(batch, (c + 1) * per), k_max, rows)
+            _paint_range(canvas, strokes, active, c * per, min(batch, (c + 1) * per), k_max, mirror)
 
 
 
 
-_NO_ROWS = np.empty((0, 2), dtype=np.int64)
+_NO_MIRROR = np.empty((0, 0, 0, 3), dtype=np.uint8)
 
 
-def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray, rows: np.ndarray | None = None) -> None:
+def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray, mirror: np.ndarray | None = None
+                ) -> None:
     """The CPU kernel behind :func:`paint_`, without its checks (callers guarantee them).
 
     :param canvas: ``(B, 3, H, W)`` float32 C-contiguous, modified in place.
     :param strokes: ``(B, S, 13)`` float32 C-contiguous.
     :param active: ``(B,)`` bool.
-    :param rows: optional ``(B, 2)`` int64 row ranges ``[lo, hi]`` (inclusive), widened in place to
-        cover every row the strokes may have changed (an empty range is ``lo > hi``).
+    :param mirror: optional ``(B, H, W, C >= 3)`` uint8, channel-last: its first 3 channels are kept
+        equal to ``to_uint8(canvas)`` wherever the strokes may have changed the canvas (the image
+        observation's canvas channels, converted while the painted rows are still in cache).
     """
     k_max = flatten_segments(canvas.shape[-1])
-    rows = _NO_ROWS if rows is None else rows
+    mirror = _NO_MIRROR if mirror is None else mirror
     batch = canvas.shape[0]
     if batch >= PARALLEL_MIN_BATCH and torch.get_num_threads() > 1:
         threads = parallel_threads()
         chunks = min(batch, max(threads * 4, batch // 16))
-        _paint_parallel(canvas, strokes, active, k_max, chunks, rows)
+        _paint_parallel(canvas, strokes, active, k_max, chunks, mirror)
         keep_torch_threads()
     else:
-        _paint_range(canvas, strokes, active, 0, batch, k_max, rows)
+        _paint_range(canvas, strokes, active, 0, batch, k_max, mirror)
 
 
 @functools.lru_cache(maxsize=16)
