@@ -141,6 +141,7 @@ class CanvasCore:
         # numpy views of the persistent CPU buffers, so the numba fast paths skip torch's per-call overhead
         self._cpu_fast = HAVE_NUMBA and numba is not None and dev.type == "cpu"
         # image observations on the CPU are rebuilt only where strokes landed (the renderer reports where)
+        self._rows_unknown = False  # set by canvas_changed(): the next step reports no changed rows
         self._image_cache = (IncrementalObservation(b, h, 3 if self.targets is not None else 0)
                              if self._cpu_fast and obs_mode == "image" else None)
         self._bind_views()
@@ -266,16 +267,21 @@ class CanvasCore:
         if self._cpu_fast:
             strokes_np = strokes.detach().to(torch.float32).contiguous().numpy()
             active_np = _ALL_ACTIVE(self.num_envs) if active is None else active.numpy()
+            changed_rows = np.empty((self.num_envs, 2), dtype=np.int64)
             paint_numpy(self._np_canvas, strokes_np, active_np,
-                        None if self._image_cache is None else self._image_cache.cache)
+                        None if self._image_cache is None else self._image_cache.cache, changed_rows)
+            changed_rows = None if self._rows_unknown else torch.from_numpy(changed_rows)
+            self._rows_unknown = False
             done = np.empty(self.num_envs, dtype=np.bool_)
             _record_cpu(self._np_log, strokes_np, self._np_steps, active_np, done, self.max_steps)
             done = torch.from_numpy(done)
         else:
             paint_(self.canvas, strokes, active)
             done = self._record_torch(strokes, active)
+            changed_rows = None
         ctx = rewards.StepContext(canvas=self.canvas, prev_canvas=prev_canvas, target=self.target,
-                                  strokes=strokes, step=self.steps, done=done, active=active)
+                                  strokes=strokes, step=self.steps, done=done, active=active,
+                                  changed_rows=changed_rows)
         reward, terms = self.reward.step_terms(ctx)
         return reward, done, terms
 
@@ -305,11 +311,13 @@ class CanvasCore:
             return self._image_cache(self.canvas, self.target_u8, plane)
         return pack_observation(self.canvas, self.target_u8, plane)
 
-    def invalidate_observation(self, mask: torch.Tensor | None = None) -> None:
+    def canvas_changed(self, mask: torch.Tensor | None = None) -> None:
         """Call after writing to :attr:`canvas` or the target outside :meth:`step`/:meth:`reset`
-        (``mask`` ``(B,)`` bool: the envs changed; None: all), so observations show the change."""
+        (``mask`` ``(B,)`` bool: the envs changed; None: all): the CPU fast paths keep state derived
+        from them (the uint8 observation, the reward's per-row errors) that must be rebuilt."""
         if self._image_cache is not None:
             self._image_cache.invalidate(None if mask is None else mask.cpu().numpy())
+        self._rows_unknown = True
 
     def episode_strokes(self) -> torch.Tensor:
         """The stroke history ``(B, max_steps * S, 13)`` (zero rows after the current step are invisible)."""

@@ -271,17 +271,18 @@ if HAVE_NUMBA:
                 row[x, 0], row[x, 1], row[x, 2] = tmp[0, x], tmp[1, x], tmp[2, x]
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _paint_range(canvas, strokes, active, start, stop, k_max, mirror):  # pragma: no cover - compiled
-        """Paint envs ``start:stop``; keep ``mirror`` (unless empty) in step inside the painted box."""
+    def _paint_range(canvas, strokes, active, start, stop, k_max, mirror, rows):  # pragma: no cover - compiled
+        """Paint envs ``start:stop``; keep ``mirror`` (unless empty) in step inside the painted box; set
+        ``rows[b]`` (unless empty) to the rows painted."""
         size = canvas.shape[-1]
         alpha = np.zeros((size, size), dtype=np.float32)
         span = np.empty((size, 2), dtype=np.int64)
         verts = np.empty((k_max + 1, 4), dtype=np.float32)
         tmp = np.empty((3, size), dtype=np.uint8)
-        track = mirror.shape[0] > 0
+        track, report = mirror.shape[0] > 0, rows.shape[0] > 0
         for b in range(start, stop):
+            box_y0, box_y1, box_x0, box_x1 = size, -1, size, -1
             if active[b]:
-                box_y0, box_y1, box_x0, box_x1 = size, -1, size, -1
                 for s in range(strokes.shape[1]):
                     y_lo, y_hi, x_lo, x_hi = _paint_one(canvas[b], alpha, span, verts, strokes[b, s], size, k_max)
                     if y_lo <= y_hi and x_lo <= x_hi:
@@ -289,22 +290,25 @@ if HAVE_NUMBA:
                         box_x0, box_x1 = min(box_x0, x_lo), max(box_x1, x_hi)
                 if track and box_y0 <= box_y1:
                     _mirror_box(canvas[b], mirror[b], tmp, box_y0, box_y1, box_x0, box_x1)
+            if report:
+                rows[b, 0], rows[b, 1] = box_y0, box_y1
 
     @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
-    def _paint_parallel(canvas, strokes, active, k_max, chunks, mirror):  # pragma: no cover - compiled
+    def _paint_parallel(canvas, strokes, active, k_max, chunks, mirror, rows):  # pragma: no cover - compiled
         batch = canvas.shape[0]
         per = (batch + chunks - 1) // chunks
         for c in numba.prange(chunks):
-            _paint_range(canvas, strokes, active, c * per, min(batch, (c + 1) * per), k_max, mirror)
+            _paint_range(canvas, strokes, active, c * per, min(batch, (c + 1) * per), k_max, mirror, rows)
 
 
 
 
 _NO_MIRROR = np.empty((0, 0, 0, 3), dtype=np.uint8)
+_NO_ROWS = np.empty((0, 2), dtype=np.int64)
 
 
-def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray, mirror: np.ndarray | None = None
-                ) -> None:
+def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray, mirror: np.ndarray | None = None,
+                rows: np.ndarray | None = None) -> None:
     """The CPU kernel behind :func:`paint_`, without its checks (callers guarantee them).
 
     :param canvas: ``(B, 3, H, W)`` float32 C-contiguous, modified in place.
@@ -313,17 +317,20 @@ def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray, mir
     :param mirror: optional ``(B, H, W, C >= 3)`` uint8, channel-last: its first 3 channels are kept
         equal to ``to_uint8(canvas)`` wherever the strokes may have changed the canvas (the image
         observation's canvas channels, converted while the painted rows are still in cache).
+    :param rows: optional ``(B, 2)`` int64, set to the rows ``[lo, hi]`` (inclusive) each canvas may
+        have changed in this call (``lo > hi``: none).
     """
     k_max = flatten_segments(canvas.shape[-1])
     mirror = _NO_MIRROR if mirror is None else mirror
+    rows = _NO_ROWS if rows is None else rows
     batch = canvas.shape[0]
     if batch >= PARALLEL_MIN_BATCH and torch.get_num_threads() > 1:
         threads = parallel_threads()
         chunks = min(batch, max(threads * 4, batch // 16))
-        _paint_parallel(canvas, strokes, active, k_max, chunks, mirror)
+        _paint_parallel(canvas, strokes, active, k_max, chunks, mirror, rows)
         keep_torch_threads()
     else:
-        _paint_range(canvas, strokes, active, 0, batch, k_max, mirror)
+        _paint_range(canvas, strokes, active, 0, batch, k_max, mirror, rows)
 
 
 @functools.lru_cache(maxsize=16)

@@ -21,6 +21,9 @@ class StepContext:
     :param done: ``(B,)`` bool, episodes that end with this step.
     :param active: ``(B,)`` bool, envs that really stepped (False for envs being autoreset), or
         None when every env stepped.
+    :param changed_rows: ``(B, 2)`` int64 CPU, the canvas rows ``[lo, hi]`` (inclusive) this step may
+        have changed (``lo > hi``: none), when the renderer reports them (the CPU fast path); None:
+        anywhere. Rewards that sum over rows can then update only those rows.
     """
 
     canvas: torch.Tensor
@@ -30,6 +33,7 @@ class StepContext:
     step: torch.Tensor
     done: torch.Tensor
     active: torch.Tensor | None
+    changed_rows: torch.Tensor | None = None
 
 
 class Reward:
@@ -64,7 +68,7 @@ class Reward:
         """Episodes start where ``mask`` ``(B,)`` is True, on ``canvas`` (usually blank)."""
         if not self.dense:
             return
-        potential = self.score(canvas, target).detach()
+        potential = self.reset_potential(canvas, target, mask).detach()
         if self._potential is None or self._potential.shape != potential.shape:
             self._potential = potential
         else:
@@ -75,7 +79,7 @@ class Reward:
         if self.dense:
             if self._potential is None:
                 raise RuntimeError(f"reward {self.name!r}: reset() must be called before step()")
-            potential = self.score(ctx.canvas, ctx.target).detach()
+            potential = self.step_potential(ctx).detach()
             reward = potential - self._potential
             if ctx.active is None:
                 self._potential = potential
@@ -92,6 +96,15 @@ class Reward:
         index = ends.nonzero().squeeze(1)  # score only the paintings that are finished
         target = None if ctx.target is None else ctx.target[index]
         return reward.index_copy_(0, index, self.score(ctx.canvas[index], target).detach().float())
+
+    def reset_potential(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """A dense reward's potential ``(B,)`` at episode start (valid at least where ``mask`` is True).
+        Override with :meth:`step_potential` to keep incremental state; the default is :meth:`score`."""
+        return self.score(canvas, target)
+
+    def step_potential(self, ctx: StepContext) -> torch.Tensor:
+        """A dense reward's potential ``(B,)`` after a step; the default is :meth:`score`."""
+        return self.score(ctx.canvas, ctx.target)
 
     def update(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
         """Learn from finished paintings ``(N, 3, H, W)``; returns statistics to log."""

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from rewards import fastpath
-from rewards.base import Reward
+from rewards.base import Reward, StepContext
 from rewards.fastpath import numba
 from rewards.registry import register
 
@@ -32,6 +32,7 @@ class TargetReward(Reward):
 
     def __init__(self, metric: str = "l2") -> None:
         super().__init__()
+        self._row_error: np.ndarray | None = None
         if metric not in self.METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(self.METRICS)}")
         self.metric = metric
@@ -43,6 +44,38 @@ class TargetReward(Reward):
         if self.metric == "ssim":
             return ssim(canvas, target).sub_(1.0)
         return mean_distance(canvas, target, squared=self.metric == "l2").neg_()
+
+    # --- incremental potential on the CPU: per-row error sums, updated only in the rows a step changed.
+    # A 64x64 stroke changes about half the rows; the full distance reads every canvas and target pixel.
+    def _rows_apply(self, canvas: torch.Tensor, target: torch.Tensor | None) -> bool:
+        return (self.metric != "ssim" and target is not None and canvas.shape == target.shape
+                and fastpath.use_numba(canvas) and fastpath.use_numba(target))
+
+    def _potential_from_rows(self, canvas: torch.Tensor, target: torch.Tensor, lo: np.ndarray,
+                             hi: np.ndarray) -> torch.Tensor:
+        b, c, h, w = canvas.shape
+        if self._row_error is None or self._row_error.shape != (b, h):
+            self._row_error = np.zeros((b, h), dtype=np.float64)  # (B, H) error summed over channels, columns
+            lo, hi = np.zeros(b, dtype=np.int64), np.full(b, h - 1, dtype=np.int64)
+        out = np.empty(b, dtype=np.float32)
+        fastpath.launch(_rows_serial, _rows_parallel, b, canvas.detach().numpy(), target.detach().numpy(),
+                        self.metric == "l2", lo, hi, self._row_error, out)
+        return torch.from_numpy(out).neg_()
+
+    def reset_potential(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        if not self._rows_apply(canvas, target):
+            self._row_error = None
+            return self.score(canvas, target)
+        mask = mask.numpy()
+        lo = np.where(mask, 0, canvas.shape[2]).astype(np.int64)
+        return self._potential_from_rows(canvas, target, lo, np.full_like(lo, canvas.shape[2] - 1))
+
+    def step_potential(self, ctx: StepContext) -> torch.Tensor:
+        if ctx.changed_rows is None or not self._rows_apply(ctx.canvas, ctx.target):
+            self._row_error = None  # rows unknown: the next row-wise call starts from scratch
+            return self.score(ctx.canvas, ctx.target)
+        rows = ctx.changed_rows.numpy()
+        return self._potential_from_rows(ctx.canvas, ctx.target, rows[:, 0], rows[:, 1])
 
     def options(self) -> dict[str, str]:
         return {"metric": self.metric}
@@ -91,6 +124,33 @@ if fastpath.HAVE_NUMBA:
     def _distance_parallel(x: np.ndarray, y: np.ndarray, squared: bool, out: np.ndarray) -> None:  # pragma: no cover
         for b in numba.prange(x.shape[0]):
             out[b] = _distance_one(x[b], y[b], squared)
+
+
+    @numba.njit(fastmath=True, nogil=True, cache=True)
+    def _rows_range(x, y, squared, lo, hi, row_error, out, start, stop):  # pragma: no cover - jit
+        """Recompute ``row_error[b, lo[b]:hi[b] + 1]`` from images ``(B, C, H, W)``; ``out[b]``: the mean."""
+        channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+        for b in range(start, stop):
+            for row in range(max(lo[b], 0), min(hi[b], height - 1) + 1):
+                total = 0.0
+                for c in range(channels):
+                    xr, yr = x[b, c, row], y[b, c, row]
+                    for i in range(width):
+                        d = xr[i] - yr[i]
+                        total += d * d if squared else abs(d)
+                row_error[b, row] = total
+            out[b] = row_error[b].sum() / (channels * height * width)
+
+    @numba.njit(nogil=True, cache=True)
+    def _rows_serial(x, y, squared, lo, hi, row_error, out):  # pragma: no cover - jit
+        _rows_range(x, y, squared, lo, hi, row_error, out, 0, x.shape[0])
+
+    @numba.njit(nogil=True, cache=True, parallel=True)
+    def _rows_parallel(x, y, squared, lo, hi, row_error, out):  # pragma: no cover - jit
+        chunks = min(x.shape[0], 64)
+        per = (x.shape[0] + chunks - 1) // chunks
+        for c in numba.prange(chunks):
+            _rows_range(x, y, squared, lo, hi, row_error, out, c * per, min(x.shape[0], (c + 1) * per))
 
 
 SSIM_SIGMA = 1.5

@@ -60,7 +60,7 @@ def test_incremental_image_observation_equals_a_full_repack(targets):
         expected = _pack_torch(core.canvas, core.target_u8, core._progress_levels[core.steps]).numpy()
         np.testing.assert_array_equal(obs, expected, err_msg=f"step {step}")
     core.canvas[3].fill_(0.5)  # a write outside step/reset, announced as the docstring asks
-    core.invalidate_observation(torch.arange(20) == 3)
+    core.canvas_changed(torch.arange(20) == 3)
     assert (core.observation()[3, ..., :3] == 128).all()
 
 
@@ -288,6 +288,28 @@ def test_dense_reward_sums_to_the_decrease_of_the_distance():
         total += reward
     final = np.mean((env.core.canvas[0].permute(1, 2, 0).numpy() - env.core.target[0].permute(1, 2, 0).numpy()) ** 2)
     assert total == pytest.approx(initial - final, abs=1e-4)
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1"])
+def test_row_wise_reward_equals_the_full_distance_every_step(metric):
+    from rewards.target import mean_distance
+
+    env = CanvasVectorEnv(20, targets="digits", canvas_size=24, max_steps=3, reward=f"target(metric={metric})",
+                          autoreset_mode="next_step")  # partial resets; 20 envs: the parallel kernels
+    core = env.core
+    env.reset(seed=1)
+    rng = np.random.default_rng(1)
+    before = mean_distance(core.canvas, core.target, squared=metric == "l2")
+    for step in range(7):
+        restarting = env._needs_reset.clone()
+        _, reward, *_ = env.step(rng.uniform(-1, 1, (20, 13)).astype(np.float32))
+        after = mean_distance(core.canvas, core.target, squared=metric == "l2")
+        expected = np.where(restarting.numpy(), 0.0, (before - after).numpy())
+        np.testing.assert_allclose(reward, expected, atol=1e-6, err_msg=f"step {step}")
+        before = after
+        if step == 4:  # a write outside step(), announced: the next reward pays for it, rows rebuilt
+            core.canvas[:2] = 0.0
+            core.canvas_changed()
 
 
 def test_sb3_ppo_trains_through_make_vec():
