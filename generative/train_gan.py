@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from dataclasses import dataclass
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from envs.images import DatasetError
 from generative.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
@@ -28,9 +25,11 @@ from generative.data import as_float, load_dataset
 from generative.losses import critic_loss, generator_loss
 from generative.models import GAN
 from generative.training import (
+    RunLog,
     TrainingError,
     autocast,
     check_common,
+    checkpoint_on_interrupt,
     evaluating,
     make_generator,
     parse_args,
@@ -130,10 +129,11 @@ def train(args: Args, progress: bool = True) -> Result:
         step = resumed["step"]
         set_rng_state(resumed["train"]["rng"], streams, args.seed, step)
 
-    def checkpoint(at: int) -> None:
+    def checkpoint(at: int) -> int:
         train_state = {"args": dataclasses.asdict(args), "opt_generator": opt_g.state_dict(),
                        "opt_critic": opt_c.state_dict(), "rng": rng_state(streams)}
         save_checkpoint(out / CHECKPOINT_NAME, model, at, train_state)
+        return at
 
     def real_batch() -> torch.Tensor:
         index = torch.randint(len(data), (args.batch_size,), generator=streams["data"], device=device)
@@ -142,12 +142,9 @@ def train(args: Args, progress: bool = True) -> Result:
     def noise() -> torch.Tensor:
         return torch.randn(args.batch_size, args.latent_dim, generator=streams["noise"], device=device)
 
-    writer = SummaryWriter(str(out / "tb"), purge_step=step if resumed is not None else None)
-    history: list[dict[str, float]] = []
+    log = RunLog(out, step, resumed is not None, args.steps, "train-gan", args.n_critic * args.batch_size, progress)
     model.train()
-    started, start_step = time.perf_counter(), step
-    bar = tqdm(total=args.steps, initial=step, desc="train-gan", disable=not progress, dynamic_ncols=True)
-    try:
+    with checkpoint_on_interrupt(log, lambda: checkpoint(step), out / CHECKPOINT_NAME):
         while step < args.steps:
             # critic: n_critic updates on fresh real batches and generator samples
             critic.requires_grad_(True)
@@ -169,38 +166,21 @@ def train(args: Args, progress: bool = True) -> Result:
             loss_g.backward()
             opt_g.step()
             step += 1
-            bar.update(1)
+            log.bar.update(1)
 
             if step % args.log_every == 0 or step == args.steps:
-                elapsed = time.perf_counter() - started
-                speed = (step - start_step) * args.n_critic * args.batch_size / max(elapsed, 1e-9)
-                row = {"step": step, "loss/critic": loss_c.item(), "loss/generator": loss_g.item(),
-                       **{f"critic/{k}": v.item() for k, v in stats.items()}, "perf/images_per_s": speed}
-                history.append(row)
-                for key, value in row.items():
-                    if key != "step":
-                        writer.add_scalar(key, value, step)
-                bar.set_postfix(critic=f"{row['loss/critic']:.3f}", gen=f"{row['loss/generator']:.3f}",
-                                w=f"{row['critic/wasserstein']:.3f}", gp=f"{row['critic/gp']:.3f}")
+                values = {"loss/critic": loss_c.item(), "loss/generator": loss_g.item(),
+                          **{f"critic/{k}": v.item() for k, v in stats.items()}}
+                log.log(step, values, critic=f"{values['loss/critic']:.3f}", gen=f"{values['loss/generator']:.3f}",
+                        w=f"{values['critic/wasserstein']:.3f}", gp=f"{values['critic/gp']:.3f}")
             if step % args.sample_every == 0 or step == args.steps:
                 with evaluating(generator):
                     samples = generator(fixed_z)
-                write_sheet(out / "samples" / f"step_{step:06d}.png", samples, writer, "samples", step)
+                write_sheet(out / "samples" / f"step_{step:06d}.png", samples, log.writer, "samples", step)
             if step % args.checkpoint_every == 0 or step == args.steps:
                 checkpoint(step)
-    except KeyboardInterrupt:
-        checkpoint(step)
-        bar.close()
-        writer.close()
-        print(f"\ninterrupted at step {step}; checkpoint saved to {out / CHECKPOINT_NAME}; "
-              "continue with the same command and --resume", file=sys.stderr)
-        raise
-    bar.close()
-    writer.close()
     critic.requires_grad_(True)
-    elapsed = time.perf_counter() - started
-    speed = (step - start_step) * args.n_critic * args.batch_size / max(elapsed, 1e-9)
-    return Result(model.eval(), step, history, speed)
+    return Result(model.eval(), step, log.history, log.images_per_second(step))
 
 
 def main(argv: list[str] | None = None) -> int:

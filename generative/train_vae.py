@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from dataclasses import dataclass
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from envs.images import DatasetError
 from generative.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
 from generative.data import as_float, load_dataset
 from generative.models import VAE
 from generative.training import (
+    RunLog,
     TrainingError,
     autocast,
     check_common,
+    checkpoint_on_interrupt,
     evaluating,
     make_generator,
     parse_args,
@@ -136,18 +135,16 @@ def train(args: Args, progress: bool = True) -> Result:
         step = resumed["step"]
         set_rng_state(resumed["train"]["rng"], streams, args.seed, step)
 
-    def checkpoint(at: int) -> None:
+    def checkpoint(at: int) -> int:
         train_state = {"args": dataclasses.asdict(args), "optimizer": optimizer.state_dict(),
                        "rng": rng_state(streams)}
         save_checkpoint(out / CHECKPOINT_NAME, model, at, train_state)
+        return at
 
-    writer = SummaryWriter(str(out / "tb"), purge_step=step if resumed is not None else None)
-    history: list[dict[str, float]] = []
+    log = RunLog(out, step, resumed is not None, args.steps, "train-vae", args.batch_size, progress)
     model.train()
-    started, start_step = time.perf_counter(), step
-    bar = tqdm(total=args.steps, initial=step, desc="train-vae", disable=not progress, dynamic_ncols=True)
     scores: dict[str, float] = {}
-    try:
+    with checkpoint_on_interrupt(log, lambda: checkpoint(step), out / CHECKPOINT_NAME):
         while step < args.steps:
             index = torch.randint(len(data), (args.batch_size,), generator=streams["data"], device=device)
             with autocast(device, amp):
@@ -156,43 +153,27 @@ def train(args: Args, progress: bool = True) -> Result:
             loss.backward()
             optimizer.step()
             step += 1
-            bar.update(1)
+            log.bar.update(1)
 
             evaluated = step % args.sample_every == 0 or step == args.steps
             if evaluated:
                 scores = evaluate(model, heldout)
                 with evaluating(model):
-                    write_sheet(out / "samples" / f"step_{step:06d}_samples.png", model.decode(fixed_z), writer,
+                    write_sheet(out / "samples" / f"step_{step:06d}_samples.png", model.decode(fixed_z), log.writer,
                                 "samples", step)
                     pairs = torch.stack([shown, model.reconstruct(shown)], dim=1).flatten(0, 1)  # original, recon
-                    write_sheet(out / "samples" / f"step_{step:06d}_reconstructions.png", pairs, writer,
+                    write_sheet(out / "samples" / f"step_{step:06d}_reconstructions.png", pairs, log.writer,
                                 "reconstructions", step, columns=16)
             if step % args.log_every == 0 or step == args.steps:
-                elapsed = time.perf_counter() - started
-                speed = (step - start_step) * args.batch_size / max(elapsed, 1e-9)
-                row = {"step": step, **{f"loss/{k}": v.item() for k, v in stats.items()}, "perf/images_per_s": speed}
+                values = {f"loss/{k}": v.item() for k, v in stats.items()}
                 if evaluated:
-                    row.update({"heldout/mse": scores["mse"], "heldout/elbo": scores["elbo"]})
-                history.append(row)
-                for key, value in row.items():
-                    if key != "step":
-                        writer.add_scalar(key, value, step)
+                    values.update({"heldout/mse": scores["mse"], "heldout/elbo": scores["elbo"]})
                 shown_scores = {"heldout_mse": f"{scores['mse']:.4f}"} if scores else {}
-                bar.set_postfix(loss=f"{row['loss/loss']:.1f}", kl=f"{row['loss/kl']:.1f}", **shown_scores)
+                log.log(step, values, loss=f"{values['loss/loss']:.1f}", kl=f"{values['loss/kl']:.1f}",
+                        **shown_scores)
             if step % args.checkpoint_every == 0 or step == args.steps:
                 checkpoint(step)
-    except KeyboardInterrupt:
-        checkpoint(step)
-        bar.close()
-        writer.close()
-        print(f"\ninterrupted at step {step}; checkpoint saved to {out / CHECKPOINT_NAME}; "
-              "continue with the same command and --resume", file=sys.stderr)
-        raise
-    bar.close()
-    writer.close()
-    elapsed = time.perf_counter() - started
-    speed = (step - start_step) * args.batch_size / max(elapsed, 1e-9)
-    return Result(model.eval(), step, history, speed, scores["mse"])
+    return Result(model.eval(), step, log.history, log.images_per_second(step), scores["mse"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""What ``train-gan`` and ``train-vae`` share: options, device, run folder, resume, sample grids.
+"""What ``train-gan`` and ``train-vae`` share: options, device, run folder, resume, sample grids, logging.
 
 A run folder (``--out``) holds ``ckpt.pt`` (the latest checkpoint, written atomically), ``tb/``
 (TensorBoard scalars and images) and ``samples/step_NNNNNN*.png``. ``--resume`` restores the
@@ -13,9 +13,11 @@ import ast
 import contextlib
 import dataclasses
 import inspect
+import sys
 import textwrap
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +211,64 @@ def evaluating(*modules: torch.nn.Module) -> Iterator[None]:
     finally:
         for module in modules:
             module.train()
+
+
+# ---------------------------------------------------------------- the loop's bookkeeping
+
+
+class RunLog:
+    """What every training loop here keeps besides the models: TensorBoard scalars in ``out/tb``, a
+    progress bar, the logged history and the training speed.
+
+    :param out: the run folder.
+    :param step: the step training starts (or resumes) at.
+    :param resumed: whether the run continues a checkpoint (TensorBoard then drops later events).
+    :param total: the step training ends at.
+    :param desc: progress-bar label.
+    :param images_per_step: training images one step consumes (for ``perf/images_per_s``).
+    :param progress: show the progress bar.
+    """
+
+    def __init__(self, out: Path, step: int, resumed: bool, total: int, desc: str, images_per_step: int,
+                 progress: bool = True) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        self.writer = SummaryWriter(str(out / "tb"), purge_step=step if resumed else None)
+        self.bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, dynamic_ncols=True)
+        self.history: list[dict[str, float]] = []
+        self.images_per_step = images_per_step
+        self._started, self._start_step = time.perf_counter(), step
+
+    def images_per_second(self, step: int) -> float:
+        """Training images per second since this log started."""
+        return (step - self._start_step) * self.images_per_step / max(time.perf_counter() - self._started, 1e-9)
+
+    def log(self, step: int, values: dict[str, float], **postfix: str) -> dict[str, float]:
+        """Record ``values`` (plus ``perf/images_per_s``) at ``step``: history, TensorBoard, progress bar."""
+        row = {"step": step, **values, "perf/images_per_s": self.images_per_second(step)}
+        self.history.append(row)
+        for key, value in row.items():
+            if key != "step":
+                self.writer.add_scalar(key, value, step)
+        self.bar.set_postfix(**postfix)
+        return row
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()
+
+
+@contextlib.contextmanager
+def checkpoint_on_interrupt(log: RunLog, save: Callable[[], int], path: Path) -> Iterator[None]:
+    """Run the loop; on Ctrl-C ``save()`` a checkpoint (it returns the step saved), say how to resume,
+    and re-raise. The log is closed either way."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        step = save()
+        log.close()
+        print(f"\ninterrupted at step {step}; checkpoint saved to {path}; "
+              "continue with the same command and --resume", file=sys.stderr)
+        raise
+    log.close()
