@@ -319,3 +319,20 @@ def test_prior_images_feed_the_environment_targets(tmp_path) -> None:
     assert source.images.shape[1:] == (64, 64, 3)
     with pytest.raises(CheckpointError, match="not a VAE one"):
         generative.prior_images("vae", path, size=32, count=2)
+
+
+def test_ctrl_c_saves_a_checkpoint_to_resume_from(tmp_path, monkeypatch, capsys) -> None:
+    import generative.train_vae as train_vae
+
+    real_evaluate = train_vae.evaluate
+    monkeypatch.setattr(train_vae, "evaluate", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    args = train_vae.Args(data="digits", size=32, width=8, latent_dim=8, batch_size=16, device="cpu", steps=6,
+                          sample_every=3, out=str(tmp_path / "run"))
+    with one_thread(), pytest.raises(KeyboardInterrupt):
+        train_vae.train(args, progress=False)
+    assert "interrupted at step 3" in capsys.readouterr().err
+    assert generative.read_checkpoint(tmp_path / "run" / "ckpt.pt")["step"] == 3
+    monkeypatch.setattr(train_vae, "evaluate", real_evaluate)
+    with one_thread():
+        resumed = train_vae.train(dataclasses.replace(args, resume=True), progress=False)
+    assert resumed.step == 6
