@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -33,10 +32,10 @@ import torch
 from envs.render import HAVE_NUMBA
 from rewards.fastpath import PARALLEL_MIN_BATCH, keep_torch_threads, parallel_threads
 
-if HAVE_NUMBA:  # else pack_observation runs on torch
+if HAVE_NUMBA:  # the CPU fast path of image observations
     import numba
 
-    from envs.render import _mirror_box, to_u8_row
+    from envs.render import _mirror_box
 
 BUILTIN_DATASETS = {
     "digits": "scikit-learn's handwritten digits, 1,797 images, black ink on white",
@@ -66,8 +65,15 @@ def to_float(images: torch.Tensor | np.ndarray, device: torch.device | str | Non
     return tensor.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).contiguous()
 
 
-def _pack_torch(canvas: torch.Tensor, extra: torch.Tensor | None, plane: torch.Tensor) -> torch.Tensor:
-    """``plane`` ``(B,)`` uint8 is the value of the last channel."""
+def pack_observation(canvas: torch.Tensor, extra: torch.Tensor | None, plane: torch.Tensor) -> torch.Tensor:
+    """The ``image`` observation: canvas, optional extra channels and a constant plane, channel-last.
+
+    :param canvas: ``(B, 3, H, W)`` float in [0, 1].
+    :param extra: ``(B, H, W, E)`` uint8 (the target), or None.
+    :param plane: ``(B,)`` uint8, the value of the last channel.
+    :return: a new ``(B, H, W, 3 + E + 1)`` uint8 tensor on the canvas's device (on the CPU,
+        :class:`IncrementalObservation` builds the same array faster).
+    """
     size = canvas.shape[-1]
     parts = [to_uint8(canvas)] + ([extra] if extra is not None else [])
     parts.append(plane.view(-1, 1, 1, 1).expand(-1, size, size, 1))
@@ -75,26 +81,6 @@ def _pack_torch(canvas: torch.Tensor, extra: torch.Tensor | None, plane: torch.T
 
 
 if HAVE_NUMBA:
-
-    @numba.njit(cache=True, nogil=True, fastmath=True)
-    def _pack_rows(canvas, extra, plane, out, start, stop):  # pragma: no cover - compiled
-        n_extra, last, width = extra.shape[3], out.shape[3] - 1, canvas.shape[3]
-        tmp = np.empty((3, width), np.uint8)
-        for b in range(start, stop):
-            for y in range(canvas.shape[2]):
-                to_u8_row(canvas[b, :, y], tmp)
-                row = out[b, y]
-                for x in range(width):
-                    row[x, 0], row[x, 1], row[x, 2] = tmp[0, x], tmp[1, x], tmp[2, x]
-                    for c in range(n_extra):
-                        row[x, 3 + c] = extra[b, y, x, c]
-                    row[x, last] = plane[b]
-
-    @numba.njit(cache=True, nogil=True, parallel=True)
-    def _pack_parallel(canvas, extra, plane, out, chunks):  # pragma: no cover - compiled
-        per = (canvas.shape[0] + chunks - 1) // chunks
-        for c in numba.prange(chunks):
-            _pack_rows(canvas, extra, plane, out, c * per, min(canvas.shape[0], (c + 1) * per))
 
     @numba.njit(cache=True, nogil=True, fastmath=True)
     def _emit_rows(canvas, extra, plane, cache, boxes, stale, out, start, stop):  # pragma: no cover - compiled
@@ -126,34 +112,8 @@ if HAVE_NUMBA:
         for c in numba.prange(chunks):
             _emit_rows(canvas, extra, plane, cache, boxes, stale, out, c * per, min(canvas.shape[0], (c + 1) * per))
 
+
 _NO_EXTRA = np.empty((0, 0, 0, 0), np.uint8)
-
-
-def pack_observation(canvas: torch.Tensor, extra: torch.Tensor | None, plane: torch.Tensor) -> torch.Tensor:
-    """The ``image`` observation: canvas, optional extra channels and a constant plane, channel-last.
-
-    :param canvas: ``(B, 3, H, W)`` float in [0, 1].
-    :param extra: ``(B, H, W, E)`` uint8 (the target), or None.
-    :param plane: ``(B,)`` uint8, the value of the last channel.
-    :return: a new ``(B, H, W, 3 + E + 1)`` uint8 tensor; on the CPU one fused numba pass, elsewhere torch.
-    """
-    if not HAVE_NUMBA or canvas.device.type != "cpu" or canvas.dtype != torch.float32:
-        return _pack_torch(canvas, extra, plane)
-    b, _, h, w = canvas.shape
-    n_extra = 0 if extra is None else extra.shape[-1]
-    out = np.empty((b, h, w, 3 + n_extra + 1), dtype=np.uint8)  # cheaper than torch.empty for small batches
-    extra_np = _NO_EXTRA if extra is None else extra.numpy()
-    _launch(_pack_rows, _pack_parallel, b, canvas.detach().numpy(), extra_np, plane.numpy(), out)
-    return torch.from_numpy(out)
-
-
-def _launch(serial: Any, parallel: Any, batch: int, *args: Any) -> None:
-    """``serial(*args, 0, batch)``, or ``parallel(*args, chunks)`` over threads for larger batches."""
-    if batch >= PARALLEL_MIN_BATCH and torch.get_num_threads() > 1:
-        parallel(*args, min(batch, parallel_threads() * 4))
-        keep_torch_threads()
-    else:
-        serial(*args, 0, batch)
 
 
 class IncrementalObservation:
@@ -187,9 +147,14 @@ class IncrementalObservation:
     def __call__(self, canvas: torch.Tensor, extra: torch.Tensor | None, plane: torch.Tensor) -> torch.Tensor:
         """The same array as :func:`pack_observation` (a new tensor), from the cache."""
         out = np.empty_like(self.cache)
-        extra_np = _NO_EXTRA if extra is None else extra.numpy()
-        _launch(_emit_rows, _emit_parallel, out.shape[0], canvas.detach().numpy(), extra_np, plane.numpy(),
-                self.cache, self.boxes, self.stale, out)
+        args = (canvas.detach().numpy(), _NO_EXTRA if extra is None else extra.numpy(), plane.numpy(), self.cache,
+                self.boxes, self.stale, out)
+        batch = out.shape[0]
+        if batch >= PARALLEL_MIN_BATCH and torch.get_num_threads() > 1:
+            _emit_parallel(*args, min(batch, parallel_threads() * 4))
+            keep_torch_threads()
+        else:
+            _emit_rows(*args, 0, batch)
         return torch.from_numpy(out)
 
 

@@ -252,7 +252,7 @@ if HAVE_NUMBA:
         return y_lo, y_hi, box_lo, box_hi
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def to_u8_row(src, dst):  # pragma: no cover - compiled
+    def _to_u8_row(src, dst):  # pragma: no cover - compiled
         """``(3, n)`` float canvas row -> ``dst`` ``(3, >= n)`` uint8, with :func:`envs.images.to_uint8`'s
         float32 arithmetic (planar, so it vectorises; callers interleave)."""
         scale, half, zero = np.float32(255.0), np.float32(0.5), np.float32(0.0)
@@ -265,7 +265,7 @@ if HAVE_NUMBA:
     def _mirror_box(img, mirror, tmp, y_lo, y_hi, x_lo, x_hi):  # pragma: no cover - compiled
         """``mirror[y, x, :3] = to_uint8(img[:, y, x])`` inside the box, while ``img`` is still in cache."""
         for y in range(y_lo, y_hi + 1):
-            to_u8_row(img[:, y, x_lo:x_hi + 1], tmp)
+            _to_u8_row(img[:, y, x_lo:x_hi + 1], tmp)
             row = mirror[y, x_lo:x_hi + 1]
             for x in range(x_hi + 1 - x_lo):
                 row[x, 0], row[x, 1], row[x, 2] = tmp[0, x], tmp[1, x], tmp[2, x]

@@ -48,7 +48,7 @@ def test_observation_layout_of_the_reconstruction_task():
 
 @pytest.mark.parametrize("targets", ["digits", None])
 def test_incremental_image_observation_equals_a_full_repack(targets):
-    from envs.images import _pack_torch
+    from envs.images import pack_observation
 
     env = CanvasVectorEnv(20, targets=targets, canvas_size=24, max_steps=3, strokes_per_step=2,
                           autoreset_mode="next_step")  # partial resets every few steps; 20 envs: the parallel kernel
@@ -57,7 +57,7 @@ def test_incremental_image_observation_equals_a_full_repack(targets):
     rng = np.random.default_rng(0)
     for step in range(8):
         obs, *_ = env.step(rng.uniform(-1, 1, (20, 26)).astype(np.float32))
-        expected = _pack_torch(core.canvas, core.target_u8, core._progress_levels[core.steps]).numpy()
+        expected = pack_observation(core.canvas, core.target_u8, core._progress_levels[core.steps]).numpy()
         np.testing.assert_array_equal(obs, expected, err_msg=f"step {step}")
     core.canvas[3].fill_(0.5)  # a write outside step/reset, announced as the docstring asks
     core.canvas_changed(torch.arange(20) == 3)
