@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +26,34 @@ def grid(images: np.ndarray, columns: int | None = None, pad: int = 2, fill: int
     return sheet
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray | list[np.ndarray], fps: int = 30) -> Path:
+def _checked(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """The frames as uint8 ``(H, W, 3)`` arrays, all of the first one's shape (checked as they stream)."""
+    shape = None
+    for frame in frames:
+        frame = np.asarray(frame, dtype=np.uint8)
+        if shape is None:
+            if frame.ndim != 3 or frame.shape[-1] != 3:
+                raise ValueError(f"frames must be (H, W, 3) uint8 images, got one of shape {frame.shape}")
+            shape = frame.shape
+        elif frame.shape != shape:
+            raise ValueError(f"every frame must have the first frame's shape {shape}, got {frame.shape}")
+        yield frame
+    if shape is None:
+        raise ValueError("no frames to write; a video needs at least one")
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], fps: int = 30) -> Path:
     """Write ``(T, H, W, 3)`` uint8 frames to ``path``: ``.mp4`` (H.264, yuv420p, plays in browsers),
-    ``.gif``, or, for a path without one of those extensions, a folder of numbered PNGs."""
+    ``.gif``, or, for a path without one of those extensions, a folder of numbered PNGs.
+
+    ``frames`` may also be any iterable of ``(H, W, 3)`` frames (e.g. a generator): MP4 and PNG
+    frames are then written as they come, without holding the whole video in memory."""
     import imageio.v2 as imageio
 
     path = Path(path)
-    frames = np.asarray(frames, dtype=np.uint8)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0):
         raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got {frames.shape}")
+    frames = _checked(frames)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         for i, frame in enumerate(frames):
@@ -46,14 +66,13 @@ def write_video(path: str | os.PathLike, frames: np.ndarray | list[np.ndarray], 
     tmp = path.with_name(f".{path.stem}.tmp{suffix}")
     try:
         if suffix == ".mp4":
-            # H.264 needs even sides; pad to a multiple of 16 so every player accepts it
-            h, w = frames.shape[1:3]
-            ph, pw = (-h) % 16, (-w) % 16
-            if ph or pw:
-                frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
             with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
                                     macro_block_size=16, output_params=["-movflags", "+faststart"]) as writer:
                 for frame in frames:
+                    # H.264 needs even sides; pad to a multiple of 16 so every player accepts it
+                    ph, pw = (-frame.shape[0]) % 16, (-frame.shape[1]) % 16
+                    if ph or pw:
+                        frame = np.pad(frame, ((0, ph), (0, pw), (0, 0)), mode="edge")
                     writer.append_data(frame)
         else:
             imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
@@ -61,4 +80,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray | list[np.ndarray], 
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise OSError(f"cannot write {path}: {err}; choose a writable output path") from err
+    except BaseException:  # a frame source that fails midway leaves no partial file behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
