@@ -18,7 +18,6 @@ from agents.episodes import image_l2, psnr
 from agents.networks import Observation
 from envs.images import to_uint8
 from envs.vector_env import CanvasVectorEnv
-from envs.video import grid
 
 Policy = Callable[[Observation], torch.Tensor]
 
@@ -31,16 +30,18 @@ class EvalResult:
         and for tasks with targets ``l2`` (mean squared error, images in [0, 1]) and ``psnr`` (dB).
     :param paintings: ``(N, H, W, 3)`` uint8 final canvases.
     :param targets: ``(N, H, W, 3)`` uint8 targets, or None.
-    :param strokes: ``(N, max_steps * S, 13)`` float32 stroke histories (CPU).
-    :param frames: ``(T + 1, h, w, 3)`` uint8 video frames (canvas beside target, a grid of the first
-        ``video_envs`` episodes, one frame per step), when asked for.
+    :param strokes: ``(N, max_steps * S, 13)`` float32 stroke histories (CPU); videos re-render them
+        (:mod:`envs.painting_video`).
+    :param step_rewards: ``(N, T)`` float32 reward of each step (T = steps taken).
+    :param step_terms: ``{key: (N, T)}`` float32 each reward term per step, unweighted.
     """
 
     metrics: dict[str, float]
     paintings: np.ndarray
     targets: np.ndarray | None
     strokes: np.ndarray
-    frames: np.ndarray | None = None
+    step_rewards: np.ndarray
+    step_terms: dict[str, np.ndarray]
 
 
 def random_policy(env: CanvasVectorEnv, generator: torch.Generator | None = None) -> Policy:
@@ -55,37 +56,31 @@ def random_policy(env: CanvasVectorEnv, generator: torch.Generator | None = None
 
 
 @torch.no_grad()
-def evaluate(policy: Policy, env: CanvasVectorEnv, seed: int, video_size: int | None = None,
-             video_envs: int = 8) -> EvalResult:
+def evaluate(policy: Policy, env: CanvasVectorEnv, seed: int | list[int]) -> EvalResult:
     """Run one episode in every env of ``env`` with ``policy`` and measure it.
 
     :param policy: observations -> actions ``(B, A)`` on the env's device.
     :param env: see the module docstring.
-    :param seed: reset seed (the same seed paints the same targets).
-    :param video_size: side of each canvas in the video frames; None: no frames.
-    :param video_envs: episodes shown in the video.
+    :param seed: reset seed: env i is seeded ``seed + i``, or ``seed[i]`` for a list (the same seeds
+        paint the same targets).
     """
     if not env.return_tensors or env.autoreset_mode.name != "DISABLED":
         raise ValueError("evaluate() needs CanvasVectorEnv(..., return_tensors=True, autoreset_mode='disabled')")
     core = env.core
     obs, _ = env.reset(seed=seed)
-    returns = torch.zeros(env.num_envs, device=env.device)
-    terms_sum = {key: torch.zeros(env.num_envs, device=env.device) for key in core.reward.keys}
-    frames = []
-    shown = min(video_envs, env.num_envs)
+    step_rewards: list[torch.Tensor] = []
+    step_terms: dict[str, list[torch.Tensor]] = {key: [] for key in core.reward.keys}
     for _ in range(core.max_steps):
-        if video_size:
-            frames.append(grid(core.frames(video_size)[:shown].cpu().numpy()))
         obs, reward, terminated, truncated, info = env.step(policy(obs))
-        returns += reward
+        step_rewards.append(reward)
         for key, value in info["reward_terms"].items():
-            terms_sum[key] += value
+            step_terms[key].append(value)
         if bool((terminated | truncated).all()):
             break
-    if video_size:
-        frames.append(grid(core.frames(video_size)[:shown].cpu().numpy()))
+    rewards = torch.stack(step_rewards, dim=1).float()  # (B, T)
+    terms = {key: torch.stack(values, dim=1).float() for key, values in step_terms.items()}
 
-    stats = {"return": returns, **{f"term/{key}": value for key, value in terms_sum.items()}}
+    stats = {"return": rewards.sum(dim=1), **{f"term/{key}": value.sum(dim=1) for key, value in terms.items()}}
     if core.target is not None:
         l2 = image_l2(core.canvas, core.target)
         stats.update(l2=l2, psnr=psnr(l2))
@@ -96,5 +91,6 @@ def evaluate(policy: Policy, env: CanvasVectorEnv, seed: int, video_size: int | 
         paintings=to_uint8(core.canvas).cpu().numpy(),
         targets=None if core.target is None else core.target_u8.cpu().numpy(),
         strokes=core.episode_strokes().cpu().numpy(),
-        frames=np.stack(frames) if frames else None,
+        step_rewards=rewards.cpu().numpy(),
+        step_terms={key: value.cpu().numpy() for key, value in terms.items()},
     )

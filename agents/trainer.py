@@ -50,12 +50,16 @@ from agents.ppo import PPO, PPOArgs
 from agents.reinforce import Reinforce, ReinforceArgs
 from envs.core import resolve_device
 from envs.export import atomic_write_bytes, save_png
+from envs.painting_video import default_frames_per_stroke, reward_captions, write_painting_video
 from envs.vector_env import CanvasVectorEnv
-from envs.video import grid, write_video
+from envs.video import grid
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "paintgym-checkpoint/1"
 FINAL_EPISODES = "final_episodes.npz"
+EVAL_SEED_OFFSET = 1_000_003  # evaluation env i is seeded config.seed + EVAL_SEED_OFFSET + i
+VIDEO_EPISODES = 8  # held-out episodes shown in the videos
+VIDEO_FPS = 24
 
 
 @dataclass
@@ -338,7 +342,7 @@ class Trainer:
         self.env = make_env(config, config.num_envs, self.device, native=native)
         split = "test" if self.env.core.targets is not None else "train"
         self.eval_env = make_env(config, config.eval_episodes, self.device, native=True, split=split)
-        self.eval_seed = config.seed + 1_000_003  # fixed: every evaluation paints the same targets
+        self.eval_seed = config.seed + EVAL_SEED_OFFSET  # fixed: every evaluation paints the same targets
         self.algo = make_algorithm(config, args, self.env)
         self.num_iterations = max(1, math.ceil(config.total_steps / self.algo.steps_per_iteration))
         self.iteration = 0
@@ -389,15 +393,20 @@ class Trainer:
         return obs
 
     # ------------------------------------------------------------------------------- evaluation
-    def evaluate(self, video: bool = False) -> EvalResult:
-        return evaluate(self.algo.act, self.eval_env, self.eval_seed,
-                        video_size=self.config.video_size if video else None)
+    def evaluate(self) -> EvalResult:
+        return evaluate(self.algo.act, self.eval_env, self.eval_seed)
 
     def _write_video(self, result: EvalResult, path: Path) -> Path:
-        frames = list(result.frames)
-        fps = max(2, min(8, self.env.core.max_steps // 2))
-        frames += [frames[-1]] * (2 * fps)  # hold the final painting for two seconds
-        return write_video(path, np.stack(frames), fps=fps)
+        """The first held-out episodes painted stroke by stroke beside their targets, with the running
+        reward terms (:mod:`envs.painting_video`), about four seconds plus two on the final paintings."""
+        core, shown = self.eval_env.core, slice(0, VIDEO_EPISODES)
+        captions = reward_captions(result.step_rewards[shown], {key: value[shown] for key, value in
+                                                                result.step_terms.items()}, core.strokes_per_step)
+        per_stroke = default_frames_per_stroke(result.strokes.shape[1], VIDEO_FPS, seconds=4.0)
+        return write_painting_video(path, result.strokes[shown], self.config.video_size, fps=VIDEO_FPS,
+                                    frames_per_stroke=per_stroke, background=core.background,
+                                    targets=None if result.targets is None else result.targets[shown],
+                                    captions=captions)[0]
 
     def _eval_metrics(self, result: EvalResult) -> dict[str, float]:
         return {f"eval/{key}": value for key, value in result.metrics.items()}
@@ -437,12 +446,12 @@ class Trainer:
                     last = self.iteration == self.num_iterations
                     if not last and _crossed(previous, self.global_step, config.eval_every):
                         video = _crossed(previous, self.global_step, config.video_every)
-                        result = self.evaluate(video=video)
+                        result = self.evaluate()
                         row.update(self._eval_metrics(result))
                         if video:
                             self._write_video(result, self.run_dir / "videos" / f"step_{self.global_step:09d}.mp4")
                     elif not last and _crossed(previous, self.global_step, config.video_every):
-                        result = self.evaluate(video=True)
+                        result = self.evaluate()
                         self._write_video(result, self.run_dir / "videos" / f"step_{self.global_step:09d}.mp4")
                     log.write(self.global_step, row)
                     if progress is not None:
@@ -489,7 +498,7 @@ class Trainer:
     # ------------------------------------------------------------------------------- artefacts
     def finish(self, log: MetricsLog) -> dict[str, float]:
         """Final evaluation, contact sheet, learning curve, video and summary."""
-        result = self.evaluate(video=True)
+        result = self.evaluate()
         metrics = self._eval_metrics(result)
         with open(log.path, "a", newline="") as handle:  # the final evaluation joins the last row's step
             csv.DictWriter(handle, log.columns, restval="", extrasaction="ignore").writerow(
