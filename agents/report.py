@@ -552,6 +552,7 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, title: 
         "strokes used: strokes per painting that changed at least one pixel of the 8-bit image when painted in "
         "order (out of max_steps x strokes_per_step).",
     ]
+    page.paragraph("What the columns mean:")
     target_div = [run.metrics["target_novelty"] for run in runs if "target_novelty" in run.metrics]
     if target_div:
         notes.append(f"For scale: the held-out targets' own diversity is {np.mean(target_div):.4g} "

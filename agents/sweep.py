@@ -143,6 +143,7 @@ class PlannedRun:
     run_dir: Path
     status: str
     options: dict[str, Any]
+    total_steps: int
 
     @property
     def label(self) -> str:
@@ -327,7 +328,7 @@ def plan(sweep: Sweep, resolved: list[tuple[Any, Any]]) -> list[PlannedRun]:
                         raise SweepError(f"{run_dir} holds a run with other options ({key} = {existing.get(key)!r} "
                                          f"there, {wanted.get(key)!r} in {sweep.path}); use another --out, or delete "
                                          "that run directory to train it again")
-            runs.append(PlannedRun(configuration, seed, run_dir, status, options))
+            runs.append(PlannedRun(configuration, seed, run_dir, status, options, config.total_steps))
     return runs
 
 
@@ -355,7 +356,7 @@ def _trained_fraction(run: PlannedRun) -> float:
     """How far a running training is, from the last row of its metrics.csv."""
     line = _last_line(run.run_dir / "metrics.csv")
     try:
-        return int(line.split(",", 1)[0]) / max(1, int(run.options.get("total_steps", 81_920)))
+        return int(line.split(",", 1)[0]) / max(1, run.total_steps)
     except ValueError:
         return 0.0
 

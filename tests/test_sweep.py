@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +18,8 @@ import pytest
 import torch
 
 from agents import report, sweep
-from agents.trainer import load_checkpoint
+from agents.common import set_threads
+from agents.trainer import Trainer, load_checkpoint
 from rewards.harmony import harmony_score
 
 TINY = """
@@ -31,6 +34,15 @@ eval_every = 16
 checkpoint_every = 16
 """
 REWARDS = ["target", "target:1, harmony:0.5"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The in-process trainer sets one thread (as the sweep's children do); give the others theirs back."""
+    before = torch.get_num_threads()
+    set_threads(1)
+    yield
+    set_threads(before)
 
 
 def write_sweep(path: Path, body: str) -> Path:
@@ -168,38 +180,76 @@ def test_missing_sweep_file_and_bad_report_inputs(tmp_path, capsys):
     assert "no finished run" in capsys.readouterr().err
 
 
-def test_ctrl_c_checkpoints_and_the_next_sweep_resumes(tmp_path, capsys):
+FAKE_TRAINING = """
+import pathlib, signal, sys, time
+got = []
+signal.signal(signal.SIGINT, lambda *_: got.append(1))
+pathlib.Path(sys.argv[1], "started").touch()
+deadline = time.monotonic() + 60
+while not got and time.monotonic() < deadline:
+    time.sleep(0.01)
+time.sleep(0.3)  # a second SIGINT, had the sweep sent one, would arrive meanwhile
+print(f"SIGINTs received: {len(got)}")
+sys.exit(130)  # what paintgym train returns after checkpointing on Ctrl-C
+"""
+
+
+def test_ctrl_c_reaches_each_running_training_once(tmp_path, capsys, monkeypatch):
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("Ctrl-C handling needs the main thread")
-    body = TINY.replace("total_steps = 32", "total_steps = 96").replace("eval_every = 16", "eval_every = 0")
-    path = write_sweep(tmp_path / "long.toml", f"seeds = [4]\n{body}reward = 'target'\n")
-    out, run = tmp_path / "out", tmp_path / "out" / "base" / "seed4"
+    path = write_sweep(tmp_path / "two.toml", f"seeds = [1, 2]\n{TINY}reward = 'target'\n")
+    out = tmp_path / "out"
+    monkeypatch.setattr(sweep, "train_command", lambda run: [sys.executable, "-c", FAKE_TRAINING, str(run.run_dir)])
+    markers = [out / "base" / f"seed{seed}" / "started" for seed in (1, 2)]
     done = threading.Event()
 
-    def ctrl_c_after_the_first_checkpoint() -> None:
+    def ctrl_c_once_both_run() -> None:
         while not done.is_set():
-            if (run / "checkpoint.pt").exists():
-                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C on the sweep: it asks the training to stop
+            if all(marker.exists() for marker in markers):
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the terminal reaches only the sweep
                 return
-            time.sleep(0.02)
+            time.sleep(0.01)
 
-    watcher = threading.Thread(target=ctrl_c_after_the_first_checkpoint, daemon=True)
+    watcher = threading.Thread(target=ctrl_c_once_both_run, daemon=True)
     watcher.start()
     try:
-        code = sweep.main([str(path), "--out", str(out), "--no-progress"])
+        code = sweep.main([str(path), "--out", str(out), "--jobs", "2", "--no-progress"])
     finally:
         done.set()
         watcher.join()
     printed = capsys.readouterr()
-    assert code == 130, printed
-    assert "stopped base/seed4: checkpointed" in printed.out and "continue with: paintgym sweep" in printed.err
-    assert not (run / "summary.json").exists()
-    stopped_at = load_checkpoint(run)["global_step"]
-    assert 16 <= stopped_at < 96
+    assert code == 130
+    assert printed.out.count("checkpointed; rerun the sweep to resume it") == 2
+    assert "continue with: paintgym sweep" in printed.err
+    for seed in (1, 2):  # the sweep passed exactly one SIGINT on: the trainers checkpoint rather than quit
+        assert "SIGINTs received: 1" in (out / "base" / f"seed{seed}" / "train.log").read_text()
+
+
+def test_an_interrupted_run_is_resumed(tmp_path, capsys):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Ctrl-C handling needs the main thread")
+    body = TINY.replace("total_steps = 32", "total_steps = 64").replace("eval_every = 16", "eval_every = 0")
+    path = write_sweep(tmp_path / "one.toml", f"seeds = [4]\n{body}reward = 'target'\n")
+    out = tmp_path / "out"
+    # the run the sweep plans, trained here until a Ctrl-C in its second iteration (as the trainer tests do)
+    plan = sweep.load_sweep(path, out)
+    [(config, args)] = sweep.validate(plan)
+    [run] = sweep.plan(plan, [(config, args)])
+    trainer = Trainer(dataclasses.replace(config, **{k: run.options[k] for k in ("seed", "run_dir", "threads")}), args)
+    train_iteration = trainer.algo.train_iteration
+
+    def interrupt_in_second(iteration: int, total: int) -> dict[str, float]:
+        if iteration == 2:
+            signal.raise_signal(signal.SIGINT)
+        return train_iteration(iteration, total)
+
+    trainer.algo.train_iteration = interrupt_in_second
+    assert trainer.train().status == "interrupted"
+    assert load_checkpoint(run.run_dir)["global_step"] == 32 and not (run.run_dir / "summary.json").exists()
 
     assert sweep.main([str(path), "--out", str(out), "--no-progress", "--no-report"]) == 0
     assert "resume  base/seed4" in capsys.readouterr().out
-    assert json.loads((run / "summary.json").read_text())["global_step"] == 96
-    assert "paintgym sweep: resuming" in (run / "train.log").read_text()
-    steps = [int(row["step"]) for row in read_csv(run / "metrics.csv")]
-    assert steps == [0, *range(16, 97, 16), 96]  # every iteration once, then the final evaluation
+    assert json.loads((run.run_dir / "summary.json").read_text())["global_step"] == 64
+    assert "paintgym sweep: resuming" in (run.run_dir / "train.log").read_text()
+    steps = [int(row["step"]) for row in read_csv(run.run_dir / "metrics.csv")]
+    assert steps == [0, 16, 32, 48, 64, 64]  # every iteration once, then the final evaluation
