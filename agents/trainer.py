@@ -394,6 +394,9 @@ class Trainer:
 
     # ------------------------------------------------------------------------------- evaluation
     def evaluate(self) -> EvalResult:
+        # rewards that learn (novelty archive, online GAN critic) score held-out episodes as trained so far
+        if self.env.core.reward.learns:
+            self.eval_env.core.reward.load_state_dict(self.env.core.reward.state_dict())
         return evaluate(self.algo.act, self.eval_env, self.eval_seed)
 
     def _write_video(self, result: EvalResult, path: Path) -> Path:
