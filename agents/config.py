@@ -108,16 +108,23 @@ def coerce(cls: type, values: dict[str, Any], origin: str) -> dict[str, Any]:
     return out
 
 
+def read_toml(path: Path, what: str = "config file", error: type[Exception] = ConfigError) -> dict[str, Any]:
+    """Parse a TOML file; a missing, folder or malformed file raises ``error`` naming it as ``what``."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{path} is a folder; give a {what.split()[0]} TOML file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise error(f"{what} {path} is not valid TOML: {err}") from None
+
+
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a flat TOML file of options (keys as the flags, ``-`` or ``_``)."""
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    data = read_toml(path)
     nested = [key for key, value in data.items() if isinstance(value, dict)]
     if nested:
         raise ConfigError(f"config file {path} must be flat (key = value lines); found table(s) {nested}")

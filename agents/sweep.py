@@ -62,13 +62,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agents.config import ConfigError, coerce, dump_toml, load_toml
+from agents.config import ConfigError, coerce, dump_toml, load_toml, read_toml
 from agents.report import PER_RUN_KEYS, SUMMARY, SWEEP_LABEL
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 RUN_CONFIG = "sweep_run.toml"
 """The child's ``--config`` file in each run directory."""
@@ -189,15 +184,7 @@ def load_sweep(path: str | os.PathLike, out: str | os.PathLike | None = None) ->
     :raises SweepError: for a missing or invalid file, unknown keys, bad seeds, empty axes, clashing names.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise SweepError(f"sweep file {path} does not exist") from None
-    except IsADirectoryError:
-        raise SweepError(f"{path} is a folder; give a sweep TOML file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SweepError(f"sweep file {path} is not valid TOML: {err}") from None
+    data = read_toml(path, "sweep file", SweepError)
     unknown = [key for key in data if key not in TOP_KEYS]
     if unknown:
         raise SweepError(f"unknown key {unknown[0]!r} in {path}; a sweep file has {', '.join(TOP_KEYS)} "
