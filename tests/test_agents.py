@@ -6,10 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch.distributions import Categorical
 
-from agents.common import set_threads
 from agents.distributions import BetaActions, MultiCategorical
 from agents.evaluate import evaluate, random_policy
 from agents.networks import ActorCritic, obs_planes
@@ -19,21 +17,7 @@ from agents.storage import compute_gae, reward_to_go
 from envs import CanvasVectorEnv
 from rewards import Reward
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Single-threaded torch and numba: faster and steadier on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    set_threads(1)
-    yield
-    set_threads(before)
-
-
-def tiny_env(num_envs: int, action_mode: str = "continuous", **options) -> CanvasVectorEnv:
-    """16x16 canvases, 2 steps per episode, 4 digit targets (0-3), black ink on white."""
-    digits = (255.0 - load_digits().images[:4] * 16.0).clip(0, 255).astype(np.uint8)
-    return CanvasVectorEnv(num_envs, targets=digits, canvas_size=16, max_steps=2, action_mode=action_mode, grid=4,
-                           return_tensors=True, autoreset_mode="disabled", **options)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py, as is tiny_env
 
 
 # ------------------------------------------------------------------------------ distributions
@@ -80,7 +64,7 @@ def test_multi_categorical_matches_one_categorical_per_component():
 
 # ------------------------------------------------------------------------------------ network
 @pytest.mark.parametrize("action_mode", ["continuous", "discrete"])
-def test_network_acts_inside_the_action_space_for_image_and_dict_observations(action_mode):
+def test_network_acts_inside_the_action_space_for_image_and_dict_observations(action_mode, tiny_env):
     for obs_mode in ("image", "dict"):
         env = tiny_env(3, action_mode, obs_mode=obs_mode)
         agent = ActorCritic(env.single_observation_space, env.single_action_space, hidden=32)
@@ -93,7 +77,7 @@ def test_network_acts_inside_the_action_space_for_image_and_dict_observations(ac
         env.step(agent.act(obs))  # and the deterministic actions
 
 
-def test_dict_and_image_observations_give_the_network_the_same_planes():
+def test_dict_and_image_observations_give_the_network_the_same_planes(tiny_env):
     image_env, dict_env = tiny_env(4), tiny_env(4, obs_mode="dict")
     a, _ = image_env.reset(seed=3)
     b, _ = dict_env.reset(seed=3)
@@ -103,7 +87,7 @@ def test_dict_and_image_observations_give_the_network_the_same_planes():
     assert torch.equal(obs_planes(a), obs_planes(b))
 
 
-def test_network_rejects_foreign_spaces():
+def test_network_rejects_foreign_spaces(tiny_env):
     env = tiny_env(1)
     with pytest.raises(ValueError, match="Box"):
         ActorCritic(env.single_observation_space, gym.spaces.Box(0.0, 1.0, (13,)))
@@ -144,7 +128,7 @@ def random_return(env: CanvasVectorEnv, seeds: int = 4) -> float:
     return float(np.mean(returns))
 
 
-def test_ppo_learns_the_tiny_reconstruction_task():
+def test_ppo_learns_the_tiny_reconstruction_task(tiny_env):
     torch.manual_seed(0)
     env, eval_env = tiny_env(16), tiny_env(16)
     algo = PPO(env, PPOArgs(learning_rate=1e-3, hidden=64, anneal_lr=False, rollout_episodes=2))
@@ -160,7 +144,7 @@ def test_ppo_learns_the_tiny_reconstruction_task():
     assert trained["l2"] < untrained["l2"]
 
 
-def test_reinforce_learns_the_tiny_task_with_discrete_actions():
+def test_reinforce_learns_the_tiny_task_with_discrete_actions(tiny_env):
     torch.manual_seed(0)
     env, eval_env = tiny_env(16, "discrete"), tiny_env(16, "discrete")
     algo = Reinforce(env, ReinforceArgs(learning_rate=1e-3, hidden=64, rollout_episodes=2))
@@ -174,7 +158,7 @@ def test_reinforce_learns_the_tiny_task_with_discrete_actions():
     assert trained["return"] > untrained["return"] + 0.03
 
 
-def test_reinforce_running_mean_baseline_tracks_the_reward_to_go():
+def test_reinforce_running_mean_baseline_tracks_the_reward_to_go(tiny_env):
     torch.manual_seed(0)
     env = tiny_env(8)
     algo = Reinforce(env, ReinforceArgs(baseline="mean", hidden=32))
@@ -208,7 +192,7 @@ class _LearningProbe(Reward):
         return {"updates": float(len(self.calls))}
 
 
-def test_rewards_that_learn_see_every_finished_painting():
+def test_rewards_that_learn_see_every_finished_painting(tiny_env):
     probe = _LearningProbe()
     env = tiny_env(4, reward=probe)
     probe.core = env.core
@@ -219,9 +203,36 @@ def test_rewards_that_learn_see_every_finished_painting():
     assert metrics["reward/probe/updates"] == 2.0 and metrics["episodes"] == 8
 
 
-def test_algorithms_need_the_native_tensor_env():
+def test_algorithms_need_the_native_tensor_env(tiny_env):
     env = CanvasVectorEnv(2, targets="digits", canvas_size=16, max_steps=2)
     with pytest.raises(ValueError, match="return_tensors"):
         PPO(env, PPOArgs())
     with pytest.raises(ValueError, match="CUDA"):
         PPO(tiny_env(2), PPOArgs(), amp=True)
+
+
+def test_ppo_under_bfloat16_autocast_keeps_float32_statistics(tiny_env, monkeypatch):
+    """The --amp code path, run on the CPU: bfloat16 autocast around the network only (CUDA in training)."""
+    import contextlib
+
+    import agents.ppo as ppo_module
+
+    torch.manual_seed(0)
+    env = tiny_env(8)
+    algo = PPO(env, PPOArgs(hidden=32, width=8, update_epochs=2, num_minibatches=2))
+    obs = env.reset(seed=0)[0]
+    with torch.no_grad():
+        reference = algo.agent.get_action_and_value(obs, torch.zeros(8, 13))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = algo.agent.get_action_and_value(obs, torch.zeros(8, 13))
+    for ref, got in zip(reference[1:], mixed[1:], strict=True):  # log-prob, entropy, value: float32, close
+        assert got.dtype == torch.float32 and torch.allclose(got, ref, rtol=0.05, atol=0.05)
+
+    monkeypatch.setattr(ppo_module, "autocast", lambda device, enabled: (
+        torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()))
+    algo.amp = True
+    algo.start(obs)
+    metrics = algo.train_iteration(1, 1)
+    assert all(np.isfinite(metrics[key]) for key in ("policy_loss", "value_loss", "entropy", "approx_kl"))
+    assert algo.storage.logprobs.dtype == algo.storage.values.dtype == torch.float32
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in algo.agent.parameters())

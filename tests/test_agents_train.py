@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from agents import cli_train
-from agents.common import TrainingDiverged, set_threads
+from agents.common import TrainingDiverged
 from agents.config import ConfigError, dump_toml, load_toml
 from agents.ppo import PPOArgs
 from agents.sb3_vec_env import SB3VecEnv
@@ -26,12 +26,7 @@ TINY = ["--canvas-size", "16", "--max-steps", "2", "--num-envs", "8", "--eval-ep
         "--threads", "1", "--no-progress", "--seed", "5"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    set_threads(1)
-    yield
-    set_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_config(run_dir: Path, **changes) -> TrainConfig:

@@ -1,0 +1,40 @@
+"""Fixtures shared by the agent tests: one CPU thread, and a tiny reconstruction task.
+
+Test modules opt in to the thread setting with ``pytestmark = pytest.mark.usefixtures("one_thread")``
+(it is not autouse, so modules that test threading keep their own); ``tiny_env`` is a factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from agents.common import set_threads
+from envs import CanvasVectorEnv
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Single-threaded torch and numba for a module: faster and steadier on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    set_threads(1)
+    yield
+    set_threads(before)
+
+
+def make_tiny_env(num_envs: int, action_mode: str = "continuous", **options) -> CanvasVectorEnv:
+    """16x16 canvases, 2 steps per episode, 4 digit targets (0-3), black ink on white; the native
+    tensor env the algorithms train on (``return_tensors=True``, autoreset disabled)."""
+    digits = (255.0 - load_digits().images[:4] * 16.0).clip(0, 255).astype(np.uint8)
+    return CanvasVectorEnv(num_envs, targets=digits, canvas_size=16, max_steps=2, action_mode=action_mode, grid=4,
+                           return_tensors=True, autoreset_mode="disabled", **options)
+
+
+@pytest.fixture
+def tiny_env() -> Callable[..., CanvasVectorEnv]:
+    """:func:`make_tiny_env`: ``tiny_env(num_envs, action_mode="continuous", **env_options)``."""
+    return make_tiny_env
