@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import nn, optim
+from torch import nn
 
-from agents.common import autocast, check_amp
+from agents.common import autocast, build_agent, minibatch_size
 from agents.episodes import EpisodeTracker
-from agents.networks import ActorCritic, Observation
+from agents.networks import Observation
 from agents.storage import RewardNormalizer, RolloutStorage, compute_gae, index_obs
 from envs.vector_env import CanvasVectorEnv
 
@@ -81,23 +81,13 @@ class PPO:
     name = "ppo"
 
     def __init__(self, env: CanvasVectorEnv, args: PPOArgs, amp: bool = False) -> None:
-        if not env.return_tensors or env.autoreset_mode.name != "DISABLED":
-            raise ValueError("PPO needs CanvasVectorEnv(..., return_tensors=True, autoreset_mode='disabled')")
-        if args.rollout_episodes < 1 or args.num_minibatches < 1 or args.update_epochs < 1:
-            raise ValueError("rollout_episodes, num_minibatches and update_epochs must be at least 1")
-        self.env, self.args, self.device = env, args, env.device
-        check_amp(self.device, amp)
-        self.amp = amp
+        if args.rollout_episodes < 1 or args.update_epochs < 1:
+            raise ValueError("rollout_episodes and update_epochs must be at least 1")
+        self.agent, self.optimizer = build_agent(env, "PPO", args.width, args.hidden, args.learning_rate, amp)
+        self.env, self.args, self.device, self.amp = env, args, env.device, amp
         self.num_steps = args.rollout_episodes * env.core.max_steps
         self.steps_per_iteration = self.num_steps * env.num_envs  # the batch size
-        if args.num_minibatches > self.steps_per_iteration:
-            raise ValueError(f"num_minibatches ({args.num_minibatches}) exceeds the batch of "
-                             f"{self.steps_per_iteration} transitions; use fewer minibatches or more envs")
-        self.minibatch_size = self.steps_per_iteration // args.num_minibatches
-        channels = (args.width, 2 * args.width, 2 * args.width)
-        self.agent = ActorCritic(env.single_observation_space, env.single_action_space, channels, args.hidden)
-        self.agent.to(self.device)
-        self.optimizer = optim.Adam(self.agent.parameters(), lr=args.learning_rate, eps=1e-5)
+        self.minibatch_size = minibatch_size(self.steps_per_iteration, args.num_minibatches)
         self.reward_normalizer = RewardNormalizer(env.num_envs, args.gamma, self.device) if args.norm_reward else None
         self.tracker = EpisodeTracker(env)
         self.metric_keys = [*self.tracker.metric_keys, *LOSS_KEYS, "explained_variance", "learning_rate"]

@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import nn, optim
+from torch import nn
 
-from agents.common import autocast, check_amp
+from agents.common import autocast, build_agent
 from agents.episodes import EpisodeTracker
-from agents.networks import ActorCritic, Observation
+from agents.networks import Observation
 from agents.storage import RewardNormalizer, RolloutStorage, reward_to_go
 from envs.vector_env import CanvasVectorEnv
 
@@ -77,22 +77,15 @@ class Reinforce:
     name = "reinforce"
 
     def __init__(self, env: CanvasVectorEnv, args: ReinforceArgs, amp: bool = False) -> None:
-        if not env.return_tensors or env.autoreset_mode.name != "DISABLED":
-            raise ValueError("REINFORCE needs CanvasVectorEnv(..., return_tensors=True, autoreset_mode='disabled')")
         if args.baseline not in BASELINES:
             raise ValueError(f"unknown baseline {args.baseline!r}; choose one of {', '.join(BASELINES)}")
         if args.rollout_episodes < 1:
             raise ValueError("rollout_episodes must be at least 1")
-        self.env, self.args, self.device = env, args, env.device
-        check_amp(self.device, amp)
-        self.amp = amp
+        self.agent, self.optimizer = build_agent(env, "REINFORCE", args.width, args.hidden, args.learning_rate, amp)
+        self.env, self.args, self.device, self.amp = env, args, env.device, amp
         self.episode_length = env.core.max_steps
         self.num_steps = args.rollout_episodes * self.episode_length
         self.steps_per_iteration = self.num_steps * env.num_envs
-        channels = (args.width, 2 * args.width, 2 * args.width)
-        self.agent = ActorCritic(env.single_observation_space, env.single_action_space, channels, args.hidden)
-        self.agent.to(self.device)
-        self.optimizer = optim.Adam(self.agent.parameters(), lr=args.learning_rate, eps=1e-5)
         self.running_mean = torch.zeros(self.episode_length, device=self.device)  # baseline=mean, per step
         self.running_seen = False
         self.reward_normalizer = RewardNormalizer(env.num_envs, args.gamma, self.device) if args.norm_reward else None

@@ -5,7 +5,8 @@ collects one rollout and trains on it), so logging, evaluation and checkpoints a
 the native agents. Hyperparameters carry the native PPO's names and are passed to SB3 as
 ``n_steps = rollout_episodes * max_steps``, ``batch_size = n_steps * n_envs / num_minibatches``,
 ``n_epochs = update_epochs``, ``clip_range = clip_coef``, ``clip_range_vf = clip_coef`` (if
-``clip_vloss``). SB3 uses a diagonal Gaussian for continuous actions and clips samples to [-1, 1].
+``clip_vloss``); the optimiser is the native agents' (:func:`agents.common.adam_options`). SB3 uses
+a diagonal Gaussian for continuous actions and clips samples to [-1, 1].
 
 Networks (``--policy``): ``paintgym`` puts this package's CoordConv encoder
 (:class:`agents.networks.CanvasEncoder`) under SB3's linear heads, for any canvas size and both
@@ -26,6 +27,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecTransposeImage
 
+from agents.common import adam_options, encoder_widths, minibatch_size
 from agents.networks import CanvasEncoder, Observation
 from agents.sb3_vec_env import SB3VecEnv
 from envs.images import to_float
@@ -89,7 +91,7 @@ class CanvasFeatures(BaseFeaturesExtractor):
             channels += 1 if "progress" in observation_space.spaces else 0
         else:
             channels, size = observation_space.shape[0], observation_space.shape[-1]
-        self.encoder = CanvasEncoder(channels, size, (width, 2 * width, 2 * width), hidden)
+        self.encoder = CanvasEncoder(channels, size, encoder_widths(width), hidden)
 
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         if isinstance(obs, dict):
@@ -177,20 +179,21 @@ class SB3PPO:
         if args.policy == "CnnPolicy" and (is_dict or env.core.size < 36):
             raise ValueError("SB3's CnnPolicy (NatureCNN) needs image observations of at least 36x36; "
                              "use --policy paintgym for dict observations or smaller canvases")
+        if args.rollout_episodes < 1 or args.update_epochs < 1:
+            raise ValueError("rollout_episodes and update_epochs must be at least 1")
         self.env, self.args = env, args
         self.venv = SB3VecEnv(env)
         n_steps = args.rollout_episodes * env.core.max_steps
         self.steps_per_iteration = n_steps * env.num_envs
-        if args.num_minibatches > self.steps_per_iteration:
-            raise ValueError(f"num_minibatches ({args.num_minibatches}) exceeds the batch of "
-                             f"{self.steps_per_iteration} transitions")
-        policy_kwargs: dict[str, Any] = {}
+        batch_size = minibatch_size(self.steps_per_iteration, args.num_minibatches)
+        # the same optimiser as the native agents (SB3 builds it before moving the policy to the device)
+        policy_kwargs: dict[str, Any] = {"optimizer_kwargs": adam_options(torch.device("cpu"))}
         if args.policy == "paintgym":
-            policy_kwargs = {"features_extractor_class": CanvasFeatures,
-                             "features_extractor_kwargs": {"hidden": args.hidden, "width": args.width}, "net_arch": []}
+            policy_kwargs.update(features_extractor_class=CanvasFeatures, net_arch=[],
+                                 features_extractor_kwargs={"hidden": args.hidden, "width": args.width})
         self.model = SB3PPOModel(
             "MultiInputPolicy" if is_dict else "CnnPolicy", self.venv, learning_rate=args.learning_rate,
-            n_steps=n_steps, batch_size=self.steps_per_iteration // args.num_minibatches,
+            n_steps=n_steps, batch_size=batch_size,
             n_epochs=args.update_epochs, gamma=args.gamma, gae_lambda=args.gae_lambda, clip_range=args.clip_coef,
             clip_range_vf=args.clip_coef if args.clip_vloss else None, normalize_advantage=args.norm_adv,
             ent_coef=args.ent_coef, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
@@ -231,6 +234,14 @@ class SB3PPO:
         return torch.as_tensor(actions, device=self.env.device)
 
     def state_dict(self) -> dict[str, Any]:
+        """Policy, optimiser and step count: with the trainer's checkpoint, enough to continue exactly.
+
+        SB3 draws actions from torch's global generator and shuffles minibatches with numpy's, both
+        in the trainer's RNG state; its other state is re-derived at the episode boundary an
+        iteration ends on (:meth:`start` sets the last observations and episode starts; the
+        adapter's episode sums are zero there), and the learning rate and clip range are constant,
+        so SB3's training progress does not enter the update.
+        """
         return {"policy": self.model.policy.state_dict(), "optimizer": self.model.policy.optimizer.state_dict(),
                 "num_timesteps": self.model.num_timesteps, "args": asdict(self.args)}
 

@@ -12,9 +12,10 @@ Baselines in the same run:
 * ``greedy``: at every step, the best of K random strokes, found by painting each candidate on a
   copy of the canvas (``envs.render.paint_``) and keeping the one closest to the target — a strong,
   target-peeking search baseline that learns nothing;
-* ``sb3-ppo``: Stable-Baselines3's PPO with the same PPO hyperparameters as ours, on the native env
-  through :class:`agents.sb3_vec_env.SB3VecEnv`, with SB3's own CNN (``CnnPolicy``, NatureCNN) and
-  with our CoordConv encoder (the same network as ours, which isolates the framework's cost;
+* ``sb3-ppo``: Stable-Baselines3's PPO with the same PPO hyperparameters as ours and the same
+  optimiser (Adam, eps 1e-5, torch's fused kernel where it has one), on the native env through
+  :class:`agents.sb3_vec_env.SB3VecEnv`, with SB3's own CNN (``CnnPolicy``, NatureCNN) and with our
+  CoordConv encoder (the same network as ours, which isolates the framework's cost;
   ``--no-sb3-ours`` skips it).
 
 Targets (issue 5, 2 CPU cores): our PPO >= 3x SB3 PPO's steps/s, and a lower held-out L2 than SB3 PPO
