@@ -183,3 +183,12 @@ def test_sb3_adapter_reports_monitor_style_episodes():
         assert info["episode"]["r"] == pytest.approx(total[i], abs=1e-6)
         assert info["episode_terms"]["target"] == pytest.approx(total[i], abs=1e-6)
         assert info["terminal_observation"].shape == (16, 16, 7)
+
+
+def test_evaluation_scores_with_the_trained_state_of_learning_rewards(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run", reward="target:1, novelty:0.5", total_steps=32), PPOArgs())
+    trainer.train()
+    trained = trainer.env.core.reward.state_dict()["novelty"]["archive"]
+    evaluated = trainer.eval_env.core.reward.state_dict()["novelty"]["archive"]
+    assert len(trained) > 0  # the training episodes filled the archive ...
+    assert torch.equal(evaluated, trained)  # ... and the final evaluation scored against it

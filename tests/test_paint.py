@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 
 from agents import cli_paint, cli_train
-from agents.common import set_threads
 from envs import CanvasVectorEnv
 from envs.export import render_strokes, save_png, save_svg, strokes_to_svg
 from envs.images import to_uint8
@@ -30,12 +29,7 @@ TINY = ["--canvas-size", "16", "--max-steps", "3", "--num-envs", "8", "--eval-ep
         "--threads", "1", "--no-progress", "--seed", "5", "--total-steps", "48", "--eval-every", "0"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    set_threads(1)
-    yield
-    set_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def episode(num_envs: int = 3, steps: int = 3, size: int = 16, seed: int = 0) -> CanvasVectorEnv:

@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from agents import report, sweep
-from agents.common import set_threads
 from agents.trainer import Trainer, load_checkpoint
 from rewards.harmony import harmony_score
 
@@ -36,13 +35,7 @@ checkpoint_every = 16
 REWARDS = ["target", "target:1, harmony:0.5"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The in-process trainer sets one thread (as the sweep's children do); give the others theirs back."""
-    before = torch.get_num_threads()
-    set_threads(1)
-    yield
-    set_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def write_sweep(path: Path, body: str) -> Path:
