@@ -1,4 +1,4 @@
-"""Fixtures shared by the agent tests: one CPU thread, and a tiny reconstruction task.
+"""Fixtures shared by the agent tests: one CPU thread, a tiny reconstruction task, a Ctrl-C during training.
 
 Test modules opt in to the thread setting with ``pytestmark = pytest.mark.usefixtures("one_thread")``
 (it is not autouse, so modules that test threading keep their own); ``tiny_env`` is a factory.
@@ -6,7 +6,9 @@ Test modules opt in to the thread setting with ``pytestmark = pytest.mark.usefix
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,3 +40,16 @@ def make_tiny_env(num_envs: int, action_mode: str = "continuous", **options) -> 
 def tiny_env() -> Callable[..., CanvasVectorEnv]:
     """:func:`make_tiny_env`: ``tiny_env(num_envs, action_mode="continuous", **env_options)``."""
     return make_tiny_env
+
+
+def interrupt_during(trainer: Any, iteration: int) -> None:
+    """Send ``trainer`` a Ctrl-C (SIGINT) during its ``iteration``-th training iteration, as a user would;
+    the trainer finishes that iteration, saves a checkpoint and stops."""
+    train_iteration = trainer.algo.train_iteration
+
+    def interrupted(i: int, total: int) -> dict[str, float]:
+        if i == iteration:
+            signal.raise_signal(signal.SIGINT)
+        return train_iteration(i, total)
+
+    trainer.algo.train_iteration = interrupted

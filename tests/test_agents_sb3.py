@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import signal
 import threading
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from agents import cli_train
 from agents.sb3_ppo import SB3PPOArgs
 from agents.trainer import TrainConfig, Trainer, load_checkpoint
+from tests.conftest import interrupt_during
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -36,14 +36,7 @@ def test_sb3_resume_continues_exactly_where_ctrl_c_stopped(tmp_path):
     expected = read_rows(tmp_path / "full")
 
     cut = Trainer(sb3_config(tmp_path / "cut"), args)
-    train_iteration = cut.algo.train_iteration
-
-    def interrupt_in_second(iteration: int, total: int) -> dict[str, float]:
-        if iteration == 2:
-            signal.raise_signal(signal.SIGINT)  # the trainer finishes the iteration, saves and stops
-        return train_iteration(iteration, total)
-
-    cut.algo.train_iteration = interrupt_in_second
+    interrupt_during(cut, iteration=2)
     result = cut.train()
     assert result.status == "interrupted" and result.global_step == 32
     assert load_checkpoint(tmp_path / "cut")["algorithm"]["num_timesteps"] == 32

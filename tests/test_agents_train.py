@@ -21,6 +21,7 @@ from agents.ppo import PPOArgs
 from agents.sb3_vec_env import SB3VecEnv
 from agents.trainer import TrainConfig, Trainer, load_checkpoint
 from envs import CanvasVectorEnv
+from tests.conftest import interrupt_during
 
 TINY = ["--canvas-size", "16", "--max-steps", "2", "--num-envs", "8", "--eval-episodes", "4", "--video-size", "32",
         "--threads", "1", "--no-progress", "--seed", "5"]
@@ -79,14 +80,7 @@ def test_resume_continues_exactly_where_ctrl_c_stopped(tmp_path):
 
     # interrupted by Ctrl-C during iteration 2: the trainer finishes it, saves and stops
     cut = Trainer(tiny_config(tmp_path / "cut"), PPOArgs(hidden=32))
-    train_iteration = cut.algo.train_iteration
-
-    def interrupt_in_second(iteration: int, total: int) -> dict[str, float]:
-        if iteration == 2:
-            signal.raise_signal(signal.SIGINT)
-        return train_iteration(iteration, total)
-
-    cut.algo.train_iteration = interrupt_in_second
+    interrupt_during(cut, iteration=2)
     result = cut.train()
     assert result.status == "interrupted" and result.global_step == 32
     assert load_checkpoint(tmp_path / "cut")["global_step"] == 32

@@ -20,6 +20,7 @@ import torch
 from agents import report, sweep
 from agents.trainer import Trainer, load_checkpoint
 from rewards.harmony import harmony_score
+from tests.conftest import interrupt_during
 
 TINY = """
 [base]
@@ -229,14 +230,7 @@ def test_an_interrupted_run_is_resumed(tmp_path, capsys):
     [(config, args)] = sweep.validate(plan)
     [run] = sweep.plan(plan, [(config, args)])
     trainer = Trainer(dataclasses.replace(config, **{k: run.options[k] for k in ("seed", "run_dir", "threads")}), args)
-    train_iteration = trainer.algo.train_iteration
-
-    def interrupt_in_second(iteration: int, total: int) -> dict[str, float]:
-        if iteration == 2:
-            signal.raise_signal(signal.SIGINT)
-        return train_iteration(iteration, total)
-
-    trainer.algo.train_iteration = interrupt_in_second
+    interrupt_during(trainer, iteration=2)
     assert trainer.train().status == "interrupted"
     assert load_checkpoint(run.run_dir)["global_step"] == 32 and not (run.run_dir / "summary.json").exists()
 
