@@ -447,15 +447,14 @@ class Trainer:
                     row = {"iteration": self.iteration, "time_s": self.elapsed,
                            "steps_per_s": self.algo.steps_per_iteration / took, **metrics}
                     last = self.iteration == self.num_iterations
-                    if not last and _crossed(previous, self.global_step, config.eval_every):
-                        video = _crossed(previous, self.global_step, config.video_every)
+                    scores = not last and _crossed(previous, self.global_step, config.eval_every)
+                    video = not last and _crossed(previous, self.global_step, config.video_every)
+                    if scores or video:  # the last iteration's evaluation is finish()'s
                         result = self.evaluate()
-                        row.update(self._eval_metrics(result))
+                        if scores:
+                            row.update(self._eval_metrics(result))
                         if video:
                             self._write_video(result, self.run_dir / "videos" / f"step_{self.global_step:09d}.mp4")
-                    elif not last and _crossed(previous, self.global_step, config.video_every):
-                        result = self.evaluate()
-                        self._write_video(result, self.run_dir / "videos" / f"step_{self.global_step:09d}.mp4")
                     log.write(self.global_step, row)
                     if progress is not None:
                         progress.update(self.algo.steps_per_iteration)
