@@ -11,6 +11,7 @@ import torch
 from torch import optim
 
 from agents.networks import ActorCritic, Observation
+from agents.storage import RolloutStorage
 
 if TYPE_CHECKING:
     from envs.vector_env import CanvasVectorEnv
@@ -140,3 +141,27 @@ def finite_or_raise(metrics: dict[str, float], names: list[str], step: int) -> N
         shown = ", ".join(f"{name}={value}" for name, value in bad.items())
         raise TrainingDiverged(f"loss became non-finite at step {step} ({shown}); try a lower --learning-rate "
                                "or --max-grad-norm")
+
+
+def collect_rollout(algo: Any) -> None:
+    """Play ``algo.num_steps`` steps in every env of ``algo.env`` into ``algo.storage`` (created on the
+    first call); the loop PPO and REINFORCE share. Finished envs are reset after their statistics and
+    the canvases are read (autoreset is disabled); ``algo.obs`` ends as the next observation."""
+    if algo.obs is None:
+        raise RuntimeError("call start(obs) before training")
+    env, obs = algo.env, algo.obs
+    for step in range(algo.num_steps):
+        with autocast(algo.device, algo.amp):
+            action, logprob, _, value = algo.agent.get_action_and_value(obs)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        done = terminated | truncated
+        algo.tracker.record(reward, info["reward_terms"])
+        if algo.storage is None:
+            algo.storage = RolloutStorage(algo.num_steps, env.num_envs, obs, action)
+        learn_reward = algo.reward_normalizer(reward, done) if algo.reward_normalizer else reward
+        algo.storage.insert(step, obs, action, logprob, value, learn_reward, done)
+        if done.any():  # all envs finish together; the finished canvases are still in the core here
+            algo.tracker.finish(done)
+            next_obs, _ = env.reset(options={"reset_mask": done})
+        obs = next_obs
+    algo.obs = obs

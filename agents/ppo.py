@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.common import autocast, build_agent, minibatch_size
+from agents.common import autocast, build_agent, collect_rollout, minibatch_size
 from agents.episodes import EpisodeTracker
 from agents.networks import Observation
 from agents.storage import RewardNormalizer, RolloutStorage, compute_gae, index_obs
@@ -113,26 +113,9 @@ class PPO:
     @torch.no_grad()
     def rollout(self) -> torch.Tensor:
         """Play ``num_steps`` steps in every env into the storage; returns the bootstrap value ``(B,)``."""
-        if self.obs is None:
-            raise RuntimeError("call start(obs) before training")
-        env, obs = self.env, self.obs
-        for step in range(self.num_steps):
-            with autocast(self.device, self.amp):
-                action, logprob, _, value = self.agent.get_action_and_value(obs)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            done = terminated | truncated
-            self.tracker.record(reward, info["reward_terms"])
-            if self.storage is None:
-                self.storage = RolloutStorage(self.num_steps, env.num_envs, obs, action)
-            learn_reward = self.reward_normalizer(reward, done) if self.reward_normalizer else reward
-            self.storage.insert(step, obs, action, logprob, value, learn_reward, done)
-            if done.any():  # all envs finish together; the finished canvases are still in the core here
-                self.tracker.finish(done)
-                next_obs, _ = env.reset(options={"reset_mask": done})
-            obs = next_obs
-        self.obs = obs
+        collect_rollout(self)
         with autocast(self.device, self.amp):
-            return self.agent.get_value(obs)
+            return self.agent.get_value(self.obs)
 
     def update(self, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         """Epochs of minibatch updates of the clipped objective; returns the mean losses."""

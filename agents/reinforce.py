@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.common import autocast, build_agent
+from agents.common import autocast, build_agent, collect_rollout
 from agents.episodes import EpisodeTracker
 from agents.networks import Observation
 from agents.storage import RewardNormalizer, RolloutStorage, reward_to_go
@@ -112,24 +112,7 @@ class Reinforce:
     @torch.no_grad()
     def rollout(self) -> None:
         """Play ``rollout_episodes`` whole episodes in every env into the storage."""
-        if self.obs is None:
-            raise RuntimeError("call start(obs) before training")
-        env, obs = self.env, self.obs
-        for step in range(self.num_steps):
-            with autocast(self.device, self.amp):
-                action, logprob, _, value = self.agent.get_action_and_value(obs)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            done = terminated | truncated
-            self.tracker.record(reward, info["reward_terms"])
-            if self.storage is None:
-                self.storage = RolloutStorage(self.num_steps, env.num_envs, obs, action)
-            learn_reward = self.reward_normalizer(reward, done) if self.reward_normalizer else reward
-            self.storage.insert(step, obs, action, logprob, value, learn_reward, done)
-            if done.any():
-                self.tracker.finish(done)
-                next_obs, _ = env.reset(options={"reset_mask": done})
-            obs = next_obs
-        self.obs = obs
+        collect_rollout(self)
 
     def update(self, returns: torch.Tensor) -> dict[str, float]:
         """One gradient step on the whole batch of episodes; returns the losses."""

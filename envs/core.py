@@ -140,8 +140,8 @@ class CanvasCore:
         self._progress_levels = torch.as_tensor(levels.astype(np.uint8), device=dev)
         # numpy views of the persistent CPU buffers, so the numba fast paths skip torch's per-call overhead
         self._cpu_fast = HAVE_NUMBA and numba is not None and dev.type == "cpu"
-        # image observations on the CPU are rebuilt only where strokes landed (the renderer reports where)
         self._rows_unknown = False  # set by canvas_changed(): the next step reports no changed rows
+        # image observations on the CPU are rebuilt only where strokes landed (the renderer reports where)
         self._image_cache = (IncrementalObservation(b, h, 3 if self.targets is not None else 0)
                              if self._cpu_fast and obs_mode == "image" else None)
         self._bind_views()
