@@ -144,6 +144,7 @@ class CanvasCore:
         # image observations on the CPU are rebuilt only where strokes landed (the renderer reports where)
         self._image_cache = (IncrementalObservation(b, h, 3 if self.targets is not None else 0)
                              if self._cpu_fast and obs_mode == "image" else None)
+        self._blank_level = int(to_uint8(torch.full((1, 3, 1, 1), self.background))[0, 0, 0, 0])
         self._bind_views()
 
     def _bind_views(self) -> None:
@@ -241,18 +242,22 @@ class CanvasCore:
             self.episodes = torch.where(mask, torch.zeros_like(self.episodes), self.episodes)
         else:
             self.episodes = self.episodes + mask.long()
-        self.canvas.masked_fill_(mask.view(-1, 1, 1, 1), self.background)
-        if self._image_cache is not None:
-            self._image_cache.invalidate(mask.numpy())
+        if self._cpu_fast:
+            self._np_canvas[mask.numpy()] = self.background  # numpy's boolean fill: ~10x torch's masked_fill_
+        else:
+            self.canvas.masked_fill_(mask.view(-1, 1, 1, 1), self.background)
         self.stroke_log.masked_fill_(mask.view(-1, 1, 1, 1), 0.0)
         self.steps.masked_fill_(mask, 0)
         if self.targets is not None:
             index = self.targets.draw(self.env_seeds, self.episodes)
             if self.target_index is None:
                 self.target_index = index
-            else:
+                self.target_u8, self.target = self.targets.get(index)
+            else:  # only the envs that restart get new targets, in place
                 self.target_index = torch.where(mask, index, self.target_index)
-            self.target_u8, self.target = self.targets.get(self.target_index)
+                self.targets.get_into(self.target_index, mask, self.target_u8, self.target)
+        if self._image_cache is not None:
+            self._image_cache.restart(mask.numpy(), self._blank_level, self.target_u8)
         self.reward.reset(self.canvas, self.target, mask)
 
     def step(self, strokes: torch.Tensor, active: torch.Tensor | None = None

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from envs.render import HAVE_NUMBA
-from rewards.fastpath import PARALLEL_MIN_BATCH, keep_torch_threads, parallel_threads
+from rewards.fastpath import PARALLEL_MIN_BATCH, keep_torch_threads, launch, parallel_threads
 
 if HAVE_NUMBA:  # the CPU fast path of image observations
     import numba
@@ -83,14 +83,14 @@ def pack_observation(canvas: torch.Tensor, extra: torch.Tensor | None, plane: to
 if HAVE_NUMBA:
 
     @numba.njit(cache=True, nogil=True, fastmath=True)
-    def _emit_rows(canvas, extra, plane, cache, boxes, stale, out, start, stop):  # pragma: no cover - compiled
-        """Refresh ``cache`` inside ``boxes`` (canvas) and where ``stale`` (target), copy it to ``out``, stamp
-        the plane."""
+    def _emit_rows(canvas, extra, plane, cache, keep, boxes, stale, out, start, stop):  # pragma: no cover - compiled
+        """Refresh ``cache`` inside ``boxes`` (canvas) and where ``stale`` (target), copy it to ``out`` with the
+        plane stamped in (``keep``: see :class:`IncrementalObservation`)."""
         height, width, n_extra, last = canvas.shape[2], canvas.shape[3], extra.shape[3], out.shape[3] - 1
-        tmp = np.empty((3, width), np.uint8)
+        block = keep.shape[0]
         for b in range(start, stop):
             if boxes[b, 0] <= boxes[b, 1]:
-                _mirror_box(canvas[b], cache[b], tmp, boxes[b, 0], boxes[b, 1], boxes[b, 2], boxes[b, 3])
+                _mirror_box(canvas[b], cache[b], boxes[b, 0], boxes[b, 1], boxes[b, 2], boxes[b, 3])
                 boxes[b, 0], boxes[b, 1] = height, -1
             if stale[b]:
                 for y in range(height):
@@ -98,19 +98,56 @@ if HAVE_NUMBA:
                         for c in range(n_extra):
                             cache[b, y, x, 3 + c] = extra[b, y, x, c]
                 stale[b] = False
-            # flat loops: numba's slice assignment is ~10x slower than what LLVM makes of these (a memcpy)
-            src, dst = cache[b].reshape(-1), out[b].reshape(-1)
-            for i in range(src.shape[0]):  # the cache holds every channel but the plane
-                dst[i] = src[i]
-            value = plane[b]
-            for i in range(last, dst.shape[0], last + 1):
-                dst[i] = value
+            # flat loops: numba's slice assignment is ~10x slower than what LLVM makes of these
+            if block > 0:  # copy and stamp in one pass of 64-bit words: plane bytes come from `level`
+                src, dst = cache[b].reshape(-1).view(np.uint64), out[b].reshape(-1).view(np.uint64)
+                level = np.uint64(plane[b]) * np.uint64(0x0101010101010101)
+                for first in range(0, src.shape[0], block):
+                    src_block, dst_block = src[first:first + block], dst[first:first + block]
+                    for j in range(block):
+                        dst_block[j] = (src_block[j] & keep[j]) | (level & ~keep[j])
+            else:  # rows not a whole number of words: bytes, then the plane
+                src, dst = cache[b].reshape(-1), out[b].reshape(-1)
+                for i in range(src.shape[0]):
+                    dst[i] = src[i]
+                value = plane[b]
+                for i in range(last, dst.shape[0], last + 1):
+                    dst[i] = value
 
     @numba.njit(cache=True, nogil=True, parallel=True)
-    def _emit_parallel(canvas, extra, plane, cache, boxes, stale, out, chunks):  # pragma: no cover - compiled
+    def _emit_parallel(canvas, extra, plane, cache, keep, boxes, stale, out, chunks):  # pragma: no cover - compiled
         per = (canvas.shape[0] + chunks - 1) // chunks
         for c in numba.prange(chunks):
-            _emit_rows(canvas, extra, plane, cache, boxes, stale, out, c * per, min(canvas.shape[0], (c + 1) * per))
+            _emit_rows(canvas, extra, plane, cache, keep, boxes, stale, out, c * per,
+                       min(canvas.shape[0], (c + 1) * per))
+
+
+    @numba.njit(cache=True, nogil=True)
+    def _restart_range(cache, mask, level, extra, boxes, stale, start, stop):  # pragma: no cover - compiled
+        """Where ``mask``: the cache's canvas channels become ``level``, its extra channels ``extra``."""
+        n_extra = extra.shape[3]
+        for b in range(start, stop):
+            if not mask[b]:
+                continue
+            image = cache[b]
+            for y in range(image.shape[0]):
+                for x in range(image.shape[1]):
+                    image[y, x, 0], image[y, x, 1], image[y, x, 2] = level, level, level
+                    for c in range(n_extra):
+                        image[y, x, 3 + c] = extra[b, y, x, c]
+            boxes[b, 0], boxes[b, 1] = image.shape[0], -1
+            stale[b] = False
+
+    @numba.njit(cache=True, nogil=True)
+    def _restart_serial(cache, mask, level, extra, boxes, stale):  # pragma: no cover - compiled
+        _restart_range(cache, mask, level, extra, boxes, stale, 0, mask.shape[0])
+
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def _restart_parallel(cache, mask, level, extra, boxes, stale):  # pragma: no cover - compiled
+        chunks = min(mask.shape[0], 16)
+        per = (mask.shape[0] + chunks - 1) // chunks
+        for c in numba.prange(chunks):
+            _restart_range(cache, mask, level, extra, boxes, stale, c * per, min(mask.shape[0], (c + 1) * per))
 
 
 _NO_EXTRA = np.empty((0, 0, 0, 0), np.uint8)
@@ -132,7 +169,13 @@ class IncrementalObservation:
     """
 
     def __init__(self, num_envs: int, size: int, extra_channels: int) -> None:
-        self.cache = np.zeros((num_envs, size, size, 3 + extra_channels + 1), dtype=np.uint8)
+        channels = 3 + extra_channels + 1
+        self.cache = np.zeros((num_envs, size, size, channels), dtype=np.uint8)
+        # one image row as 64-bit words, all ones but the plane channel's bytes: an observation is then
+        # (cache & keep) | (plane & ~keep), word by word (empty when a row is not a whole number of words)
+        row = np.full((size, channels), 0xFF, dtype=np.uint8)
+        row[:, -1] = 0
+        self.keep = row.reshape(-1).view(np.uint64).copy() if row.size % 8 == 0 else np.empty(0, np.uint64)
         # (B, 4) int64 (y_lo, y_hi, x_lo, x_hi), inclusive: canvas pixels to refresh (empty: y_lo > y_hi)
         self.boxes = np.empty((num_envs, 4), dtype=np.int64)
         self.stale = np.empty(num_envs, dtype=np.bool_)  # (B,) envs whose target changed
@@ -144,11 +187,17 @@ class IncrementalObservation:
         self.boxes[index] = (0, self.cache.shape[1] - 1, 0, self.cache.shape[2] - 1)
         self.stale[index] = True
 
+    def restart(self, mask: np.ndarray, level: int, extra: torch.Tensor | None) -> None:
+        """Envs in ``mask`` ``(B,)`` bool start over: a blank canvas of grey ``level`` (uint8) and new
+        ``extra`` ``(B, H, W, E)`` uint8 (read where ``mask``); cheaper than :meth:`invalidate`."""
+        launch(_restart_serial, _restart_parallel, len(mask), self.cache, mask, np.uint8(level),
+               _NO_EXTRA if extra is None else extra.numpy(), self.boxes, self.stale)
+
     def __call__(self, canvas: torch.Tensor, extra: torch.Tensor | None, plane: torch.Tensor) -> torch.Tensor:
         """The same array as :func:`pack_observation` (a new tensor), from the cache."""
         out = np.empty_like(self.cache)
         args = (canvas.detach().numpy(), _NO_EXTRA if extra is None else extra.numpy(), plane.numpy(), self.cache,
-                self.boxes, self.stale, out)
+                self.keep, self.boxes, self.stale, out)
         batch = out.shape[0]
         if batch >= PARALLEL_MIN_BATCH and torch.get_num_threads() > 1:
             _emit_parallel(*args, min(batch, parallel_threads() * 4))

@@ -182,10 +182,21 @@ if HAVE_NUMBA:
         return lo, hi
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _paint_one(img, alpha, span, verts, stroke, size, k_max):  # pragma: no cover - compiled
+    def _to_u8_interleaved(src, dst):  # pragma: no cover - compiled
+        """``(3, n)`` float pixels -> the first 3 channels of ``dst`` ``(n, C)`` uint8, with
+        :func:`envs.images.to_uint8`'s float32 arithmetic."""
+        scale, half, zero = np.float32(255.0), np.float32(0.5), np.float32(0.0)
+        for x in range(src.shape[1]):
+            for c in range(3):
+                dst[x, c] = np.uint8(min(max(src[c, x] * scale + half, zero), scale))
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _paint_one(img, alpha, span, verts, stroke, size, k_max, mirror):  # pragma: no cover - compiled
         """Composite one stroke onto one ``(3, H, W)`` image, visiting only the pixels it can cover.
 
         ``alpha`` ``(H, W)`` must be zero on entry and is left zero; ``span`` ``(H, 2)`` is scratch.
+        ``mirror`` ``(H, W, C >= 3)`` uint8 (or empty: skipped) gets ``to_uint8`` of every pixel the
+        stroke composited, written while the row is in cache.
         Returns the box it may have changed, ``(y_lo, y_hi, x_lo, x_hi)`` inclusive (``y_lo > y_hi``: none).
         """
         x0, y0 = stroke[0] * size, stroke[1] * size
@@ -204,6 +215,7 @@ if HAVE_NUMBA:
             verts[k, 3] = stroke[8] + t * (stroke[9] - stroke[8])
         y_lo, y_hi = size, -1
         zero, one, half = np.float32(0.0), np.float32(1.0), np.float32(0.5)
+        track = mirror.shape[0] > 0
         for k in range(n):
             ax, ay, ra, oa = verts[k, 0], verts[k, 1], verts[k, 2], verts[k, 3]
             dx, dy = verts[k + 1, 0] - ax, verts[k + 1, 1] - ay
@@ -228,9 +240,10 @@ if HAVE_NUMBA:
                 qx0 = np.float32(sx0 + 0.5) - ax
                 qy = np.float32(y + 0.5) - ay
                 row = alpha[y, sx0:sx1 + 1]
-                # loop index from 0 lets LLVM drop negative-index checks and vectorise the row
+                # loop index from 0 lets LLVM drop negative-index checks and vectorise the row; int32 -> float32
+                # converts a whole vector at once (AVX2 has no vector int64 -> float conversion)
                 for i in range(row.shape[0]):
-                    qx = qx0 + np.float32(i)
+                    qx = qx0 + np.float32(np.int32(i))
                     h = min(max((qx * dx + qy * dy) * inv_len2, zero), one)
                     ex, ey = qx - h * dx, qy - h * dy
                     dist = np.sqrt(ex * ex + ey * ey + np.float32(_EPS))
@@ -248,48 +261,36 @@ if HAVE_NUMBA:
                 c_row = img[c, y, x_lo:x_hi + 1]
                 for i in range(a_row.shape[0]):
                     c_row[i] += (colour - c_row[i]) * a_row[i]
+            if track:
+                _to_u8_interleaved(img[:, y, x_lo:x_hi + 1], mirror[y, x_lo:x_hi + 1])
             a_row[:] = zero
         return y_lo, y_hi, box_lo, box_hi
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _to_u8_row(src, dst):  # pragma: no cover - compiled
-        """``(3, n)`` float canvas row -> ``dst`` ``(3, >= n)`` uint8, with :func:`envs.images.to_uint8`'s
-        float32 arithmetic (planar, so it vectorises; callers interleave)."""
-        scale, half, zero = np.float32(255.0), np.float32(0.5), np.float32(0.0)
-        for c in range(3):
-            row, out = src[c], dst[c]
-            for x in range(row.shape[0]):
-                out[x] = np.uint8(min(max(row[x] * scale + half, zero), scale))
-
-    @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _mirror_box(img, mirror, tmp, y_lo, y_hi, x_lo, x_hi):  # pragma: no cover - compiled
-        """``mirror[y, x, :3] = to_uint8(img[:, y, x])`` inside the box, while ``img`` is still in cache."""
+    def _mirror_box(img, mirror, y_lo, y_hi, x_lo, x_hi):  # pragma: no cover - compiled
+        """``mirror[y, x, :3] = to_uint8(img[:, y, x])`` inside the box (inclusive)."""
         for y in range(y_lo, y_hi + 1):
-            _to_u8_row(img[:, y, x_lo:x_hi + 1], tmp)
-            row = mirror[y, x_lo:x_hi + 1]
-            for x in range(x_hi + 1 - x_lo):
-                row[x, 0], row[x, 1], row[x, 2] = tmp[0, x], tmp[1, x], tmp[2, x]
+            _to_u8_interleaved(img[:, y, x_lo:x_hi + 1], mirror[y, x_lo:x_hi + 1])
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
     def _paint_range(canvas, strokes, active, start, stop, k_max, mirror, rows):  # pragma: no cover - compiled
-        """Paint envs ``start:stop``; keep ``mirror`` (unless empty) in step inside the painted box; set
+        """Paint envs ``start:stop``; keep ``mirror`` (unless empty) in step wherever a stroke composited; set
         ``rows[b]`` (unless empty) to the rows painted."""
         size = canvas.shape[-1]
         alpha = np.zeros((size, size), dtype=np.float32)
         span = np.empty((size, 2), dtype=np.int64)
         verts = np.empty((k_max + 1, 4), dtype=np.float32)
-        tmp = np.empty((3, size), dtype=np.uint8)
         track, report = mirror.shape[0] > 0, rows.shape[0] > 0
+        no_mirror = np.empty((0, 0, 3), dtype=np.uint8)
         for b in range(start, stop):
-            box_y0, box_y1, box_x0, box_x1 = size, -1, size, -1
+            box_y0, box_y1 = size, -1
             if active[b]:
+                env_mirror = mirror[b] if track else no_mirror
                 for s in range(strokes.shape[1]):
-                    y_lo, y_hi, x_lo, x_hi = _paint_one(canvas[b], alpha, span, verts, strokes[b, s], size, k_max)
+                    y_lo, y_hi, x_lo, x_hi = _paint_one(canvas[b], alpha, span, verts, strokes[b, s], size, k_max,
+                                                        env_mirror)
                     if y_lo <= y_hi and x_lo <= x_hi:
                         box_y0, box_y1 = min(box_y0, y_lo), max(box_y1, y_hi)
-                        box_x0, box_x1 = min(box_x0, x_lo), max(box_x1, x_hi)
-                if track and box_y0 <= box_y1:
-                    _mirror_box(canvas[b], mirror[b], tmp, box_y0, box_y1, box_x0, box_x1)
             if report:
                 rows[b, 0], rows[b, 1] = box_y0, box_y1
 

@@ -21,6 +21,39 @@ import numpy as np
 import torch
 
 from envs.images import DatasetError, load_images, to_float
+from rewards.fastpath import HAVE_NUMBA, launch
+
+if HAVE_NUMBA:
+    import numba
+
+    _TO_FLOAT = np.arange(256, dtype=np.float32) / np.float32(255.0)  # to_float's values, exactly
+
+    @numba.njit(cache=True, nogil=True)
+    def _take_range(images, index, mask, out_u8, out_float, start, stop):  # pragma: no cover - compiled
+        """``out_u8[b] = images[index[b]]`` and ``out_float[b]`` its ``to_float`` where ``mask[b]``, in one pass."""
+        height, width = images.shape[1], images.shape[2]
+        for b in range(start, stop):
+            if not mask[b]:
+                continue
+            src, dst = images[index[b]].reshape(-1), out_u8[b].reshape(-1)
+            for i in range(src.shape[0]):
+                dst[i] = src[i]
+            image, planes = images[index[b]], out_float[b]
+            for c in range(3):
+                for y in range(height):
+                    for x in range(width):
+                        planes[c, y, x] = _TO_FLOAT[image[y, x, c]]
+
+    @numba.njit(cache=True, nogil=True)
+    def _take_serial(images, index, mask, out_u8, out_float):  # pragma: no cover - compiled
+        _take_range(images, index, mask, out_u8, out_float, 0, mask.shape[0])
+
+    @numba.njit(cache=True, nogil=True, parallel=True)
+    def _take_parallel(images, index, mask, out_u8, out_float):  # pragma: no cover - compiled
+        chunks = min(mask.shape[0], 16)
+        per = (mask.shape[0] + chunks - 1) // chunks
+        for c in numba.prange(chunks):
+            _take_range(images, index, mask, out_u8, out_float, c * per, min(mask.shape[0], (c + 1) * per))
 
 SPLITS = ("train", "test", "all")
 HELD_OUT_EVERY = 10  # every 10th image (index % 10 == 0) is held out for evaluation
@@ -113,3 +146,14 @@ class TargetSource:
         """Images at ``index`` ``(B,)``: ``(B, H, W, 3)`` uint8 and ``(B, 3, H, W)`` float in [0, 1]."""
         chosen = self.images[index]
         return chosen, to_float(chosen)
+
+    def get_into(self, index: torch.Tensor, mask: torch.Tensor, out_u8: torch.Tensor, out_float: torch.Tensor) -> None:
+        """:meth:`get` written into ``out_u8`` ``(B, H, W, 3)`` and ``out_float`` ``(B, 3, H, W)`` where ``mask``
+        ``(B,)`` is True; the rest is left as it is (a reset of some envs does not rebuild every target)."""
+        if HAVE_NUMBA and out_float.device.type == "cpu" and out_float.dtype == torch.float32:
+            launch(_take_serial, _take_parallel, len(mask), self.images.numpy(), index.numpy(), mask.numpy(),
+                   out_u8.numpy(), out_float.numpy())
+            return
+        chosen_u8, chosen_float = self.get(index)
+        out_u8.copy_(torch.where(mask.view(-1, 1, 1, 1), chosen_u8, out_u8))
+        out_float.copy_(torch.where(mask.view(-1, 1, 1, 1), chosen_float, out_float))

@@ -47,10 +47,11 @@ def test_observation_layout_of_the_reconstruction_task():
 
 
 @pytest.mark.parametrize("targets", ["digits", None])
-def test_incremental_image_observation_equals_a_full_repack(targets):
+@pytest.mark.parametrize("size", [24, 9])  # 9: image rows are not a whole number of 64-bit words
+def test_incremental_image_observation_equals_a_full_repack(targets, size):
     from envs.images import pack_observation
 
-    env = CanvasVectorEnv(20, targets=targets, canvas_size=24, max_steps=3, strokes_per_step=2,
+    env = CanvasVectorEnv(20, targets=targets, canvas_size=size, max_steps=3, strokes_per_step=2,
                           autoreset_mode="next_step")  # partial resets every few steps; 20 envs: the parallel kernel
     core = env.core
     obs, _ = env.reset(seed=0)
