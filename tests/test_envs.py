@@ -70,6 +70,31 @@ def test_incremental_image_observation_equals_a_full_repack(targets, size):
     assert (core.observation()[3, ..., :3] == 128).all()
 
 
+def test_cpu_fast_paths_match_the_plain_torch_bookkeeping(monkeypatch):
+    """Observations, rewards and targets are the same with the numba bookkeeping (incremental
+    observation, row-wise reward, in-place target refresh) and without it, across partial resets."""
+
+    def play() -> tuple[list, torch.Tensor, bool]:
+        env = CanvasVectorEnv(20, targets="digits", canvas_size=16, max_steps=3, autoreset_mode="next_step")
+        obs, _ = env.reset(seed=0)
+        rng, trajectory = np.random.default_rng(0), [obs]
+        for step in range(7):
+            if step == 4:
+                env.reset(options={"reset_mask": np.arange(20) % 3 == 0})
+            obs, reward, *_ = env.step(rng.uniform(-1, 1, (20, 13)).astype(np.float32))
+            trajectory += [obs, reward]
+        return trajectory, env.core.target.clone(), env.core._cpu_fast
+
+    fast, fast_target, fast_used = play()
+    monkeypatch.setattr(envs.core, "HAVE_NUMBA", False)  # the renderer itself stays the same kernel
+    monkeypatch.setattr(envs.targets, "HAVE_NUMBA", False)
+    plain, plain_target, plain_used = play()
+    assert fast_used and not plain_used
+    assert torch.equal(fast_target, plain_target)
+    for i, (a, b) in enumerate(zip(fast, plain, strict=True)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 if a.dtype == np.float32 else 0, err_msg=f"item {i}")
+
+
 def test_make_with_module_prefix_needs_no_prior_import():
     code = ("import gymnasium as gym, sys; env = gym.make('envs:paintgym/Reconstruct-v0', canvas_size=16); "
             "obs, _ = env.reset(seed=0); sys.exit(0 if obs.shape == (16, 16, 7) else 1)")
