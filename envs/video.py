@@ -56,8 +56,13 @@ def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarra
     frames = _checked(frames)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
-        for i, frame in enumerate(frames):
-            save_png(path / f"frame_{i:05d}.png", frame)
+        count = 0
+        for count, frame in enumerate(frames, start=1):
+            save_png(path / f"frame_{count - 1:05d}.png", frame)
+        for stale in path.glob("frame_*.png"):  # frames of an earlier, longer video in the same folder
+            index = stale.stem.removeprefix("frame_")
+            if index.isdigit() and int(index) >= count:
+                stale.unlink()
         return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

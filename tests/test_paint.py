@@ -145,6 +145,8 @@ def test_videos_have_the_expected_frames_and_decode(tmp_path, suffix):
         files = sorted(path.glob("frame_*.png"))
         assert len(files) == count
         np.testing.assert_array_equal(imageio.imread(files[7]), expected[7])  # lossless
+        write_painting_video(path, strokes[:, :1], 40, fps=fps, frames_per_stroke=per, hold_seconds=0.0)
+        assert len(list(path.glob("frame_*.png"))) == per + 1  # a shorter video leaves no frames of the last
 
 
 def test_svg_holds_one_path_per_visible_stroke(tmp_path):

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -217,6 +218,30 @@ def test_ctrl_c_reaches_each_running_training_once(tmp_path, capsys, monkeypatch
     assert "continue with: paintgym sweep" in printed.err
     for seed in (1, 2):  # the sweep passed exactly one SIGINT on: the trainers checkpoint rather than quit
         assert "SIGINTs received: 1" in (out / "base" / f"seed{seed}" / "train.log").read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the orphan guard uses Linux's prctl")
+def test_trainings_are_interrupted_when_the_sweep_is_killed(tmp_path):
+    import subprocess
+
+    path = write_sweep(tmp_path / "two.toml", f"seeds = [1, 2]\n{TINY}reward = 'target'\n")
+    out = tmp_path / "out"
+    driver = (f"import sys; from agents import sweep; "
+              f"sweep.train_command = lambda run: [sys.executable, '-c', {FAKE_TRAINING!r}, str(run.run_dir)]; "
+              f"sweep.main([{str(path)!r}, '--out', {str(out)!r}, '--jobs', '2', '--no-progress'])")
+    process = subprocess.Popen([sys.executable, "-c", driver], cwd=Path(__file__).resolve().parents[1])
+    markers = [out / "base" / f"seed{seed}" / "started" for seed in (1, 2)]
+    deadline = time.monotonic() + 60
+    while not all(marker.exists() for marker in markers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.kill()  # SIGKILL: the sweep gets no chance to pass anything on
+    process.wait()
+    logs = [out / "base" / f"seed{seed}" / "train.log" for seed in (1, 2)]
+    printed = re.compile(r"SIGINTs received: \d")  # what the training prints (its source is in the log too)
+    while not all(printed.search(log.read_text()) for log in logs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for log in logs:  # each training got one Ctrl-C from the kernel, as the sweep's would have been
+        assert "SIGINTs received: 1" in log.read_text()
 
 
 def test_an_interrupted_run_is_resumed(tmp_path, capsys):
