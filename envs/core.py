@@ -43,6 +43,29 @@ if numba is not None:
                 done[b] = False
 
 
+if numba is not None:
+
+    @numba.njit(cache=True, nogil=True)
+    def _decode_cpu(actions, out):  # pragma: no cover - compiled
+        """Continuous actions ``(B, N)`` -> ``out`` ``(B, N)`` float32 ``clip((a + 1) / 2, 0, 1)``, in one pass
+        that also returns the smallest and largest action and whether all are finite (NaN fails both)."""
+        lowest, highest, finite = np.inf, -np.inf, True
+        one, half, zero = np.float32(1.0), np.float32(0.5), np.float32(0.0)
+        for b in range(actions.shape[0]):
+            for i in range(actions.shape[1]):
+                value = actions[b, i]
+                if not np.isfinite(value):
+                    finite = False
+                lowest, highest = min(lowest, value), max(highest, value)
+                out[b, i] = min(max((np.float32(value) + one) * half, zero), one)
+        return lowest, highest, finite
+
+
+def _plain_float32(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor.numpy()`` gives its float32 values as they are (no copy, no autograd)."""
+    return tensor.dtype == torch.float32 and not tensor.requires_grad and tensor.is_contiguous()
+
+
 def check_options(options: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming any option that :class:`CanvasCore` does not take."""
     import inspect
@@ -197,9 +220,16 @@ class CanvasCore:
         is_numpy = isinstance(actions, np.ndarray)
         clipped = None
         if self.action_mode == "continuous":
-            lowest, highest = (actions.min(), actions.max()) if is_numpy else torch.aminmax(actions)
-            if not (-1.0 - _RANGE_SLACK <= lowest and highest <= 1.0 + _RANGE_SLACK):  # NaN fails too
-                finite = np.isfinite(actions).all() if is_numpy else bool(torch.isfinite(actions).all())
+            decoded = None
+            if is_numpy and self._cpu_fast and actions.dtype in (np.float32, np.float64):  # one pass, no temporaries
+                decoded = np.empty((self.num_envs, self.strokes_per_step, stroke_model.STROKE_DIM), np.float32)
+                lowest, highest, finite = _decode_cpu(actions, decoded.reshape(self.num_envs, -1))
+            else:
+                lowest, highest = (actions.min(), actions.max()) if is_numpy else torch.aminmax(actions)
+                finite = None
+            if not (finite is not False and -1.0 - _RANGE_SLACK <= lowest and highest <= 1.0 + _RANGE_SLACK):
+                if finite is None:  # NaN fails the range test too
+                    finite = np.isfinite(actions).all() if is_numpy else bool(torch.isfinite(actions).all())
                 if not finite:
                     raise ValueError("actions contain NaN or inf; every component must be a finite value in [-1, 1]")
                 if not self.clip_actions:
@@ -210,6 +240,8 @@ class CanvasCore:
                 outside = (actions < -1.0 - _RANGE_SLACK) | (actions > 1.0 + _RANGE_SLACK)
                 clipped = torch.as_tensor(outside.sum(axis=1) if is_numpy else outside.sum(dim=1),
                                           device=self.device)
+            if decoded is not None:
+                return torch.from_numpy(decoded), clipped
             if is_numpy and self.device.type == "cpu":  # numpy is cheaper than torch for small CPU batches
                 strokes = np.clip((actions.astype(np.float32) + 1.0) * 0.5, 0.0, 1.0)
                 return torch.from_numpy(strokes.reshape(self.num_envs, self.strokes_per_step, -1)), clipped
@@ -270,7 +302,7 @@ class CanvasCore:
         """
         prev_canvas = self.canvas.clone() if self.reward.needs_prev_canvas else None
         if self._cpu_fast:
-            strokes_np = strokes.detach().to(torch.float32).contiguous().numpy()
+            strokes_np = strokes.numpy() if _plain_float32(strokes) else strokes.detach().float().contiguous().numpy()
             active_np = _ALL_ACTIVE(self.num_envs) if active is None else active.numpy()
             changed_rows = np.empty((self.num_envs, 2), dtype=np.int64)
             paint_numpy(self._np_canvas, strokes_np, active_np,
@@ -311,10 +343,10 @@ class CanvasCore:
                 obs["target"] = self.target_u8.clone()
             obs["progress"] = self.steps.to(torch.float32).div_(self.max_steps).view(-1, 1)
             return obs
-        plane = self._progress_levels[self.steps]
-        if self._image_cache is not None:
+        if self._image_cache is not None:  # numpy indexing: a few microseconds less than torch's per step
+            plane = torch.from_numpy(self._progress_levels.numpy()[self._np_steps])
             return self._image_cache(self.canvas, self.target_u8, plane)
-        return pack_observation(self.canvas, self.target_u8, plane)
+        return pack_observation(self.canvas, self.target_u8, self._progress_levels[self.steps])
 
     def canvas_changed(self, mask: torch.Tensor | None = None) -> None:
         """Call after writing to :attr:`canvas` or the target outside :meth:`step`/:meth:`reset`

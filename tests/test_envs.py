@@ -222,6 +222,8 @@ def test_torch_outputs_stay_on_the_device():
         (np.full(13, np.nan, np.float32), "NaN"),
         (np.full(13, np.inf, np.float32), "NaN or inf"),
         (np.full(13, 1.5, np.float32), r"\[-1, 1\]"),
+        (np.array([0.5] * 12 + [np.nan]), "NaN"),  # one bad component among good ones, float64
+        (np.array([-np.inf] + [0.0] * 12, np.float32), "NaN or inf"),
     ],
 )
 def test_bad_continuous_actions_raise(action, message):
@@ -229,6 +231,16 @@ def test_bad_continuous_actions_raise(action, message):
     env.reset(seed=0)
     with pytest.raises(ValueError, match=message):
         env.step(action)
+
+
+def test_actions_decode_the_same_from_numpy_float32_float64_and_torch():
+    core = CanvasVectorEnv(3, canvas_size=16, clip_actions=True).core
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, 13))
+    actions[0, :2] = [1.0 + 5e-6, -1.0]  # at the bounds, within float32 rounding slack
+    expected = core.decode(torch.as_tensor(actions, dtype=torch.float32))[0]
+    for batch in (actions.astype(np.float32), actions, np.asfortranarray(actions)):
+        strokes, clipped = core.decode(batch)
+        assert torch.equal(strokes, expected) and clipped.tolist() == [0, 0, 0]
 
 
 def test_out_of_range_actions_can_be_clipped_and_counted():
