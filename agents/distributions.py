@@ -25,33 +25,64 @@ _MASKED = -1e9  # logit of padding entries: probability 0, and 0 * logit stays f
 class BetaActions:
     """Independent Beta distributions over ``A`` action components, on ``[-1, 1]``.
 
+    Log-density and entropy are written out rather than taken from ``torch.distributions.Beta``
+    (which goes through a two-component Dirichlet: stacks, broadcasts and separate log-gamma terms
+    for each): both share one ``log B(alpha, beta)``, and the ``alpha`` and ``beta`` terms are one
+    operation on the ``(B, 2A)`` concentrations, which matters in the PPO update's many small
+    minibatches. Sampling is ``torch.distributions.Beta``'s.
+
     :param alpha: ``(B, A)`` float > 0.
     :param beta: ``(B, A)`` float > 0.
     """
 
     def __init__(self, alpha: torch.Tensor, beta: torch.Tensor) -> None:
-        self.dist = Beta(alpha, beta, validate_args=False)
+        self._init(torch.cat((alpha, beta), dim=-1))
+
+    @classmethod
+    def from_concentrations(cls, concentrations: torch.Tensor) -> BetaActions:
+        """From ``(B, 2A)`` concentrations: ``alpha`` then ``beta`` (no copy)."""
+        dist = cls.__new__(cls)
+        dist._init(concentrations)
+        return dist
+
+    def _init(self, concentrations: torch.Tensor) -> None:
+        self.concentrations = concentrations  # (B, 2A)
+        self.alpha, self.beta = concentrations.chunk(2, dim=-1)
+        self._log_norm: torch.Tensor | None = None
+
+    def log_norm(self) -> torch.Tensor:
+        """``(B,)`` ``log B(alpha, beta) = log Gamma(alpha) + log Gamma(beta) - log Gamma(alpha + beta)``,
+        summed over components (computed once per distribution)."""
+        if self._log_norm is None:
+            self._log_norm = (torch.lgamma(self.concentrations).sum(dim=-1)
+                              - torch.lgamma(self.alpha + self.beta).sum(dim=-1))
+        return self._log_norm
 
     def sample(self) -> torch.Tensor:
         """``(B, A)`` actions in ``[-1 + 2e-6, 1 - 2e-6]``."""
-        x = self.dist.sample().clamp_(_EPS, 1.0 - _EPS)
+        x = Beta(self.alpha, self.beta, validate_args=False).sample().clamp_(_EPS, 1.0 - _EPS)
         return x.mul_(2.0).sub_(1.0)
 
     def mode(self) -> torch.Tensor:
         """``(B, A)`` the most likely action (concentrations >= 1 make the mode well defined)."""
-        alpha, beta = self.dist.concentration1, self.dist.concentration0
+        alpha, beta = self.alpha, self.beta
         x = ((alpha - 1.0) / (alpha + beta - 2.0).clamp_min(_EPS)).clamp(_EPS, 1.0 - _EPS)
         x = torch.where((alpha - 1.0).abs() + (beta - 1.0).abs() < _EPS, torch.full_like(x, 0.5), x)
         return x * 2.0 - 1.0
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
-        """``(B, A)`` actions in ``[-1, 1]`` -> ``(B,)`` log-density (of ``x = (a + 1) / 2``, summed)."""
+        """``(B, A)`` actions in ``[-1, 1]`` -> ``(B,)`` log-density (of ``x = (a + 1) / 2``, summed):
+        ``(alpha - 1) log x + (beta - 1) log(1 - x) - log B(alpha, beta)``."""
         x = ((actions + 1.0) * 0.5).clamp(_EPS, 1.0 - _EPS)
-        return self.dist.log_prob(x).sum(dim=-1)
+        logs = torch.cat((torch.log(x), torch.log1p(-x)), dim=-1)  # (B, 2A), as the concentrations
+        return ((self.concentrations - 1.0) * logs).sum(dim=-1) - self.log_norm()
 
     def entropy(self) -> torch.Tensor:
-        """``(B,)`` differential entropy on ``[0, 1]``, summed over components (0 for uniform)."""
-        return self.dist.entropy().sum(dim=-1)
+        """``(B,)`` differential entropy on ``[0, 1]``, summed over components (0 for uniform):
+        ``log B - (alpha - 1) psi(alpha) - (beta - 1) psi(beta) + (alpha + beta - 2) psi(alpha + beta)``."""
+        total = self.alpha + self.beta
+        return (self.log_norm() - ((self.concentrations - 1.0) * torch.digamma(self.concentrations)).sum(dim=-1)
+                + ((total - 2.0) * torch.digamma(total)).sum(dim=-1))
 
 
 class MultiCategorical:

@@ -20,12 +20,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from agents.common import autocast, build_agent, collect_rollout, minibatch_size
+from agents.common import FlatGradients, autocast, build_agent, collect_rollout, minibatch_size
 from agents.episodes import EpisodeTracker
-from agents.networks import Observation
-from agents.storage import RewardNormalizer, RolloutStorage, compute_gae, index_obs
+from agents.networks import Observation, PatchBatches
+from agents.storage import RewardNormalizer, RolloutStorage, compute_gae
 from envs.vector_env import CanvasVectorEnv
 
 
@@ -89,6 +88,7 @@ class PPO:
         self.steps_per_iteration = self.num_steps * env.num_envs  # the batch size
         self.minibatch_size = minibatch_size(self.steps_per_iteration, args.num_minibatches)
         self.reward_normalizer = RewardNormalizer(env.num_envs, args.gamma, self.device) if args.norm_reward else None
+        self.gradients = FlatGradients(self.agent.parameters())  # one buffer: cheap zeroing and clipping
         self.tracker = EpisodeTracker(env)
         self.metric_keys = [*self.tracker.metric_keys, *LOSS_KEYS, "explained_variance", "learning_rate"]
         self.obs: Observation | None = None
@@ -120,7 +120,7 @@ class PPO:
     def update(self, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         """Epochs of minibatch updates of the clipped objective; returns the mean losses."""
         args, storage = self.args, self.storage
-        b_obs = storage.flat_obs()
+        b_patches = PatchBatches(self.agent.encoder, storage.flat_obs())  # cut once, not per minibatch
         b_actions = storage.actions.flatten(0, 1)
         b_logprobs, b_values = storage.logprobs.flatten(), storage.values.flatten()
         b_advantages, b_returns = advantages.flatten(), returns.flatten()
@@ -133,8 +133,8 @@ class PPO:
                 mb = order[start:start + self.minibatch_size]
                 mb_returns, mb_values = b_returns.index_select(0, mb), b_values.index_select(0, mb)
                 with autocast(self.device, self.amp):
-                    _, newlogprob, entropy, newvalue = self.agent.get_action_and_value(
-                        index_obs(b_obs, mb), b_actions.index_select(0, mb))
+                    features = self.agent.encoder.encode(b_patches.select(mb), b_patches.scale)
+                    _, newlogprob, entropy, newvalue = self.agent.heads(features, b_actions.index_select(0, mb))
                 logratio = newlogprob - b_logprobs.index_select(0, mb)
                 ratio = logratio.exp()
                 with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
@@ -163,9 +163,9 @@ class PPO:
                 entropy_loss = entropy.mean()
                 loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
 
-                self.optimizer.zero_grad(set_to_none=True)
+                self.gradients.zero_()
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.agent.parameters(), args.max_grad_norm)
+                self.gradients.clip_(args.max_grad_norm)
                 self.optimizer.step()
 
                 sums += torch.stack([pg_loss.detach(), v_loss.detach(), entropy_loss.detach(), old_approx_kl,

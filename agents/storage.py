@@ -1,7 +1,8 @@
 """Rollout storage on the env's device, and the return estimators (GAE, reward-to-go).
 
 Everything is a ``(T, B, ...)`` tensor: ``T`` steps of ``B`` envs. Observations stay uint8 (four
-times less memory than floats; the network converts them per minibatch).
+times less memory than floats; PPO's update converts one minibatch at a time, see
+:class:`agents.networks.PatchBatches`).
 """
 
 from __future__ import annotations

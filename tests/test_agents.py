@@ -6,11 +6,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from torch.distributions import Categorical
+from torch.distributions import Beta, Categorical
 
+from agents.common import FlatGradients
 from agents.distributions import BetaActions, MultiCategorical
 from agents.evaluate import evaluate, random_policy
-from agents.networks import ActorCritic, obs_planes
+from agents.networks import ActorCritic, PatchBatches, obs_planes
 from agents.ppo import PPO, PPOArgs
 from agents.reinforce import Reinforce, ReinforceArgs
 from agents.storage import compute_gae, reward_to_go
@@ -37,6 +38,47 @@ def test_beta_actions_stay_inside_the_action_space_with_finite_log_probs():
     # Beta(1, 1) is uniform on [0, 1]: log-density 0 everywhere
     uniform = BetaActions(torch.ones(1, 3), torch.ones(1, 3))
     assert torch.allclose(uniform.log_prob(torch.tensor([[-0.5, 0.0, 0.7]])), torch.zeros(1), atol=1e-5)
+
+
+def test_beta_actions_match_torch_beta_in_log_prob_entropy_gradients_and_samples():
+    torch.manual_seed(0)
+    concentrations = (torch.rand(16, 26, dtype=torch.float64) * 30 + 1).requires_grad_()
+    alpha, beta = concentrations.chunk(2, dim=-1)
+    ours, reference = BetaActions.from_concentrations(concentrations), Beta(alpha, beta)
+    actions = torch.rand(16, 13, dtype=torch.float64) * 2 - 1
+    x = ((actions + 1) * 0.5).clamp(1e-6, 1 - 1e-6)
+    log_prob, entropy = ours.log_prob(actions), ours.entropy()
+    assert torch.allclose(log_prob, reference.log_prob(x).sum(-1))
+    assert torch.allclose(entropy, reference.entropy().sum(-1))
+    grad = torch.autograd.grad((log_prob + entropy).sum(), concentrations)[0]
+    expected = torch.autograd.grad((reference.log_prob(x) + reference.entropy()).sum(), concentrations)[0]
+    assert torch.allclose(grad, expected)
+    torch.manual_seed(1)
+    sample = BetaActions(alpha.detach(), beta.detach()).sample()
+    torch.manual_seed(1)
+    assert torch.equal(sample, Beta(alpha.detach(), beta.detach()).sample().clamp(1e-6, 1 - 1e-6) * 2 - 1)
+
+
+def test_flat_gradients_zero_and_clip_as_zero_grad_and_clip_grad_norm():
+    torch.manual_seed(0)
+    net, copy = torch.nn.Linear(6, 4), torch.nn.Linear(6, 4)
+    copy.load_state_dict(net.state_dict())
+    gradients = FlatGradients(net.parameters())
+    for scale in (10.0, 0.01):  # clipped, then not
+        x = torch.randn(5, 6) * scale
+        gradients.zero_()
+        (net(x) ** 2).sum().backward()
+        norm = gradients.clip_(0.5)
+        copy.zero_grad(set_to_none=True)
+        (copy(x) ** 2).sum().backward()
+        expected = torch.nn.utils.clip_grad_norm_(copy.parameters(), 0.5)
+        assert torch.allclose(norm, expected)
+        for p, q in zip(net.parameters(), copy.parameters(), strict=True):
+            assert torch.allclose(p.grad, q.grad, atol=1e-6)
+    net.zero_grad(set_to_none=True)  # someone else drops the gradients: zero_ re-attaches the views
+    gradients.zero_()
+    (net(torch.randn(5, 6)) ** 2).sum().backward()
+    assert torch.equal(gradients.flat[:24].view(4, 6), net.weight.grad)
 
 
 def test_multi_categorical_matches_one_categorical_per_component():
@@ -85,6 +127,16 @@ def test_dict_and_image_observations_give_the_network_the_same_planes(tiny_env):
     a = image_env.step(actions)[0]
     b = dict_env.step(actions)[0]
     assert torch.equal(obs_planes(a), obs_planes(b))
+
+
+def test_patch_batches_give_the_encoder_what_it_reads_from_observations(tiny_env):
+    env = tiny_env(6)
+    agent = ActorCritic(env.single_observation_space, env.single_action_space, hidden=32)
+    obs = torch.cat([env.reset(seed=0)[0], env.step(env.action_space.sample())[0]])  # (12, H, W, C) uint8
+    batches, index = PatchBatches(agent.encoder, obs), torch.tensor([7, 0, 3])
+    with torch.no_grad():
+        expected = agent.features(obs.index_select(0, index))
+        assert torch.allclose(agent.encoder.encode(batches.select(index), batches.scale), expected, atol=1e-5)
 
 
 def test_network_rejects_foreign_spaces(tiny_env):
