@@ -50,7 +50,7 @@ class Algorithm(Protocol):
 
 # ------------------------------------------------------------------------------------ setup
 def encoder_widths(width: int) -> tuple[int, int, int]:
-    """CNN widths for ``--width``: the stem's, then twice as many in each of the two convolutions."""
+    """CNN widths for ``--width``: the stem's, then twice as many in the convolution and the patch merge."""
     if width < 1:
         raise ValueError(f"width must be at least 1, got {width}")
     return width, 2 * width, 2 * width
@@ -127,6 +127,19 @@ class FlatGradients:
         norm = torch.linalg.vector_norm(self.flat)
         self.flat.mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
         return norm
+
+
+def load_policy(agent: torch.nn.Module, state: dict[str, Any]) -> None:
+    """``agent.load_state_dict(state)``, with a one-line ``ValueError`` when the saved policy has another
+    architecture (e.g. a checkpoint of an older paintgym whose network has since changed)."""
+    try:
+        agent.load_state_dict(state)
+    except RuntimeError as err:
+        missing = sorted(set(agent.state_dict()) - set(state))
+        unexpected = sorted(set(state) - set(agent.state_dict()))
+        detail = f"missing {missing}, unexpected {unexpected}" if missing or unexpected else "tensor shapes differ"
+        raise ValueError(f"the saved policy does not fit this network ({detail}); it was trained with another "
+                         "network layout (another --width/--hidden or an older paintgym): retrain it") from err
 
 
 def minibatch_size(batch: int, num_minibatches: int) -> int:

@@ -8,8 +8,8 @@ translation-equivariant.
 
 The trunk is cheap on purpose (the network, not the renderer, bounds training speed on a CPU): a
 patchifying stem (a linear map of ``p x p`` patches, ``p`` = canvas size / 16, at most 4; the
-coordinate planes folded into a learned position map, see :class:`CanvasEncoder`), then two
-stride-2 3x3 convolutions and a linear layer. Actor and critic share the trunk (as CleanRL's Atari
+coordinate planes folded into a learned position map, see :class:`CanvasEncoder`), a stride-2 3x3
+convolution, a 2x2 patch-merging layer and a linear layer. Actor and critic share the trunk (as CleanRL's Atari
 PPO does); the heads are linear:
 
 * continuous actions: two concentrations per component, ``1 + softplus(.)``, for
@@ -94,6 +94,12 @@ class CanvasEncoder(nn.Module):
     channel-last kernels were up to 2x faster than the NCHW ones for the first convolution's
     backward pass in our measurements.
 
+    The second downsampling is a 2x2 patch merge (a linear map of each 2x2 neighbourhood, as in Swin
+    transformers) rather than a second stride-2 3x3 convolution: on one CPU core it made PPO's
+    training ~20% faster at 64x64 (584-612 against 474-490 env steps/s in ``bench/agents.py``), for a
+    held-out L2 of 0.068-0.070 against 0.063 at the benchmark's budget. Replacing the first
+    convolution too (faster still) learned less reliably on 16x16 canvases.
+
     The coordinate planes (x and y in [0, 1]) enter only the linear stem, so
     ``stem(cat[patches, coord_patches]) = stem_image(patches) + stem_coords(coord_patches)`` and the
     second term, independent of the input, is a learned position map computed once per forward
@@ -101,7 +107,7 @@ class CanvasEncoder(nn.Module):
 
     :param in_channels: C.
     :param size: H = W (at least 8).
-    :param channels: widths of the stem and the two stride-2 3x3 convolutions.
+    :param channels: widths of the stem, the stride-2 3x3 convolution and the 2x2 patch merge.
     :param hidden: width of the output features.
     """
 
@@ -123,11 +129,8 @@ class CanvasEncoder(nn.Module):
             self.stem.weight.copy_(weight[..., :in_channels].reshape(c0, -1))
             self.stem.bias.copy_(joint.bias)
             self.stem_coords.weight.copy_(weight[..., in_channels:].reshape(c0, -1))
-        self.convs = nn.Sequential(
-            layer_init(nn.Conv2d(c0, c1, 3, stride=2, padding=1)), nn.ReLU(),
-            layer_init(nn.Conv2d(c1, c2, 3, stride=2, padding=1)), nn.ReLU(),
-            nn.Flatten(),
-        )
+        self.convs = nn.Sequential(layer_init(nn.Conv2d(c0, c1, 3, stride=2, padding=1)), nn.ReLU())
+        self.merge = layer_init(nn.Linear(4 * c1, c2))  # 2x2 patch merging: a linear map of 2x2 neighbourhoods
         side = (self.side + 1) // 2
         side = (side + 1) // 2
         self.fc = nn.Sequential(layer_init(nn.Linear(c2 * side * side, hidden)), nn.ReLU())
@@ -154,7 +157,13 @@ class CanvasEncoder(nn.Module):
         weight = self.stem.weight * scale if scale != 1.0 else self.stem.weight
         position = self.stem_coords(self.coord_patches) + self.stem.bias  # (N, c0): the CoordConv term, the bias
         stem = nn.functional.linear(patches, weight).add_(position).relu_()  # (B, N, c0), in place
-        return self.fc(self.convs(stem.view(b, g, g, -1).permute(0, 3, 1, 2)))  # NCHW shape, channel-last memory
+        h = self.convs(stem.view(b, g, g, -1).permute(0, 3, 1, 2))  # NCHW shape, channel-last memory
+        h = h.permute(0, 2, 3, 1)  # (B, S, S, c1), a view
+        s = h.shape[1]
+        if s % 2:  # odd side: zero padding, as a stride-2 convolution's
+            h, s = nn.functional.pad(h, (0, 0, 0, 1, 0, 1)), s + 1
+        h = h.reshape(b, s // 2, 2, s // 2, 2, -1).permute(0, 1, 3, 2, 4, 5).reshape(b, (s // 2) ** 2, -1)
+        return self.fc(torch.relu(self.merge(h)).flatten(1))
 
 
 class PatchBatches:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from agents.common import FlatGradients, autocast, build_agent, collect_rollout, minibatch_size
+from agents.common import FlatGradients, autocast, build_agent, collect_rollout, load_policy, minibatch_size
 from agents.episodes import EpisodeTracker
 from agents.networks import Observation, PatchBatches
 from agents.storage import RewardNormalizer, RolloutStorage, compute_gae
@@ -193,7 +193,7 @@ class PPO:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.agent.load_state_dict(state["agent"])
+        load_policy(self.agent, state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.reward_normalizer is not None:
             self.reward_normalizer.load_state_dict(state["reward_normalizer"])

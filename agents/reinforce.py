@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.common import autocast, build_agent, collect_rollout
+from agents.common import autocast, build_agent, collect_rollout, load_policy
 from agents.episodes import EpisodeTracker
 from agents.networks import Observation
 from agents.storage import RewardNormalizer, RolloutStorage, reward_to_go
@@ -166,7 +166,7 @@ class Reinforce:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.agent.load_state_dict(state["agent"])
+        load_policy(self.agent, state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.running_mean.copy_(state["running_mean"])
         self.running_seen = bool(state["running_seen"])

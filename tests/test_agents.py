@@ -139,6 +139,18 @@ def test_patch_batches_give_the_encoder_what_it_reads_from_observations(tiny_env
         assert torch.allclose(agent.encoder.encode(batches.select(index), batches.scale), expected, atol=1e-5)
 
 
+def test_a_policy_saved_with_another_network_layout_fails_to_load_with_a_clear_error(tiny_env):
+    algo = PPO(tiny_env(4), PPOArgs(hidden=32))
+    state = algo.state_dict()
+    old = dict(state["agent"])  # the layout before the patch merge: a second 3x3 convolution
+    old.pop("encoder.merge.weight"), old.pop("encoder.merge.bias")
+    old["encoder.convs.2.weight"], old["encoder.convs.2.bias"] = torch.zeros(32, 32, 3, 3), torch.zeros(32)
+    with pytest.raises(ValueError, match=r"does not fit this network .*missing \['encoder.merge.bias'"):
+        algo.load_state_dict({**state, "agent": old})
+    with pytest.raises(ValueError, match="tensor shapes differ"):
+        PPO(tiny_env(4), PPOArgs(hidden=64)).load_state_dict(state)
+
+
 def test_network_rejects_foreign_spaces(tiny_env):
     env = tiny_env(1)
     with pytest.raises(ValueError, match="Box"):
