@@ -49,7 +49,7 @@ def ltp_draw(f: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(canvas, dsize=(width, width))
 
 
-def timed(fn, repeats: int = 3) -> float:
+def timed(fn, repeats: int = 5) -> float:
     """Median seconds of ``fn()`` over ``repeats`` runs (after one warm-up)."""
     fn()
     times = []
@@ -119,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps (a rougher figure)")
     args = parser.parse_args()
-    steps = 8 if args.quick else 32
+    steps = 8 if args.quick else 128  # four 32-step episodes (resets included) per timed run
     rows = []
     for size in (64, 128):
         baseline = bench_ltp(size, 200 if args.quick else 500)
