@@ -42,9 +42,6 @@ if numba is not None:
             else:
                 done[b] = False
 
-
-if numba is not None:
-
     @numba.njit(cache=True, nogil=True)
     def _decode_cpu(actions, out):  # pragma: no cover - compiled
         """Continuous actions ``(B, N)`` -> ``out`` ``(B, N)`` float32 ``clip((a + 1) / 2, 0, 1)``, in one pass

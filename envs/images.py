@@ -121,7 +121,6 @@ if HAVE_NUMBA:
             _emit_rows(canvas, extra, plane, cache, keep, boxes, stale, out, c * per,
                        min(canvas.shape[0], (c + 1) * per))
 
-
     @numba.njit(cache=True, nogil=True)
     def _restart_range(cache, mask, level, extra, boxes, stale, start, stop):  # pragma: no cover - compiled
         """Where ``mask``: the cache's canvas channels become ``level``, its extra channels ``extra``."""
