@@ -38,7 +38,8 @@ Each run is a normal ``paintgym train --config OUT/NAME/seedS/sweep_run.toml`` i
 ``summary.json``), resumes interrupted ones (``checkpoint.pt`` without ``summary.json``) with
 ``--resume`` and starts the rest. Ctrl-C asks every running training to checkpoint and stop (a
 second Ctrl-C stops them at once); rerun the command to continue. If the sweep itself is killed (even
-by SIGKILL), Linux interrupts its trainings the same way, so none runs on alone. A failed run is reported with its
+by SIGKILL), Linux sends its trainings SIGTERM, on which they checkpoint and stop too, so none runs on
+alone. A failed run is reported with its
 log and the others go on; the exit status is then 1. At the end the report of every finished run
 (:mod:`agents.report`) is written to ``OUT/report``.
 """
@@ -357,17 +358,20 @@ class Outcome:
     interrupted: bool = False
 
 
-def _interrupt_when_orphaned(sweep_pid: int) -> None:
-    """In a training child before it starts (Linux): have the kernel send it SIGINT, as a Ctrl-C, when the
-    sweep dies in any way, even by SIGKILL, so that no training goes on alone; it checkpoints and stops."""
+def _stop_when_orphaned(sweep_pid: int) -> None:
+    """In a training child before it starts (Linux): have the kernel send it SIGTERM when the sweep dies in
+    any way, even by SIGKILL, so that no training goes on alone; the trainer checkpoints and stops.
+
+    SIGTERM rather than SIGINT: the kernel signals once per thread of the dying sweep that the child is
+    handed to, and a second SIGINT would make the trainer quit without its checkpoint."""
     import ctypes
 
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # 1: PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # no prctl: the child just outlives a killed sweep
         return
     if os.getppid() != sweep_pid:  # the sweep died before prctl took effect
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _start(run: PlannedRun) -> tuple[subprocess.Popen, Any]:
@@ -387,7 +391,7 @@ def _start(run: PlannedRun) -> tuple[subprocess.Popen, Any]:
     orphan_guard = None
     if sys.platform.startswith("linux"):
         sweep_pid = os.getpid()
-        orphan_guard = lambda: _interrupt_when_orphaned(sweep_pid)  # noqa: E731
+        orphan_guard = lambda: _stop_when_orphaned(sweep_pid)  # noqa: E731
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                start_new_session=True, preexec_fn=orphan_guard)
     return process, log

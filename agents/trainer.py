@@ -272,25 +272,30 @@ def _fmt(value: Any) -> Any:
 def _interruptible() -> Iterator[dict[str, bool]]:
     """First Ctrl-C sets ``flag["stop"]`` (the loop saves and stops); a second one interrupts at once.
 
-    Outside the main thread (where Python allows no signal handlers) Ctrl-C behaves as usual.
+    SIGTERM (a job scheduler's notice, or the kernel's when a ``paintgym sweep`` dies) also sets the
+    flag, however often it comes: it never makes the run quit without its checkpoint. Outside the
+    main thread (where Python allows no signal handlers) both behave as usual.
     """
     flag = {"stop": False}
 
     def handler(signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            print("\nCtrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again to quit at once)",
+                  flush=True)
+        elif not flag["stop"]:
+            print("\nSIGTERM: finishing this iteration, then saving a checkpoint", flush=True)
         flag["stop"] = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        print("\nCtrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again to quit at once)",
-              flush=True)
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
-        previous = None
+        previous = {}
     try:
         yield flag
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, old_handler in previous.items():
+            signal.signal(signum, old_handler)
 
 
 @dataclass

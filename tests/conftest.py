@@ -42,14 +42,15 @@ def tiny_env() -> Callable[..., CanvasVectorEnv]:
     return make_tiny_env
 
 
-def interrupt_during(trainer: Any, iteration: int) -> None:
-    """Send ``trainer`` a Ctrl-C (SIGINT) during its ``iteration``-th training iteration, as a user would;
-    the trainer finishes that iteration, saves a checkpoint and stops."""
+def interrupt_during(trainer: Any, iteration: int, signals: tuple[int, ...] = (signal.SIGINT,)) -> None:
+    """Send ``trainer`` a Ctrl-C (SIGINT; or ``signals``, in turn) during its ``iteration``-th training
+    iteration, as a user would; the trainer finishes that iteration, saves a checkpoint and stops."""
     train_iteration = trainer.algo.train_iteration
 
     def interrupted(i: int, total: int) -> dict[str, float]:
         if i == iteration:
-            signal.raise_signal(signal.SIGINT)
+            for signum in signals:
+                signal.raise_signal(signum)
         return train_iteration(i, total)
 
     trainer.algo.train_iteration = interrupted

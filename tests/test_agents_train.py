@@ -95,6 +95,17 @@ def test_resume_continues_exactly_where_ctrl_c_stopped(tmp_path):
         assert {k: got[k] for k in keys} == {k: want[k] for k in keys}
 
 
+def test_sigterm_checkpoints_and_stops_however_often_it_comes(tmp_path):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handling needs the main thread")
+    trainer = Trainer(tiny_config(tmp_path / "term"), PPOArgs(hidden=32))
+    interrupt_during(trainer, iteration=2, signals=(signal.SIGTERM, signal.SIGTERM))  # e.g. a dying sweep's
+    result = trainer.train()
+    assert result.status == "interrupted" and result.global_step == 32
+    assert load_checkpoint(tmp_path / "term")["global_step"] == 32
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     trainer = Trainer(tiny_config(tmp_path / "nan"), PPOArgs(hidden=32))
     train_iteration = trainer.algo.train_iteration
