@@ -32,17 +32,6 @@ def _flatten(store: Observation) -> Observation:
     return store.flatten(0, 1)
 
 
-def index_obs(obs: Observation, index: torch.Tensor) -> Observation:
-    """Rows ``index`` of a flat batch of observations (a tensor or a dict of tensors).
-
-    ``index_select`` copies whole rows; on the CPU it is ~30x faster than advanced indexing
-    (``obs[index]``) for ``(N, H, W, C)`` uint8 batches.
-    """
-    if isinstance(obs, dict):
-        return {key: value.index_select(0, index) for key, value in obs.items()}
-    return obs.index_select(0, index)
-
-
 class RolloutStorage:
     """``num_steps`` x ``num_envs`` transitions, preallocated on the device of ``obs``.
 
