@@ -39,9 +39,8 @@ Each run is a normal ``paintgym train --config OUT/NAME/seedS/sweep_run.toml`` i
 ``--resume`` and starts the rest. Ctrl-C asks every running training to checkpoint and stop (a
 second Ctrl-C stops them at once); rerun the command to continue. If the sweep itself is killed (even
 by SIGKILL), Linux sends its trainings SIGTERM, on which they checkpoint and stop too, so none runs on
-alone. A failed run is reported with its
-log and the others go on; the exit status is then 1. At the end the report of every finished run
-(:mod:`agents.report`) is written to ``OUT/report``.
+alone. A failed run is reported with its log and the others go on; the exit status is then 1. At the
+end the report of every finished run (:mod:`agents.report`) is written to ``OUT/report``.
 """
 
 from __future__ import annotations
