@@ -24,6 +24,7 @@ from agents.trainer import (
     load_checkpoint,
     make_algorithm,
     make_env,
+    make_eval_env,
 )
 from envs.core import resolve_device
 from envs.targets import TargetSource
@@ -96,7 +97,7 @@ class PretrainedAgent:
         :raises ValueError: targets for an agent trained without them, or a reward state that does
             not fit the reward.
         """
-        env = make_env(self.config, num_envs, self.device, native=True, split="test")
+        env = make_eval_env(self.config, num_envs, self.device)
         if targets is not None:
             if env.core.targets is None:
                 raise ValueError(f"this agent was trained on {self.config.env} without target images, so it "

@@ -25,6 +25,7 @@ stops the run before anything is saved, so the last checkpoint on disk is the la
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -46,6 +47,7 @@ import envs  # noqa: F401  (registers the paintgym env ids)
 from agents.common import TrainingDiverged, finite_or_raise, set_threads
 from agents.config import dump_toml
 from agents.evaluate import EvalResult, evaluate
+from agents.model_based import ModelBased, ModelBasedArgs
 from agents.ppo import PPO, PPOArgs
 from agents.reinforce import Reinforce, ReinforceArgs
 from envs.core import resolve_device
@@ -72,6 +74,8 @@ class TrainConfig:
     """reward spec, e.g. 'target:1.0, harmony:0.2' (None: the env's default)"""
     targets: str | None = None
     """target images: digits, faces, photos, a folder, .npy/.npz, gan:PATH, vae:PATH (None: the env's default)"""
+    eval_targets: str | None = None
+    """held-out target images for evaluation, all of them (None: the held-out split of --targets)"""
     num_envs: int = 64
     """canvases painted in parallel"""
     total_steps: int = 81_920
@@ -112,7 +116,8 @@ class TrainConfig:
     """CPU threads for torch and the renderer (0: all cores; 1 is steadier, idle OpenMP threads spin on busy CPUs)"""
 
 
-ALGORITHMS: dict[str, tuple[type, type]] = {"ppo": (PPO, PPOArgs), "reinforce": (Reinforce, ReinforceArgs)}
+ALGORITHMS: dict[str, tuple[type, type]] = {"model-based": (ModelBased, ModelBasedArgs), "ppo": (PPO, PPOArgs),
+                                            "reinforce": (Reinforce, ReinforceArgs)}
 
 
 def algorithm_args_class(agent: str) -> type:
@@ -122,7 +127,7 @@ def algorithm_args_class(agent: str) -> type:
 
         return SB3PPOArgs
     if agent not in ALGORITHMS:
-        raise ValueError(f"unknown agent {agent!r}; choose one of ppo, reinforce, sb3-ppo")
+        raise ValueError(f"unknown agent {agent!r}; choose one of {', '.join([*ALGORITHMS, 'sb3-ppo'])}")
     return ALGORITHMS[agent][1]
 
 
@@ -152,6 +157,14 @@ def make_env(config: TrainConfig, num_envs: int, device: torch.device, native: b
     if not isinstance(env.unwrapped, CanvasVectorEnv):
         raise ValueError(f"env {config.env!r} is not a paintgym canvas env")
     return env.unwrapped
+
+
+def make_eval_env(config: TrainConfig, num_envs: int, device: torch.device) -> CanvasVectorEnv:
+    """The held-out evaluation env: every image of ``--eval-targets``, else the test split of the
+    run's targets (the split means nothing to a task without targets)."""
+    if config.eval_targets is not None:
+        return make_env(dataclasses.replace(config, targets=config.eval_targets), num_envs, device, split="all")
+    return make_env(config, num_envs, device, split="test")
 
 
 def make_algorithm(config: TrainConfig, args: Any, env: CanvasVectorEnv) -> Any:
@@ -345,8 +358,7 @@ class Trainer:
         seed_everything(config.seed)
         native = config.agent != "sb3-ppo"
         self.env = make_env(config, config.num_envs, self.device, native=native)
-        split = "test" if self.env.core.targets is not None else "train"
-        self.eval_env = make_env(config, config.eval_episodes, self.device, native=True, split=split)
+        self.eval_env = make_eval_env(config, config.eval_episodes, self.device)
         self.eval_seed = config.seed + EVAL_SEED_OFFSET  # fixed: every evaluation paints the same targets
         self.algo = make_algorithm(config, args, self.env)
         self.num_iterations = max(1, math.ceil(config.total_steps / self.algo.steps_per_iteration))

@@ -60,12 +60,16 @@ def describe(name: str | None = None) -> str:
         if cls is None:
             raise RewardSpecError(f"unknown reward {name!r}; available: {', '.join(sorted(REGISTRY))}")
         kind = "dense" if cls.dense else "terminal"
+        flags = "".join([", learns" if cls.learns else "", ", differentiable" if cls.differentiable else ""])
         doc = inspect.cleandoc(cls.__doc__ or cls.description)
-        return f"{name} [{kind}{', learns' if cls.learns else ''}]: {cls.description}\n\n{doc}"
+        return f"{name} [{kind}{flags}]: {cls.description}\n\n{doc}"
     lines = []
     for reward_name, cls in sorted(REGISTRY.items()):
         options = ", ".join(f"{k}={v!r}" for k, v in reward_options(cls).items() if k != "device")
         kind = "dense" if cls.dense else "terminal"
-        lines.append(f"{reward_name:<10} {kind:<9} {cls.description}")
-        lines.append(f"{'':<20} options: {options or 'none'}")
+        grad = "grad" if cls.differentiable else "-"
+        lines.append(f"{reward_name:<10} {kind:<9} {grad:<5} {cls.description}")
+        lines.append(f"{'':<26} options: {options or 'none'}")
+    lines += ["", "grad: differentiable in the canvas; the model-based agent (--agent model-based) backpropagates "
+              "these through the renderer into its strokes, and learns the others only through its critic"]
     return "\n".join(lines)

@@ -53,6 +53,10 @@ class Reward:
     needs_target: ClassVar[bool] = False
     needs_prev_canvas: ClassVar[bool] = False
     learns: ClassVar[bool] = False
+    differentiable: ClassVar[bool] = False
+    """Whether :meth:`score` is differentiable in the canvas when the canvas requires grad. The
+    model-based agent backpropagates such terms through the renderer into its strokes; the others
+    reach it only through its learned critic."""
 
     def __init__(self) -> None:
         self._potential: torch.Tensor | None = None  # (B,) last potential, for dense rewards
@@ -60,7 +64,9 @@ class Reward:
     def score(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         """Rate paintings: ``canvas`` ``(B, 3, H, W)`` float in [0, 1] -> ``(B,)`` float32.
 
-        The potential of a dense reward, the terminal value of a terminal one.
+        The potential of a dense reward, the terminal value of a terminal one. Rewards that are
+        :attr:`differentiable` keep the graph when ``canvas`` requires grad (their fast paths are
+        for canvases that do not).
         """
         raise NotImplementedError(f"{type(self).__name__} must implement score() or step()")
 

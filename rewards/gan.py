@@ -53,6 +53,7 @@ class GANReward(Reward):
     name = "gan"
     description = "WGAN critic score: frozen (checkpoint=PATH), online (data=NAME) or of (target, canvas) pairs"
     dense = False
+    differentiable = True
 
     def __init__(self, checkpoint: str | None = None, data: str | None = None, conditional: bool = False,
                  dense: bool = False, size: int = 64, channels: int | None = None, width: int = 64,
@@ -130,7 +131,8 @@ class GANReward(Reward):
                 raise ValueError("the conditional 'gan' reward needs a target image; use a task with targets "
                                  "(paintgym/Reconstruct-v0) or drop conditional=true")
             condition = self._adapt(target)
-        with torch.no_grad():
+        # a graph only when the caller differentiates the canvas (the model-based agent): env steps build none
+        with torch.set_grad_enabled(torch.is_grad_enabled() and canvas.requires_grad):
             return self.critic(self._adapt(canvas), condition).float()
 
     # ------------------------------------------------------------------ online training

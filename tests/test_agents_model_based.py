@@ -1,0 +1,130 @@
+"""The model-based agent: gradients through the renderer, learning, critic, resume, NaN, bad input."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+import rewards
+from agents import cli_train
+from agents.common import TrainingDiverged
+from agents.model_based import ModelBased, ModelBasedArgs, paint_and_score
+from agents.trainer import TrainConfig, Trainer, load_checkpoint
+from tests.conftest import interrupt_during
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+SMALL = ModelBasedArgs(width=8, hidden=32)
+
+
+def tiny_config(run_dir: Path, **changes) -> TrainConfig:
+    values = dict(agent="model-based", canvas_size=16, max_steps=2, strokes_per_step=2, num_envs=8, eval_episodes=4,
+                  video_size=32, threads=1, progress=False, seed=3, total_steps=16 * 4, eval_every=32,
+                  checkpoint_every=16, run_dir=str(run_dir))
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def read_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_reward_gradient_through_the_renderer_matches_finite_differences():
+    """d(gain)/d(stroke numbers) by autograd through render() equals central differences (float64)."""
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 16, 16, generator=generator, dtype=torch.float64)
+    canvas = torch.ones(2, 3, 16, 16, dtype=torch.float64)
+    strokes = (0.2 + 0.6 * torch.rand(2, 3, 13, generator=generator, dtype=torch.float64)).requires_grad_(True)
+    reward = rewards.build("target")
+
+    def gain(s: torch.Tensor) -> torch.Tensor:
+        return paint_and_score(reward, canvas, target, s, per_stroke=0.9, final=True)[0].sum()
+
+    (grad,) = torch.autograd.grad(gain(strokes), strokes)
+    assert grad.abs().sum() > 0
+    # a few numbers of each kind: positions, radii, opacities, colours, in the first and last stroke
+    for index in [(0, 0, 0), (0, 0, 5), (1, 2, 3), (0, 1, 6), (1, 0, 7), (0, 2, 8), (1, 1, 9), (0, 0, 10),
+                  (1, 2, 12)]:
+        step = 1e-6
+        with torch.no_grad():
+            up, down = strokes.detach().clone(), strokes.detach().clone()
+            up[index] += step
+            down[index] -= step
+            numeric = (gain(up) - gain(down)) / (2 * step)
+        assert grad[index].item() == pytest.approx(numeric.item(), rel=1e-3, abs=1e-7), index
+
+
+def test_one_iteration_moves_the_actor_along_the_reward_gradient(tiny_env):
+    env = tiny_env(8, strokes_per_step=2)
+    algo = ModelBased(env, SMALL)
+    obs, _ = env.reset(seed=0)
+    algo.start(obs)
+    before = [p.detach().clone() for p in algo.actor.parameters()]
+    metrics = algo.train_iteration(1, 10)
+    changed = [not torch.equal(b, p) for b, p in zip(before, algo.actor.parameters(), strict=True)]
+    assert all(changed)  # the reward's gradient reached every actor layer through the renderer
+    assert metrics["episodes"] == 8 and metrics["actor_grad_norm"] > 0
+    assert "value_loss" not in metrics  # whole-episode unroll with a differentiable reward: no critic needed
+    assert metrics["policy_loss"] == pytest.approx(-metrics["return"], rel=0.05, abs=2e-3)  # the same return
+
+
+def test_one_step_horizon_trains_the_critic(tiny_env):
+    env = tiny_env(8, strokes_per_step=1)
+    algo = ModelBased(env, ModelBasedArgs(width=8, hidden=32, horizon=1))
+    obs, _ = env.reset(seed=0)
+    algo.start(obs)
+    critic_before = [p.detach().clone() for p in algo.critic.parameters()]
+    metrics = algo.train_iteration(1, 10)
+    assert metrics["value_loss"] >= 0
+    assert all(not torch.equal(b, p) for b, p in zip(critic_before, algo.critic.parameters(), strict=True))
+
+
+def test_a_reward_without_gradient_needs_the_critic(tiny_env):
+    env = tiny_env(4, reward="target:1.0, harmony:0.1")
+    with pytest.raises(ValueError, match="harmony.*not differentiable.*--horizon"):
+        ModelBased(env, SMALL)
+    ModelBased(env, ModelBasedArgs(width=8, hidden=32, horizon=1))  # the critic carries it
+
+
+def test_discrete_actions_are_refused(tiny_env):
+    with pytest.raises(ValueError, match="continuous"):
+        ModelBased(tiny_env(4, action_mode="discrete"), SMALL)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Ctrl-C handling needs the main thread")
+    args = ModelBasedArgs(width=8, hidden=32, horizon=1, exploration_noise=0.05)  # critic and noise stream too
+    Trainer(tiny_config(tmp_path / "full"), args).train()
+    expected = read_rows(tmp_path / "full")
+
+    cut = Trainer(tiny_config(tmp_path / "cut"), args)
+    interrupt_during(cut, iteration=2)
+    assert cut.train().status == "interrupted"
+    assert cli_train.main(["--resume", str(tmp_path / "cut")]) == 0
+    resumed = read_rows(tmp_path / "cut")
+    keys = ["return", "l2", "policy_loss", "value_loss", "actor_grad_norm", "eval/l2"]
+    assert [row["step"] for row in resumed] == [row["step"] for row in expected]
+    for got, want in zip(resumed[3:], expected[3:], strict=True):
+        assert {k: got[k] for k in keys} == {k: want[k] for k in keys}
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "nan"), SMALL)
+    train_iteration = trainer.algo.train_iteration
+
+    def diverge(iteration: int, total: int) -> dict[str, float]:
+        metrics = train_iteration(iteration, total)
+        if iteration == 3:
+            metrics["policy_loss"] = float("nan")
+        return metrics
+
+    trainer.algo.train_iteration = diverge
+    with pytest.raises(TrainingDiverged, match="policy_loss=nan.*last good checkpoint"):
+        trainer.train()
+    assert load_checkpoint(tmp_path / "nan")["global_step"] == 32  # written after iteration 2
