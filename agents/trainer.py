@@ -75,7 +75,10 @@ class TrainConfig:
     targets: str | None = None
     """target images: digits, faces, photos, a folder, .npy/.npz, gan:PATH, vae:PATH (None: the env's default)"""
     eval_targets: str | None = None
-    """held-out target images for evaluation, all of them (None: the held-out split of --targets)"""
+    """held-out target images for evaluation, all of them; every --targets image then trains (None: every 10th
+    image of --targets is held out)"""
+    target_augment: int = 0
+    """random views (crops of 60-100% of the side, mirrored half the time) added per training image (0: none)"""
     num_envs: int = 64
     """canvases painted in parallel"""
     total_steps: int = 81_920
@@ -141,6 +144,8 @@ def env_options(config: TrainConfig, device: torch.device) -> dict[str, Any]:
         options["reward"] = config.reward
     if config.targets is not None:
         options["targets"] = config.targets
+    if config.target_augment:
+        options["target_augment"] = config.target_augment
     return options
 
 
@@ -357,7 +362,8 @@ class Trainer:
             set_threads(config.threads)
         seed_everything(config.seed)
         native = config.agent != "sb3-ppo"
-        self.env = make_env(config, config.num_envs, self.device, native=native)
+        train_split = "all" if config.eval_targets is not None else "train"  # held-out images come from elsewhere
+        self.env = make_env(config, config.num_envs, self.device, native=native, split=train_split)
         self.eval_env = make_eval_env(config, config.eval_episodes, self.device)
         self.eval_seed = config.seed + EVAL_SEED_OFFSET  # fixed: every evaluation paints the same targets
         self.algo = make_algorithm(config, args, self.env)

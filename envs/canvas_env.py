@@ -67,6 +67,7 @@ class CanvasEnv(gym.Env):
     | ``obs_mode``       | ``image``      | ``image`` or ``dict``                                             |
     | ``targets``        | None           | ``digits``, ``faces``, ``photos``, a folder, ``.npy``/``.npz``, ``gan:PATH``, ``vae:PATH`` |
     | ``target_split``   | ``train``      | ``train``, ``test`` (every 10th image, held out) or ``all``       |
+    | ``target_augment`` | 0              | add this many random views (crop of 60-100% of the side, mirrored half the time) of every training image to the pool |
     | ``reward``         | see Rewards    | reward spec, e.g. ``"target:1.0, harmony:0.2"``                   |
     | ``device``         | ``cpu``        | ``cpu``, ``cuda``, ``auto``: where canvases live and are painted  |
     | ``background``     | 1.0            | grey level of the blank canvas                                    |

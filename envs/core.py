@@ -97,6 +97,7 @@ class CanvasCore:
         obs_mode: str = "image",
         targets: Any = None,
         target_split: str = "train",
+        target_augment: int = 0,
         reward: str | rewards.Reward | None = None,
         device: str | torch.device = "cpu",
         background: float = 1.0,
@@ -130,7 +131,7 @@ class CanvasCore:
         self.palette = torch.as_tensor(palette, device=self.device)
 
         self.targets = None if targets is None else TargetSource.from_spec(targets, self.size, self.device,
-                                                                            target_split)
+                                                                            target_split, target_augment)
         self.reward = rewards.build(reward if reward is not None else ("target" if self.targets else "zero"),
                                     device=self.device).to(self.device)
         if self.reward.needs_target and self.targets is None:

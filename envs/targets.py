@@ -74,6 +74,38 @@ def _prior_images(spec: str, size: int) -> np.ndarray:
     return generative.prior_images(kind, path, size=size, count=PRIOR_POOL, seed=0)
 
 
+def _is_prior(spec: str) -> bool:
+    return ":" in spec and spec.split(":", 1)[0] in ("gan", "vae")
+
+
+AUGMENT_SEED = 0x5EED  # the augmented pool is part of the dataset's definition: the same for every run
+AUGMENT_SCALE = (0.6, 1.0)  # side of a random crop, as a fraction of the image's side
+
+
+def augmented_views(images: np.ndarray, size: int, count: int, seed: int = AUGMENT_SEED) -> np.ndarray:
+    """``count`` random views of every image: a square crop of 60-100% of its side at a random place,
+    mirrored left-right half the time, resized to ``size``.
+
+    :param images: ``(N, S, S, 3)`` uint8 (best at a larger side than ``size``, so that crops keep detail).
+    :return: ``(N * count, size, size, 3)`` uint8, view ``j`` of image ``i`` at ``i * count + j``.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    side = images.shape[1]
+    out = np.empty((len(images) * count, size, size, 3), dtype=np.uint8)
+    for i, image in enumerate(images):  # once per dataset, at load time
+        for j in range(count):
+            crop = max(2, int(round(side * rng.uniform(*AUGMENT_SCALE))))
+            top, left = rng.integers(0, side - crop + 1, size=2)
+            view = image[top:top + crop, left:left + crop]
+            if rng.random() < 0.5:
+                view = view[:, ::-1]
+            interpolation = cv2.INTER_AREA if crop > size else cv2.INTER_CUBIC
+            out[i * count + j] = cv2.resize(np.ascontiguousarray(view), (size, size), interpolation=interpolation)
+    return out
+
+
 def split_indices(count: int, split: str) -> np.ndarray:
     """Indices of ``split`` in a dataset of ``count`` images (small datasets share all images)."""
     if split not in SPLITS:
@@ -113,22 +145,33 @@ class TargetSource:
 
     @classmethod
     def from_spec(cls, spec: str | os.PathLike | np.ndarray | TargetSource, size: int,
-                  device: torch.device | str = "cpu", split: str = "train") -> TargetSource:
-        """Build the pool for ``spec`` (see the module docstring) at ``size`` x ``size``."""
+                  device: torch.device | str = "cpu", split: str = "train", augment: int = 0) -> TargetSource:
+        """Build the pool for ``spec`` (see the module docstring) at ``size`` x ``size``.
+
+        :param augment: for the ``train`` or ``all`` split of an image dataset, add this many random
+            views of every image (:func:`augmented_views`) to the pool; held-out images are never augmented.
+        """
+        if not isinstance(augment, (int, np.integer)) or augment < 0:
+            raise ValueError(f"target_augment must be a count of views per image (>= 0), got {augment!r}")
         if isinstance(spec, TargetSource):
             if spec.size != size:
                 raise DatasetError(f"target source is {spec.size}x{spec.size} but the canvas is {size}x{size}")
             return cls(spec.images, device, spec.name)
+        prior = isinstance(spec, (str, os.PathLike)) and _is_prior(os.fspath(spec))
+        if prior and augment:
+            raise ValueError("target_augment works on image datasets; samples of a generative prior vary already")
         if isinstance(spec, np.ndarray):
             images, name = load_images(spec, size), "array"
         else:
             name = os.fspath(spec)
-            if name.split(":", 1)[0] in ("gan", "vae") and ":" in name:
-                images = _prior_images(name, size)
-            else:
-                images = _cached_images(name, size)
+            images = _prior_images(name, size) if prior else _cached_images(name, size)
         chosen = split_indices(len(images), split)
-        return cls(images[chosen], device, f"{name}[{split}]")
+        images = images[chosen]
+        if augment and split != "test":
+            large = load_images(spec, 2 * size) if isinstance(spec, np.ndarray) else _cached_images(name, 2 * size)
+            images = np.concatenate([images, augmented_views(large[chosen], size, augment)])
+            name = f"{name}[+{augment} views]"
+        return cls(images, device, f"{name}[{split}]")
 
     def __len__(self) -> int:
         return self.images.shape[0]

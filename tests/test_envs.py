@@ -364,3 +364,21 @@ def test_sb3_ppo_trains_through_make_vec():
     model = PPO("CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=2048)
     assert model.num_timesteps >= 2048
+
+
+def test_target_augment_adds_views_of_training_images_only():
+    from envs.targets import TargetSource, augmented_views
+
+    images = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    train = TargetSource.from_spec(images, 16, split="train", augment=3)
+    assert len(train) == 18 + 18 * 3  # 2 of 20 held out; 3 views of each of the other 18
+    test = TargetSource.from_spec(images, 16, split="test", augment=3)
+    assert len(test) == 2  # held-out images are never augmented
+    views = augmented_views(images[:2], 16, 4)
+    assert views.shape == (8, 16, 16, 3) and views.dtype == np.uint8
+    np.testing.assert_array_equal(views, augmented_views(images[:2], 16, 4))  # a fixed part of the dataset
+    assert len({v.tobytes() for v in views}) == 8  # different crops
+    with pytest.raises(ValueError, match="target_augment"):
+        TargetSource.from_spec(images, 16, augment=-1)
+    env = CanvasEnv(targets=images, canvas_size=16, target_augment=2)
+    assert len(env.unwrapped.core.targets) == 18 * 3
