@@ -11,15 +11,29 @@ with radius and opacity interpolated linearly; distances are in pixels, so every
 anti-aliased over one pixel at any resolution. Strokes are alpha-composited in order:
 ``canvas = canvas * (1 - alpha) + colour * alpha``.
 
-Two implementations compute exactly that:
+Three paths compute exactly that:
 
-* :func:`render` — batched torch, differentiable with respect to the strokes and the canvas, on
-  any device. It evaluates every pixel of every canvas, one segment at a time (memory stays at
-  ``(B, H, W)``), in chunks of canvases that fit in cache on the CPU.
-* a numba kernel on the CPU that visits, row by row, only the pixels each segment's capsule can reach, and
-  composites in the same pass; :func:`paint_` uses it for CPU tensors that need no gradient. It
-  agrees with the torch path to float32 rounding (``tests/test_render.py`` checks a largest
-  difference below ``5e-4`` up to 128x128).
+* the torch path of :func:`render` (``_render_torch``) — batched torch on any device and dtype,
+  differentiable by autograd with respect to the strokes and the canvas (twice, too). It evaluates
+  every pixel of every canvas, one segment at a time (memory stays at ``(B, H, W)``), in chunks of
+  canvases that fit in cache on the CPU. It is the reference the numba paths are tested against.
+* the numba kernel of :func:`paint_` (``_paint_one``) on the CPU: no gradient, in place, visits row
+  by row only the pixels each segment's capsule can reach and composites in the same pass (and keeps
+  the environments' uint8 observation mirror). It agrees with the torch path to float32 rounding
+  (``tests/test_render.py`` checks a largest difference below ``5e-4`` up to 128x128).
+* the differentiable numba path of :func:`render` for float32 CPU tensors (``_NumbaRender``): a
+  forward kernel limited to each stroke's box and capsules, and an analytic backward kernel, both
+  parallel over canvases. It saves no intermediate: the backward replays each canvas's forward from
+  the saved input canvas, keeping the canvas before each stroke inside the stroke's box in scratch
+  (``S * 3 * H * W`` floats per chunk of canvases a thread runs), recomputes each stroke's coverage and which segment
+  gives the max at each pixel, and walks the strokes in reverse to ``grad_strokes`` ``(B, S, 13)``
+  and ``grad_canvas`` ``(B, 3, H, W)``. It follows torch autograd's conventions at the kinks: clamps
+  pass the gradient on their boundaries, and ties of the max over segments split it as chained
+  ``torch.maximum`` does (see ``_backward_one``). Its coverage uses torch's order of operations without
+  FMA contraction, so its forward equals the torch path's to float32 rounding (~1e-6), and its gradients equal
+  torch autograd's except where a pixel sits within rounding of a clamp boundary. It is differentiable
+  once (a double backward raises). :func:`render` uses it without gradients too (on a copy);
+  ``PAINTGYM_NO_NUMBA=1``, CUDA, other dtypes and canvases over ~2800 px take the torch path.
 """
 
 from __future__ import annotations
@@ -50,6 +64,8 @@ except ImportError:  # pragma: no cover - numba is a dependency, but keep the to
 
 _EPS = 1e-12  # keeps sqrt and 1/|AB|^2 finite (and differentiable) for degenerate segments
 _CPU_CHUNK = 32  # canvases per chunk on the torch CPU path: 32 x 64 x 64 floats stay in L2
+_EXACT = {"nnan", "ninf", "nsz"}  # numba fastmath flags that keep IEEE rounding (see the differentiable kernels)
+_MAX_SEGMENTS = 63  # the numba backward keeps one bit per segment in an int64 (canvases up to ~2800 px)
 
 
 def _check(canvas: torch.Tensor, strokes: torch.Tensor) -> None:
@@ -120,23 +136,13 @@ def stroke_alpha(strokes: torch.Tensor, size: int) -> torch.Tensor:
     return alpha
 
 
-def render(strokes: torch.Tensor, canvas: torch.Tensor | None = None, size: int | None = None,
-           background: float = 1.0) -> torch.Tensor:
-    """Composite strokes onto canvases with the differentiable torch path.
+def _render_torch(strokes: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
+    """The torch path of :func:`render` (the reference the numba paths are tested against).
 
-    :param strokes: ``(B, S, 13)`` float in [0, 1], composited in order ``s = 0 .. S-1``.
-    :param canvas: ``(B, 3, H, W)`` float in [0, 1], left unchanged; if None, a blank canvas of
-        side ``size`` filled with ``background`` is used.
-    :param size: canvas side when ``canvas`` is None.
-    :param background: grey level of the blank canvas.
-    :return: ``(B, 3, H, W)`` float in [0, 1], a new tensor (differentiable).
+    :param strokes: ``(B, S, 13)`` float in [0, 1].
+    :param canvas: ``(B, 3, H, W)`` float in [0, 1], left unchanged.
+    :return: ``(B, 3, H, W)``, a new tensor, differentiable by autograd.
     """
-    if canvas is None:
-        if size is None:
-            raise ValueError("render() needs either a canvas or a size")
-        canvas = torch.full((strokes.shape[0], 3, size, size), float(background),
-                            device=strokes.device, dtype=torch.float32)
-    _check(canvas, strokes)
     size = canvas.shape[-1]
     chunk = _CPU_CHUNK if canvas.device.type == "cpu" else canvas.shape[0]
     outputs = []
@@ -149,6 +155,44 @@ def render(strokes: torch.Tensor, canvas: torch.Tensor | None = None, size: int 
             out = out + (colour - out) * alpha
         outputs.append(out)
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+
+def _numba_path(strokes: torch.Tensor, canvas: torch.Tensor) -> bool:
+    """Whether :func:`render` can take the numba kernels: float32 CPU tensors, at most 63 segments."""
+    return (HAVE_NUMBA and canvas.device.type == "cpu" and strokes.device.type == "cpu"
+            and canvas.dtype == torch.float32 and strokes.dtype == torch.float32
+            and flatten_segments(canvas.shape[-1]) <= _MAX_SEGMENTS)
+
+
+def render(strokes: torch.Tensor, canvas: torch.Tensor | None = None, size: int | None = None,
+           background: float = 1.0) -> torch.Tensor:
+    """Composite strokes onto canvases, differentiably.
+
+    float32 CPU tensors take the numba kernels (forward, and the analytic backward when the strokes
+    or the canvas require grad); other devices and dtypes, and ``PAINTGYM_NO_NUMBA=1``, the torch path.
+
+    :param strokes: ``(B, S, 13)`` float in [0, 1], composited in order ``s = 0 .. S-1``.
+    :param canvas: ``(B, 3, H, W)`` float in [0, 1], left unchanged; if None, a blank canvas of
+        side ``size`` filled with ``background`` is used.
+    :param size: canvas side when ``canvas`` is None.
+    :param background: grey level of the blank canvas.
+    :return: ``(B, 3, H, W)`` float in [0, 1], a new tensor (differentiable with respect to
+        ``strokes`` and ``canvas``, once: no double backward on the numba path).
+    """
+    if canvas is None:
+        if size is None:
+            raise ValueError("render() needs either a canvas or a size")
+        canvas = torch.full((strokes.shape[0], 3, size, size), float(background),
+                            device=strokes.device, dtype=torch.float32)
+    _check(canvas, strokes)
+    if _numba_path(strokes, canvas):
+        if torch.is_grad_enabled() and (strokes.requires_grad or canvas.requires_grad):
+            return _NumbaRender.apply(strokes, canvas)
+        with torch.no_grad():
+            out = canvas.detach().clone(memory_format=torch.contiguous_format)
+            render_numpy(out.numpy(), strokes.detach().contiguous().numpy())
+        return out
+    return _render_torch(strokes, canvas)
 
 
 if HAVE_NUMBA:
@@ -301,7 +345,377 @@ if HAVE_NUMBA:
         for c in numba.prange(chunks):
             _paint_range(canvas, strokes, active, c * per, min(batch, (c + 1) * per), k_max, mirror, rows)
 
+    # ---- the differentiable CPU path: forward that saves what the backward needs, analytic backward ----
 
+    # The coverage and compositing below use torch's order of operations and IEEE rounding (no FMA
+    # contraction, no reassociation: ``_EXACT``), so that they reproduce the torch path's values bit for bit
+    # (up to a segment count at a rounding boundary): the gradient's kinks (a clamp boundary, which segment
+    # wins the max, ties) then fall on the same pixels as torch's autograd. Only sums use full fastmath.
+
+    @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
+    def _polyline_f32(stroke, size, k_max, verts, coef):  # pragma: no cover - compiled
+        """:func:`polyline` for one stroke, in float32 and torch's order of operations.
+
+        Sets ``verts[k] = (x, y, radius, opacity)`` in pixels and ``coef[k] = (s^2, 2 s t, t^2, t)``
+        (the Bezier weights and ``t`` of vertex ``k``) for ``k = 0 .. n``; returns ``n``.
+        """
+        f, one, two = np.float32(size), np.float32(1.0), np.float32(2.0)
+        x0, y0 = stroke[0] * f, stroke[1] * f
+        x1, y1 = stroke[2] * f, stroke[3] * f
+        x2, y2 = stroke[4] * f, stroke[5] * f
+        ddx, ddy = x0 - two * x1 + x2, y0 - two * y1 + y2
+        second = np.sqrt(ddx * ddx + ddy * ddy)
+        n = int(math.ceil(np.sqrt(second / np.float32(8.0 * FLATTEN_TOLERANCE_PX))))
+        n = min(max(n, 1), k_max)
+        rmin, rspan = np.float32(MIN_RADIUS), np.float32(MAX_RADIUS - MIN_RADIUS)
+        fn = np.float32(n)
+        for k in range(n + 1):
+            t = np.float32(k) / fn
+            s = one - t
+            a, b, c = s * s, two * s * t, t * t
+            verts[k, 0] = a * x0 + b * x1 + c * x2
+            verts[k, 1] = a * y0 + b * y1 + c * y2
+            verts[k, 2] = (rmin + (stroke[6] + t * (stroke[7] - stroke[6])) * rspan) * f
+            verts[k, 3] = stroke[8] + t * (stroke[9] - stroke[8])
+            coef[k, 0], coef[k, 1], coef[k, 2], coef[k, 3] = a, b, c, t
+        return n
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _polyline_box(verts, n, size, box):  # pragma: no cover - compiled
+        """``box = (y_lo, y_hi, x_lo, x_hi)``, inclusive and clipped to the canvas: the pixels whose
+        centre any segment's capsule (radius + 0.5 px) may reach. Empty: ``y_lo > y_hi`` or ``x_lo > x_hi``."""
+        x_min = x_max = verts[0, 0]
+        y_min = y_max = verts[0, 1]
+        reach = verts[0, 2]
+        for k in range(1, n + 1):
+            x_min, x_max = min(x_min, verts[k, 0]), max(x_max, verts[k, 0])
+            y_min, y_max = min(y_min, verts[k, 1]), max(y_max, verts[k, 1])
+            reach = max(reach, verts[k, 2])
+        reach = reach + 0.501
+        box[0] = max(0, int(math.ceil(y_min - reach - 0.5)))
+        box[1] = min(size - 1, int(math.floor(y_max + reach - 0.5)))
+        box[2] = max(0, int(math.ceil(x_min - reach - 0.5)))
+        box[3] = min(size - 1, int(math.floor(x_max + reach - 0.5)))
+
+    @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
+    def _coverage(alpha, mask, verts, n, box):  # pragma: no cover - compiled
+        """:func:`stroke_alpha` of one stroke inside ``box`` (set there; untouched outside).
+
+        With a non-empty ``mask`` ``(H, W)`` int64, also sets bit ``k`` of ``mask[y, x]`` for every
+        segment ``k`` whose cover equals ``alpha[y, x]`` where ``alpha > 0`` (mask 0 where alpha is 0):
+        the backward's record of which segment(s) the max came from.
+        """
+        y_lo, y_hi, x_lo, x_hi = box[0], box[1], box[2], box[3]
+        track = mask.shape[0] > 0
+        zero, one, half, eps = np.float32(0.0), np.float32(1.0), np.float32(0.5), np.float32(_EPS)
+        for y in range(y_lo, y_hi + 1):
+            alpha[y, x_lo:x_hi + 1] = zero
+            if track:
+                mask[y, x_lo:x_hi + 1] = 0
+        for k in range(n):
+            ax, ay, ra, oa = verts[k, 0], verts[k, 1], verts[k, 2], verts[k, 3]
+            dx, dy = verts[k + 1, 0] - ax, verts[k + 1, 1] - ay
+            dr, do = verts[k + 1, 2] - ra, verts[k + 1, 3] - oa
+            len2 = dx * dx + dy * dy
+            inv_len2 = one / len2 if len2 > eps else zero
+            reach = max(ra, ra + dr) + 0.501  # cover > 0 needs distance < radius + 0.5
+            sy0 = max(y_lo, int(math.ceil(min(ay, ay + dy) - reach - 0.5)))
+            sy1 = min(y_hi, int(math.floor(max(ay, ay + dy) + reach - 0.5)))
+            bit = np.int64(1) << k
+            for y in range(sy0, sy1 + 1):
+                lo, hi = _capsule_row(ax, ay, dx, dy, len2, reach, y + 0.5)
+                sx0 = max(x_lo, int(math.ceil(lo - 0.5)))
+                sx1 = min(x_hi, int(math.floor(hi - 0.5)))
+                if sx1 < sx0:
+                    continue
+                qy = np.float32(np.int32(y)) + half - ay  # pixel centre minus A, as torch: (y + 0.5) - ay
+                row = alpha[y, sx0:sx1 + 1]
+                if track:
+                    m_row = mask[y, sx0:sx1 + 1]
+                    for i in range(row.shape[0]):
+                        qx = np.float32(np.int32(sx0 + i)) + half - ax
+                        h = min(max((qx * dx + qy * dy) * inv_len2, zero), one)
+                        ex, ey = qx - h * dx, qy - h * dy
+                        dist = np.sqrt(ex * ex + ey * ey + eps)
+                        cover = min(max(ra + h * dr - dist + half, zero), one) * (oa + h * do)
+                        a, m = row[i], m_row[i]
+                        m_row[i] = bit if cover > a else ((m | bit) if (cover == a and cover > zero) else m)
+                        row[i] = max(a, cover)
+                else:
+                    for i in range(row.shape[0]):
+                        qx = np.float32(np.int32(sx0 + i)) + half - ax
+                        h = min(max((qx * dx + qy * dy) * inv_len2, zero), one)
+                        ex, ey = qx - h * dx, qy - h * dy
+                        dist = np.sqrt(ex * ex + ey * ey + eps)
+                        cover = min(max(ra + h * dr - dist + half, zero), one) * (oa + h * do)
+                        row[i] = max(row[i], cover)
+
+    @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
+    def _forward_one(img, pre, box, alpha, no_mask, verts, coef, stroke, size, k_max):  # pragma: no cover
+        """Composite one stroke onto ``img`` ``(3, H, W)`` inside its box; set ``box`` ``(4,)``; copy the
+        canvas inside the box to ``pre`` ``(3, H, W)`` first unless ``pre`` is empty."""
+        n = _polyline_f32(stroke, size, k_max, verts, coef)
+        _polyline_box(verts, n, size, box)
+        y_lo, y_hi, x_lo, x_hi = box[0], box[1], box[2], box[3]
+        if y_lo > y_hi or x_lo > x_hi:
+            return
+        if pre.shape[0] > 0:
+            for c in range(3):
+                for y in range(y_lo, y_hi + 1):
+                    pre[c, y, x_lo:x_hi + 1] = img[c, y, x_lo:x_hi + 1]
+        _coverage(alpha, no_mask, verts, n, box)
+        for y in range(y_lo, y_hi + 1):
+            a_row = alpha[y, x_lo:x_hi + 1]
+            for c in range(3):
+                colour = stroke[10 + c]
+                c_row = img[c, y, x_lo:x_hi + 1]
+                for i in range(a_row.shape[0]):
+                    c_row[i] += (colour - c_row[i]) * a_row[i]
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _forward_range(canvas, strokes, start, stop, k_max):  # pragma: no cover - compiled
+        """:func:`_forward_one` for every stroke of canvases ``start:stop`` (nothing saved)."""
+        size = canvas.shape[-1]
+        alpha = np.empty((size, size), dtype=np.float32)
+        no_mask = np.empty((0, 0), dtype=np.int64)
+        verts = np.empty((k_max + 1, 4), dtype=np.float32)
+        coef = np.empty((k_max + 1, 4), dtype=np.float32)
+        no_pre = np.empty((0, 0, 0), dtype=np.float32)
+        box = np.empty(4, dtype=np.int64)
+        for b in range(start, stop):
+            for s in range(strokes.shape[1]):
+                _forward_one(canvas[b], no_pre, box, alpha, no_mask, verts, coef, strokes[b, s], size, k_max)
+
+    @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
+    def _forward_parallel(canvas, strokes, k_max, chunks):  # pragma: no cover - compiled
+        batch = canvas.shape[0]
+        per = (batch + chunks - 1) // chunks
+        for c in numba.prange(chunks):
+            _forward_range(canvas, strokes, c * per, min(batch, (c + 1) * per), k_max)
+
+
+    @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
+    def _gather_row(ga_row, m_row, w_row, x0, qy, ax, bit, zero_weight, qxs, qys, ws, count):  # pragma: no cover
+        """Append the pixels of one row span (pixel ``i`` at column ``x0 + i``) where segment ``bit``'s
+        share of dL/dalpha is non-zero to ``qxs, qys`` (pixel centre minus A) and ``ws`` (the share:
+        ``ga_row`` times the tie weight, see :func:`_backward_one`), from index ``count``; return the new
+        count. Halves ``w_row``, the weight left for earlier segments, where this segment ties."""
+        half = np.float32(0.5)
+        below = bit - 1
+        for i in range(ga_row.shape[0]):
+            m = m_row[i]
+            if m == 0:
+                weight = zero_weight
+            elif m & bit:
+                weight = w_row[i]
+                w_row[i] = weight * half
+                if m & below:
+                    weight = weight * half
+            else:
+                continue
+            w = ga_row[i] * weight
+            if w != 0.0:
+                qxs[count] = np.float32(np.int32(x0 + i)) + half - ax
+                qys[count] = qy
+                ws[count] = w
+                count += 1
+        return count
+
+    @numba.njit(fastmath=_EXACT, cache=True, nogil=True, error_model="numpy")  # IEEE division: vectorises
+    def _segment_terms(qxs, qys, ws, count, terms, dx, dy, inv_len2, ra, dr, oa, do):  # pragma: no cover
+        """For the ``count`` gathered pixels of one segment (``q`` = pixel centre minus A, ``w`` = dL/dcover):
+        the terms ``terms[:, i]`` of the segment's gradient sums: d/dq (x, y), d/d(B - A) (x, y, without
+        the ``1/|B - A|^2`` path), d/d(1/|B - A|^2), d/du, h d/du, d/do, h d/do, where
+        ``cover = clamp(u, 0, 1) * o``, ``u = r(h) - dist + 0.5``, ``o = o(h)``."""
+        zero, one, half, eps = np.float32(0.0), np.float32(1.0), np.float32(0.5), np.float32(_EPS)
+        for i in range(count):
+            qx, qy, w = qxs[i], qys[i], ws[i]
+            num = qx * dx + qy * dy
+            h_raw = num * inv_len2
+            h = min(max(h_raw, zero), one)
+            ex, ey = qx - h * dx, qy - h * dy
+            dist = np.sqrt(ex * ex + ey * ey + eps)
+            u = ra + h * dr - dist + half
+            g_o = w * min(max(u, zero), one)
+            g_u = w * (oa + h * do) if (u >= zero and u <= one) else zero  # torch's clamp: boundaries pass
+            g_dist = -g_u / dist
+            g_ex, g_ey = g_dist * ex, g_dist * ey
+            g_h = g_u * dr + g_o * do - g_ex * dx - g_ey * dy
+            g_hr = g_h if (h_raw >= zero and h_raw <= one) else zero
+            g_num = g_hr * inv_len2
+            terms[0, i] = g_ex + g_num * dx
+            terms[1, i] = g_ey + g_num * dy
+            terms[2, i] = g_num * qx - g_ex * h
+            terms[3, i] = g_num * qy - g_ey * h
+            terms[4, i] = g_hr * num
+            terms[5, i] = g_u
+            terms[6, i] = g_u * h
+            terms[7, i] = g_o
+            terms[8, i] = g_o * h
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _sum_terms(terms, count, totals):  # pragma: no cover - compiled
+        """``totals[j] = sum(terms[j, :count])`` for ``j < 9`` (float32 blocks of 256, float64 totals)."""
+        for j in range(9):
+            row = terms[j]
+            total = 0.0
+            for start in range(0, count, 256):
+                block = row[start:min(count, start + 256)]
+                acc = np.float32(0.0)
+                for i in range(block.shape[0]):
+                    acc += block[i]
+                total += acc
+            totals[j] = total
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _composite_backward(grad, pre, alpha, galpha, wcur, stroke, box, gstroke):  # pragma: no cover - compiled
+        """Backward of ``out = pre + (colour - pre) * alpha`` inside ``box``: ``grad`` ``(3, H, W)`` goes from
+        dL/dout to dL/dpre in place, ``galpha`` gets dL/dalpha, ``gstroke[10:13]`` dL/dcolour; ``wcur`` = 1."""
+        y_lo, y_hi, x_lo, x_hi = box[0], box[1], box[2], box[3]
+        zero, one = np.float32(0.0), np.float32(1.0)
+        c0, c1, c2 = stroke[10], stroke[11], stroke[12]
+        gc0 = gc1 = gc2 = 0.0
+        for y in range(y_lo, y_hi + 1):
+            a_row, ga_row, w_row = alpha[y, x_lo:x_hi + 1], galpha[y, x_lo:x_hi + 1], wcur[y, x_lo:x_hi + 1]
+            g0, g1, g2 = grad[0, y, x_lo:x_hi + 1], grad[1, y, x_lo:x_hi + 1], grad[2, y, x_lo:x_hi + 1]
+            p0, p1, p2 = pre[0, y, x_lo:x_hi + 1], pre[1, y, x_lo:x_hi + 1], pre[2, y, x_lo:x_hi + 1]
+            s0 = s1 = s2 = zero
+            for i in range(a_row.shape[0]):
+                a, v0, v1, v2 = a_row[i], g0[i], g1[i], g2[i]
+                ga_row[i] = v0 * (c0 - p0[i]) + v1 * (c1 - p1[i]) + v2 * (c2 - p2[i])
+                s0 += v0 * a
+                s1 += v1 * a
+                s2 += v2 * a
+                g0[i] = v0 - v0 * a
+                g1[i] = v1 - v1 * a
+                g2[i] = v2 - v2 * a
+                w_row[i] = one
+            gc0 += s0
+            gc1 += s1
+            gc2 += s2
+        gstroke[10], gstroke[11], gstroke[12] = gc0, gc1, gc2
+
+    @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
+    def _backward_one(grad, pre, box, stroke, gstroke, size, k_max, verts, coef, gverts, zero_w, alpha, mask,
+                      galpha, wcur, qxs, qys, ws, terms, totals):  # pragma: no cover - compiled
+        """Backward of one stroke on one canvas.
+
+        ``grad`` ``(3, H, W)``: dL/d(canvas after the stroke) on entry, dL/d(canvas before it) on exit.
+        ``pre`` ``(3, H, W)``: the canvas before the stroke (read inside ``box`` only). ``gstroke``
+        ``(13,)`` is set to dL/dstroke. The rest is scratch.
+
+        The max over segments follows ``torch.maximum``'s tie rule as :func:`stroke_alpha` applies it
+        (``alpha = maximum(alpha, cover_k)`` for ``k = 0 .. K-1`` from zeros, a tie splitting the
+        gradient in halves): where ``alpha > 0`` and segments ``j_1 < .. < j_m`` reach it, ``j_i``
+        gets ``2^-(m - i + 1)`` of the gradient (``j_1``: ``2^-(m - 1)``); where ``alpha = 0`` every
+        segment ties with the zeros (padding segments included) and segment ``k`` gets ``2^-(K - k)``.
+        Clamps pass the gradient on their boundaries, as torch's ``clamp`` does.
+        """
+        for j in range(13):
+            gstroke[j] = 0.0
+        y_lo, y_hi, x_lo, x_hi = box[0], box[1], box[2], box[3]
+        if y_lo > y_hi or x_lo > x_hi:
+            return
+        n = _polyline_f32(stroke, size, k_max, verts, coef)
+        _coverage(alpha, mask, verts, n, box)
+        zero, one, half, eps = np.float32(0.0), np.float32(1.0), np.float32(0.5), np.float32(_EPS)
+        _composite_backward(grad, pre, alpha, galpha, wcur, stroke, box, gstroke)
+        # coverage: back through the max to the segments, segment by segment from the last (tie weights)
+        gverts[: n + 1, :] = 0.0
+        for k in range(n - 1, -1, -1):
+            ax, ay, ra, oa = verts[k, 0], verts[k, 1], verts[k, 2], verts[k, 3]
+            dx, dy = verts[k + 1, 0] - ax, verts[k + 1, 1] - ay
+            dr, do = verts[k + 1, 2] - ra, verts[k + 1, 3] - oa
+            len2 = dx * dx + dy * dy
+            inv_len2 = one / len2 if len2 > eps else zero
+            reach = max(ra, ra + dr) + 0.501
+            sy0 = max(y_lo, int(math.ceil(min(ay, ay + dy) - reach - 0.5)))
+            sy1 = min(y_hi, int(math.floor(max(ay, ay + dy) + reach - 0.5)))
+            bit = np.int64(1) << k
+            count = 0
+            for y in range(sy0, sy1 + 1):
+                lo, hi = _capsule_row(ax, ay, dx, dy, len2, reach, y + 0.5)
+                sx0 = max(x_lo, int(math.ceil(lo - 0.5)))
+                sx1 = min(x_hi, int(math.floor(hi - 0.5)))
+                if sx1 >= sx0:
+                    count = _gather_row(galpha[y, sx0:sx1 + 1], mask[y, sx0:sx1 + 1], wcur[y, sx0:sx1 + 1], sx0,
+                                        np.float32(np.int32(y)) + half - ay, ax, bit, zero_w[k], qxs, qys, ws, count)
+            if count == 0:
+                continue
+            # one long loop over the segment's pixels (row spans are too short for the vector loop)
+            _segment_terms(qxs, qys, ws, count, terms, dx, dy, inv_len2, ra, dr, oa, do)
+            _sum_terms(terms, count, totals)
+            t_qx, t_qy, t_dx, t_dy, t_inv = totals[0], totals[1], totals[2], totals[3], totals[4]
+            t_u, t_uh, t_o, t_oh = totals[5], totals[6], totals[7], totals[8]
+            g_len2 = -t_inv * inv_len2 * inv_len2  # d(1/len2); zero for a degenerate segment (inv_len2 = 0)
+            g_dx, g_dy = t_dx + 2.0 * dx * g_len2, t_dy + 2.0 * dy * g_len2
+            gverts[k, 0] += -t_qx - g_dx
+            gverts[k, 1] += -t_qy - g_dy
+            gverts[k + 1, 0] += g_dx
+            gverts[k + 1, 1] += g_dy
+            gverts[k, 2] += t_u - t_uh
+            gverts[k + 1, 2] += t_uh
+            gverts[k, 3] += t_o - t_oh
+            gverts[k + 1, 3] += t_oh
+        # vertices -> stroke numbers
+        f = float(size)
+        r_scale = (MAX_RADIUS - MIN_RADIUS) * size
+        g = totals  # scratch
+        g[:] = 0.0
+        for k in range(n + 1):
+            a, b, c, t = coef[k, 0], coef[k, 1], coef[k, 2], coef[k, 3]
+            gx, gy, gr, go = gverts[k, 0] * f, gverts[k, 1] * f, gverts[k, 2] * r_scale, gverts[k, 3]
+            g[0] += gx * a
+            g[1] += gy * a
+            g[2] += gx * b
+            g[3] += gy * b
+            g[4] += gx * c
+            g[5] += gy * c
+            g[6] += gr * (1.0 - t)
+            g[7] += gr * t
+            g[8] += go * (1.0 - t)
+            g[9] += go * t
+        for j in range(10):
+            gstroke[j] = g[j]
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _backward_range(grad, strokes, canvas, gstrokes, start, stop, k_max):  # pragma: no cover - compiled
+        """Backward of canvases ``start:stop``: replay the forward from ``canvas`` keeping the canvas before
+        each stroke (inside its box), then :func:`_backward_one` for each stroke, the last first."""
+        size, count = grad.shape[-1], strokes.shape[1]
+        pre = np.empty((count, 3, size, size), dtype=np.float32)
+        boxes = np.empty((count, 4), dtype=np.int64)
+        img = np.empty((3, size, size), dtype=np.float32)
+        alpha = np.empty((size, size), dtype=np.float32)
+        galpha = np.empty((size, size), dtype=np.float32)
+        wcur = np.empty((size, size), dtype=np.float32)
+        mask = np.empty((size, size), dtype=np.int64)
+        no_mask = np.empty((0, 0), dtype=np.int64)
+        verts = np.empty((k_max + 1, 4), dtype=np.float32)
+        coef = np.empty((k_max + 1, 4), dtype=np.float32)
+        gverts = np.empty((k_max + 1, 4), dtype=np.float64)
+        zero_w = np.empty(k_max, dtype=np.float32)
+        qxs = np.empty(size * size, dtype=np.float32)
+        qys = np.empty(size * size, dtype=np.float32)
+        ws = np.empty(size * size, dtype=np.float32)
+        terms = np.empty((9, size * size), dtype=np.float32)
+        totals = np.empty(10, dtype=np.float64)
+        for k in range(k_max):
+            zero_w[k] = 0.5 ** (k_max - k)
+        for b in range(start, stop):
+            img[:] = canvas[b]
+            for s in range(count):
+                _forward_one(img, pre[s], boxes[s], alpha, no_mask, verts, coef, strokes[b, s], size, k_max)
+            for s in range(count - 1, -1, -1):
+                _backward_one(grad[b], pre[s], boxes[s], strokes[b, s], gstrokes[b, s], size, k_max, verts,
+                              coef, gverts, zero_w, alpha, mask, galpha, wcur, qxs, qys, ws, terms, totals)
+
+    @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
+    def _backward_parallel(grad, strokes, canvas, gstrokes, k_max, chunks):  # pragma: no cover - compiled
+        batch = grad.shape[0]
+        per = (batch + chunks - 1) // chunks
+        for c in numba.prange(chunks):
+            _backward_range(grad, strokes, canvas, gstrokes, c * per, min(batch, (c + 1) * per), k_max)
 
 
 _NO_MIRROR = np.empty((0, 0, 0, 3), dtype=np.uint8)
@@ -333,6 +747,104 @@ def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray, mir
     else:
         _paint_range(canvas, strokes, active, 0, batch, k_max, mirror, rows)
 
+
+def _chunks(batch: int) -> int:
+    """Chunks of canvases for a parallel launch (as :func:`paint_numpy`); 0: run the serial kernel."""
+    if batch < PARALLEL_MIN_BATCH or torch.get_num_threads() < 2:
+        return 0
+    return min(batch, max(parallel_threads() * 4, batch // 16))
+
+
+def render_numpy(canvas: np.ndarray, strokes: np.ndarray) -> None:
+    """The forward kernel of :func:`render`'s numba path, without checks (callers guarantee them).
+
+    :param canvas: ``(B, 3, H, W)`` float32 C-contiguous, in [0, 1], modified in place.
+    :param strokes: ``(B, S, 13)`` float32 C-contiguous.
+    """
+    batch = canvas.shape[0]
+    if batch == 0 or strokes.shape[1] == 0:
+        return
+    k_max = flatten_segments(canvas.shape[-1])
+    chunks = _chunks(batch)
+    if chunks:
+        _forward_parallel(canvas, strokes, k_max, chunks)
+        keep_torch_threads()
+    else:
+        _forward_range(canvas, strokes, 0, batch, k_max)
+
+
+def render_backward_numpy(grad: np.ndarray, strokes: np.ndarray, canvas: np.ndarray, grad_strokes: np.ndarray) -> None:
+    """The backward kernel of :func:`render`'s numba path, without checks.
+
+    :param grad: ``(B, 3, H, W)`` float32 C-contiguous: dL/d(output canvas) on entry, dL/d(input
+        canvas) on exit.
+    :param strokes: ``(B, S, 13)`` float32 C-contiguous, as given to :func:`render_numpy`.
+    :param canvas: ``(B, 3, H, W)`` float32 C-contiguous, the input canvas as given to :func:`render_numpy`
+        (the forward is replayed from it).
+    :param grad_strokes: ``(B, S, 13)`` float32, set to dL/dstrokes.
+    """
+    batch = grad.shape[0]
+    if batch == 0 or strokes.shape[1] == 0:
+        grad_strokes[:] = 0.0
+        return
+    k_max = flatten_segments(grad.shape[-1])
+    chunks = _chunks(batch)
+    if chunks:
+        _backward_parallel(grad, strokes, canvas, grad_strokes, k_max, chunks)
+        keep_torch_threads()
+    else:
+        _backward_range(grad, strokes, canvas, grad_strokes, 0, batch, k_max)
+
+
+class _NumbaRender(torch.autograd.Function):
+    """:func:`render` on float32 CPU tensors: numba forward, analytic numba backward (once differentiable).
+
+    Saves only the inputs (the strokes and the input canvas, by reference: modifying either in place
+    before the backward raises autograd's usual error). The backward replays the forward canvas by
+    canvas, keeping the canvas before each stroke inside the stroke's box in per-thread scratch
+    (``S * 3 * H * W`` floats per thread, never ``B`` of them), then walks the strokes in reverse.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, strokes: torch.Tensor,  # type: ignore[override]
+                canvas: torch.Tensor) -> torch.Tensor:
+        out = canvas.detach().clone(memory_format=torch.contiguous_format)
+        render_numpy(out.numpy(), strokes.detach().contiguous().numpy())
+        ctx.save_for_backward(strokes, canvas)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx,  # type: ignore[override]
+                 grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        strokes, canvas = ctx.saved_tensors
+        with torch.no_grad():
+            strokes_c = strokes.detach().contiguous()
+            grad = torch.empty(grad_out.shape, dtype=torch.float32)
+            grad.copy_(grad_out)
+            grad_strokes = torch.empty(strokes_c.shape, dtype=torch.float32)
+            render_backward_numpy(grad.numpy(), strokes_c.numpy(), canvas.detach().contiguous().numpy(),
+                                  grad_strokes.numpy())
+        grads = (grad_strokes if ctx.needs_input_grad[0] else None, grad if ctx.needs_input_grad[1] else None)
+        if torch.is_grad_enabled():  # create_graph=True: these gradients must not be differentiated (silently 0)
+            anchor = strokes if strokes.requires_grad else canvas
+            grads = tuple(None if g is None else _NotTwice.apply(g, anchor) for g in grads)
+        return grads  # type: ignore[return-value]
+
+
+class _NotTwice(torch.autograd.Function):
+    """Identity on ``grad`` that raises if anything backpropagates through it (the numba backward's
+    gradients, when a caller asked autograd for a graph of the gradients)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor,  # type: ignore[override]
+                anchor: torch.Tensor) -> torch.Tensor:
+        return grad.clone()
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, *grads: torch.Tensor) -> None:  # type: ignore[override]
+        raise RuntimeError("render() on float32 CPU tensors (the numba path) is differentiable once: no double "
+                           "backward. For second derivatives use the torch path (PAINTGYM_NO_NUMBA=1, or float64 "
+                           "tensors).")
 
 @functools.lru_cache(maxsize=16)
 def _all_active(batch: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The stroke renderer: geometry, compositing, resolution independence, gradients, CPU fast path."""
+"""The stroke renderer: geometry, compositing, resolution independence, gradients, CPU fast paths."""
 
 import numpy as np
 import pytest
@@ -92,7 +92,7 @@ def test_cpu_fast_path_agrees_with_torch(size, strokes_per_canvas):
     strokes[:, :, :6].clamp_(0, 1)
     start = torch.rand(20, 3, size, size, generator=gen)
     active = torch.rand(20, generator=gen) > 0.3
-    reference = torch.where(active.view(-1, 1, 1, 1), render(strokes, start), start)
+    reference = torch.where(active.view(-1, 1, 1, 1), render_module._render_torch(strokes, start), start)
     fast = paint_(start.clone(), strokes, active)
     assert (fast - reference).abs().max() < 5e-4  # float32 rounding of pixel-unit distances
 
@@ -146,3 +146,144 @@ def test_render_keeps_the_input_canvas():
     canvas = torch.ones(1, 3, 16, 16)
     render(torch.rand(1, 2, 13), canvas)
     assert np.all(canvas.numpy() == 1.0)
+
+
+# ---- the differentiable numba path of render(): forward and analytic backward against torch autograd ----
+
+
+def random_strokes(batch: int, count: int, seed: int) -> torch.Tensor:
+    """Random strokes, opacity and radius varying along each, some leaving the canvas, and a few special
+    ones: a dot (all three points equal: degenerate segments), an invisible stroke (opacity 0: every
+    segment ties with the zero alpha) and an opaque constant-opacity one (segments tie at the max)."""
+    gen = torch.Generator().manual_seed(seed)
+    strokes = torch.rand(batch, count, 13, generator=gen)
+    strokes[: batch // 2, :, :6] = strokes[: batch // 2, :, :6] * 1.6 - 0.3  # partly off the canvas
+    strokes[0, 0, 2:6] = strokes[0, 0, 0:2].repeat(2)  # a dot
+    strokes[1, 0, 8:10] = 0.0  # invisible
+    strokes[-1, -1, 6:10] = torch.tensor([0.6, 0.6, 1.0, 1.0])  # thick, opaque: ties at alpha = 1
+    return strokes
+
+
+def grads_of(fn, strokes: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor):
+    """``fn(strokes, canvas)`` and the gradients of an L2 loss to ``target`` w.r.t. strokes and canvas."""
+    strokes, canvas = strokes.clone().requires_grad_(True), canvas.clone().requires_grad_(True)
+    out = fn(strokes, canvas)
+    (out - target).square().sum().backward()
+    return out.detach(), strokes.grad, canvas.grad
+
+
+def assert_stroke_grads_close(fast: torch.Tensor, reference: torch.Tensor) -> None:
+    """Per stroke number, gradients agree to 1e-3 of that number's largest gradient; a few elements
+    (at most 2%) may differ more, by under a quarter of it: the gradient jumps where a pixel sits on a
+    clamp boundary or two segments tie, and the paths' float32 rounding (torch's sqrt is not always
+    correctly rounded) can put a pixel on the other side of such a kink."""
+    scale = reference.abs().flatten(0, 1).amax(0).clamp_min(1e-3)  # (13,)
+    error = ((fast - reference).abs() / scale).flatten(0, 1)
+    assert error.max() < 0.25, error.max()
+    assert (error > 1e-3).float().mean() <= 0.02, error.amax(0)
+
+
+@pytest.mark.parametrize("size,batch,count", [(16, 8, 3), (32, 8, 2), (64, 4, 3)])
+def test_numba_gradients_match_torch_autograd(size, batch, count):
+    strokes = random_strokes(batch, count, seed=size)
+    gen = torch.Generator().manual_seed(size + 1)
+    canvas, target = torch.rand(batch, 3, size, size, generator=gen), torch.rand(batch, 3, size, size, generator=gen)
+    out, g_strokes, g_canvas = grads_of(render, strokes, canvas, target)
+    ref_out, ref_strokes, ref_canvas = grads_of(render_module._render_torch, strokes, canvas, target)
+    assert (out - ref_out).abs().max() < 5e-4
+    assert torch.isfinite(g_strokes).all() and torch.isfinite(g_canvas).all()
+    assert_stroke_grads_close(g_strokes, ref_strokes)
+    torch.testing.assert_close(g_canvas, ref_canvas, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [16, 128])
+def test_numba_forward_matches_torch(size):
+    strokes = random_strokes(4, 2, seed=7)
+    canvas = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(8))
+    reference = render_module._render_torch(strokes, canvas)
+    with torch.no_grad():
+        assert (render(strokes, canvas) - reference).abs().max() < 5e-4
+    out = render(strokes.clone().requires_grad_(True), canvas)
+    assert (out.detach() - reference).abs().max() < 5e-4
+    assert np.all(canvas.numpy() == torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(8)).numpy())
+
+
+def test_numba_gradients_match_finite_differences():
+    """Central differences of an L2-style loss against the analytic gradient, in float32.
+
+    The loss is piecewise smooth in the stroke numbers: the gradient jumps wherever a pixel centre
+    crosses a clamp boundary (the 1-pixel anti-aliased edge) or the max switches segments, every
+    ~1e-4 of a stroke number at 32x32, so a plain difference quotient is off by one such jump as
+    often as not. Compared instead: ``L(p + d) - L(p - d)`` with the integral of the analytic
+    derivative over ``[p - d, p + d]`` (trapezoids, 101 points), which the jumps do not bias.
+    """
+    size, delta = 32, 3e-3
+    base = torch.tensor([[[0.15, 0.3, 0.45, 0.62, 0.8, 0.55, 0.15, 0.35, 0.9, 0.5, 0.1, 0.7, 0.3],  # 3 segments
+                          [0.6, 0.15, 0.55, 0.5, 0.35, 0.85, 0.3, 0.1, 0.4, 0.8, 0.9, 0.2, 0.5]]])  # 2 segments
+    gen = torch.Generator().manual_seed(3)
+    canvas, weights = torch.rand(1, 3, size, size, generator=gen), torch.rand(1, 3, size, size, generator=gen)
+
+    def loss(strokes: torch.Tensor, canvas: torch.Tensor = canvas) -> torch.Tensor:
+        return (render(strokes, canvas).double() * weights).sum()
+
+    for s, j in [(0, 0), (0, 3), (0, 6), (0, 9), (0, 11), (1, 4), (1, 7), (1, 8)]:  # x0 y1 r0 a1 G, x2 r1 a0
+        offsets = torch.linspace(-delta, delta, 101)
+        derivatives = []
+        for offset in offsets:
+            strokes = base.clone()
+            strokes[0, s, j] += offset
+            assert render_module.polyline(strokes[0], size)[3].tolist() == [3.0, 2.0]  # no flattening change
+            strokes.requires_grad_(True)
+            loss(strokes).backward()
+            derivatives.append(strokes.grad[0, s, j].item())
+        integral = np.trapezoid(derivatives, offsets.double().numpy())
+        plus, minus = base.clone(), base.clone()
+        plus[0, s, j] += delta
+        minus[0, s, j] -= delta
+        with torch.no_grad():
+            difference = (loss(plus) - loss(minus)).item()
+        assert abs(difference - integral) <= 0.02 * 2 * delta * max(map(abs, derivatives)) + 1e-4, (s, j)
+    # the canvas enters linearly: a plain central difference, on pixels inside and outside the strokes
+    canvas_var = canvas.clone().requires_grad_(True)
+    (canvas_grad,) = torch.autograd.grad(loss(base, canvas_var), canvas_var)
+    for c, y, x in [(0, 10, 12), (1, 16, 16), (2, 5, 27), (0, 30, 2), (1, 20, 8)]:
+        plus, minus = canvas.clone(), canvas.clone()
+        plus[0, c, y, x] += 1e-2
+        minus[0, c, y, x] -= 1e-2
+        with torch.no_grad():
+            difference = (loss(base, plus) - loss(base, minus)).item() / 2e-2
+        assert difference == pytest.approx(canvas_grad[0, c, y, x].item(), rel=1e-3, abs=1e-4)
+
+
+def test_numba_chained_renders_backprop_like_torch():
+    size = 32
+    first, second = random_strokes(4, 3, seed=11), random_strokes(4, 2, seed=12)
+    gen = torch.Generator().manual_seed(13)
+    canvas, target = torch.rand(4, 3, size, size, generator=gen), torch.rand(4, 3, size, size, generator=gen)
+    grads = {}
+    for name, fn in (("numba", render), ("torch", render_module._render_torch)):
+        a, b = first.clone().requires_grad_(True), second.clone().requires_grad_(True)
+        c = canvas.clone().requires_grad_(True)
+        (fn(b, fn(a, c)) - target).square().sum().backward()
+        grads[name] = (a.grad, b.grad, c.grad)
+    for fast, reference in zip(grads["numba"][:2], grads["torch"][:2], strict=True):
+        assert_stroke_grads_close(fast, reference)
+    torch.testing.assert_close(grads["numba"][2], grads["torch"][2], atol=1e-5, rtol=1e-5)
+
+
+def test_render_dispatch(monkeypatch):
+    strokes = torch.rand(2, 2, 13, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    canvas = torch.ones(2, 3, 16, 16)
+    assert type(render(strokes, canvas).grad_fn).__name__ == "_NumbaRenderBackward"
+    assert type(render(strokes.detach(), canvas.requires_grad_(True)).grad_fn).__name__ == "_NumbaRenderBackward"
+    assert render(strokes.detach(), canvas.detach()).grad_fn is None  # no grad: the numba forward on a copy
+    assert type(render(strokes.double(), canvas.double()).grad_fn).__name__ != "_NumbaRenderBackward"
+    monkeypatch.setattr(render_module, "HAVE_NUMBA", False)  # what PAINTGYM_NO_NUMBA=1 sets at import
+    assert type(render(strokes, canvas).grad_fn).__name__ == "AddBackward0"
+
+
+def test_numba_render_is_differentiable_once():
+    strokes = torch.rand(2, 2, 13, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(render(strokes, size=16).square().sum(), strokes, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        grad.sum().backward()
