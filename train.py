@@ -14,6 +14,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("agents.cli_train", "train PPO, REINFORCE or SB3 PPO to paint (default: PPO on digits, minutes on CPU)"),
     "demo": ("envs.demo", "paint with a random policy and write a PNG and an MP4"),
     "paint": ("agents.cli_paint", "run a trained agent and render a video of it painting (MP4, GIF, PNG frames, SVG)"),
+    "eval": ("agents.cli_eval", "paint targets with a trained agent or a painter (random, greedy, optimise) and "
+                                "measure PSNR, L2, SSIM after 1, 2, 4, ... N strokes"),
+    "optimise": ("agents.cli_optimise", "paint one image by gradient descent on its strokes (PNG, SVG, JSON, MP4)"),
     "sweep": ("agents.sweep", "run a grid of training runs (reward specs x seeds x ...) and write a report"),
     "report": ("agents.report", "compare finished runs: metrics table, learning curves, contact sheets"),
     "rewards": ("rewards.cli", "list the rewards with their options, or check a --reward spec"),
