@@ -197,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
              + (f", --limit {args.limit}" if args.limit else ""))
     print(f"\nPSNR (dB, mean over images) after N strokes; {title}")
     print(format_table(rows, strokes))
-    print(f"greedy: best of {args.candidates} shapes per stroke; optimise: {args.steps} Adam steps, lr {args.lr}, "
-          f"{args.coarse_to_fine:g} of them at half size, from the greedy start; images/s at the row's largest N")
+    settings = {"greedy": f"greedy: best of {args.candidates} shapes per stroke",
+                "optimise": f"optimise: {args.steps} Adam steps, lr {args.lr}, {args.coarse_to_fine:g} of them at half "
+                            f"size, from the greedy start (one optimisation per N)"}
+    shown = [text for name, text in settings.items() if name in painters]
+    print("; ".join([*shown, "images/s at the row's largest N"]))
     for note in notes:
         print(f"note: {note}")
     args.out.mkdir(parents=True, exist_ok=True)
