@@ -36,6 +36,10 @@ OPTIMISE_EXAMPLES = """examples:
   paintgym optimise photo.jpg --strokes 128 --size 128 --steps 300 --out painting.mp4 --out-size 512
   paintgym optimise photos --index 2 --strokes 32 --out coffee.png     # the third bundled photo
 """
+DESCRIPTION = ("Paint targets with a trained agent (RUN_DIR or its checkpoint) or with a painter that needs no "
+               "training (--painter random|greedy|optimise), and measure mean PSNR, L2 and SSIM after 1, 2, 4, ... "
+               "N strokes, and images painted per second. Writes quality.csv, each final painting as PNG and SVG, "
+               "and contact sheets of the paintings beside their targets to --out.")
 PAINTER_DEFAULT_TARGETS = "photos"
 PAINTER_DEFAULT_SIZE = 64
 PAINTER_DEFAULT_STROKES = 32
@@ -45,7 +49,7 @@ SHEET_TILE = 96  # side of each painting and target on a contact sheet
 
 # ------------------------------------------------------------------------------------------- eval
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paintgym eval", description=__doc__.split("\n\n")[1].replace("\n", " "),
+    parser = argparse.ArgumentParser(prog="paintgym eval", description=DESCRIPTION,
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", nargs="?", metavar="RUN_DIR_OR_CHECKPOINT",
                         help="a run directory of paintgym train, or its checkpoint.pt (or give --painter)")

@@ -18,10 +18,16 @@ from pathlib import Path
 from agents.cli_eval import OPTIMISE_EXAMPLES, one_line
 
 SUFFIXES = (".png", ".svg", ".json", ".mp4", ".gif")
+DESCRIPTION = ("Paint one image with N strokes: the greedy painting (the best of K random shapes per stroke, "
+               "least-squares colours), then Adam on every stroke jointly through the differentiable renderer "
+               "(half of the steps at half the size first), on the CPU or a GPU. Outputs follow their extensions: "
+               ".png (re-rendered from the strokes at --out-size), .svg (one curve per stroke), .json (the stroke "
+               "list), .mp4/.gif (the final strokes painted one by one, each drawn along its curve, beside the "
+               "target; not the optimisation).")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paintgym optimise", description=__doc__.split("\n\n")[1].replace("\n", " "),
+    parser = argparse.ArgumentParser(prog="paintgym optimise", description=DESCRIPTION,
                                      epilog=OPTIMISE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", metavar="IMAGE", help="an image file, or a folder / .npy / .npz / dataset name "
                         "(digits, faces, photos) with --index")

@@ -170,7 +170,7 @@ def stroke_alphas(strokes: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def score_candidates(canvas: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor,
-                     chunk_pixels: int = 1 << 19) -> tuple[torch.Tensor, torch.Tensor]:
+                     chunk_pixels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The best colour of each candidate stroke and how much it would change the squared error.
 
     A stroke of coverage-times-opacity ``a`` and colour ``c`` turns the canvas ``C`` into
@@ -178,7 +178,8 @@ def score_candidates(canvas: torch.Tensor, target: torch.Tensor, candidates: tor
     ``c = sum a (T - C (1 - a)) / sum a^2``, clamped to [0, 1]; the change of the error is
     ``sum a^2 (c - C)^2 - 2 a (c - C) (T - C)``. Both need only five sums per candidate and channel,
     taken as batched matrix products of the candidates' alphas (:func:`stroke_alphas`, computed
-    ``chunk_pixels`` alpha values at a time) with per-pixel maps of the canvas.
+    ``chunk_pixels`` alpha values at a time; default: 2^19 on the CPU, where they stay in cache,
+    2^25 elsewhere) with per-pixel maps of the canvas.
 
     :param canvas: ``(B, 3, H, H)`` float in [0, 1].
     :param target: ``(B, 3, H, H)`` float in [0, 1].
@@ -194,6 +195,8 @@ def score_candidates(canvas: torch.Tensor, target: torch.Tensor, candidates: tor
     ones = torch.ones((batch, 1, pixels), device=canvas.device, dtype=canvas.dtype)
     squared_maps = torch.cat([ones, flat_canvas, flat_canvas * flat_canvas], 1).transpose(1, 2)  # (B, P, 7)
     linear_maps = torch.cat([residual, flat_canvas * residual], 1).transpose(1, 2)  # (B, P, 6)
+    if chunk_pixels is None:
+        chunk_pixels = 1 << 19 if canvas.device.type == "cpu" else 1 << 25
     per_chunk = max(1, chunk_pixels // (pixels * batch))  # candidates per image per chunk
     colours, deltas = [], []
     for start in range(0, count, per_chunk):  # chunks of candidates keep the alphas in cache
@@ -401,6 +404,7 @@ class PolicyPainter:
         :class:`agents.pretrained.PretrainedAgent`.
     :param device: where the agent runs (``auto``: CUDA if available); ignored for a loaded agent.
     :param batch_size: canvases painted at once.
+    :raises ValueError: the agent was trained without targets (``paintgym/Canvas-v0``).
     """
 
     incremental = True
@@ -412,6 +416,13 @@ class PolicyPainter:
         self.agent = run if isinstance(run, PretrainedAgent) else load_agent(run, device)
         self.batch_size = _check_int("batch_size", batch_size, 1)
         config = self.agent.config
+        probe = self.agent.make_env(1)
+        trained_on_targets = probe.core.targets is not None
+        probe.close()
+        if not trained_on_targets:
+            raise ValueError(f"the agent of {self.agent.checkpoint} was trained on {config.env} without target images, "
+                             "so there is nothing to compare its paintings with; evaluate an agent trained on "
+                             "paintgym/Reconstruct-v0")
         self.name = config.agent
         self.canvas_size = config.canvas_size
         self.max_strokes = config.max_steps * config.strokes_per_step
@@ -431,12 +442,6 @@ class PolicyPainter:
         out = []
         for first in range(0, images.shape[0], self.batch_size):
             chunk = images[first:first + self.batch_size]
-            env = self.agent.make_env(chunk.shape[0])
-            if env.core.targets is None:
-                raise ValueError(f"the agent of {self.agent.checkpoint} was trained on {self.agent.config.env} "
-                                 "without target images, so there is nothing to compare its paintings with; "
-                                 "evaluate an agent trained on paintgym/Reconstruct-v0")
-            env.close()
             env = self.agent.make_env(chunk.shape[0], InOrderTargets(chunk, device, "eval"))
             result = evaluate(lambda obs: self.agent.act(obs, True), env, self.agent.eval_seed)
             env.close()

@@ -173,3 +173,12 @@ def test_optimise_errors_are_one_line(argv, message, tmp_path, capsys):
     assert err.startswith("paintgym optimise: error:") and message in err
     assert cli_optimise.main([str(tmp_path / "missing.png"), "--no-progress"]) == 2
     assert "neither a built-in" in one_line_error(capsys)
+
+
+def test_eval_of_an_agent_trained_without_targets_says_why_it_cannot(tmp_path, capsys):
+    run = tmp_path / "canvas"
+    assert cli_train.main([*TINY, "--env", "paintgym/Canvas-v0", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    for extra in ([], ["--targets", "digits"]):
+        assert cli_eval.main([str(run), *extra, "--no-progress", "--out", str(tmp_path / "out")]) == 2
+        assert "trained on paintgym/Canvas-v0 without target images" in one_line_error(capsys)
