@@ -33,7 +33,7 @@ Three paths compute exactly that:
   FMA contraction, so its forward equals the torch path's to float32 rounding (~1e-6), and its gradients equal
   torch autograd's except where a pixel sits within rounding of a clamp boundary. It is differentiable
   once (a double backward raises). :func:`render` uses it without gradients too (on a copy);
-  ``PAINTGYM_NO_NUMBA=1``, CUDA, other dtypes and canvases over ~2800 px take the torch path.
+  ``PAINTGYM_NO_NUMBA=1``, CUDA, other dtypes and canvases over ~2700 px take the torch path.
 """
 
 from __future__ import annotations
@@ -65,7 +65,10 @@ except ImportError:  # pragma: no cover - numba is a dependency, but keep the to
 _EPS = 1e-12  # keeps sqrt and 1/|AB|^2 finite (and differentiable) for degenerate segments
 _CPU_CHUNK = 32  # canvases per chunk on the torch CPU path: 32 x 64 x 64 floats stay in L2
 _EXACT = {"nnan", "ninf", "nsz"}  # numba fastmath flags that keep IEEE rounding (see the differentiable kernels)
-_MAX_SEGMENTS = 63  # the numba backward keeps one bit per segment in an int64 (canvases up to ~2800 px)
+_MAX_SEGMENTS = 62  # the numba backward keeps one bit per segment in an int64 (canvases up to ~2700 px)
+_ZERO_TIE = 1 << 62  # its mark of a pixel where alpha = 0 but a segment's zero cover may have a gradient
+_BIT_INDEX = np.zeros(67, dtype=np.int64)  # k from (1 << k) % 67, k < 63 (2 is a primitive root modulo 67)
+_BIT_INDEX[[(1 << k) % 67 for k in range(63)]] = np.arange(63)
 
 
 def _check(canvas: torch.Tensor, strokes: torch.Tensor) -> None:
@@ -401,13 +404,16 @@ if HAVE_NUMBA:
     def _coverage(alpha, mask, verts, n, box):  # pragma: no cover - compiled
         """:func:`stroke_alpha` of one stroke inside ``box`` (set there; untouched outside).
 
-        With a non-empty ``mask`` ``(H, W)`` int64, also sets bit ``k`` of ``mask[y, x]`` for every
-        segment ``k`` whose cover equals ``alpha[y, x]`` where ``alpha > 0`` (mask 0 where alpha is 0):
-        the backward's record of which segment(s) the max came from.
+        With a non-empty ``mask`` ``(H, W)`` int64, also records which segment(s) the max came from, for
+        the backward: where ``alpha > 0``, bit ``k`` of ``mask`` is set for every segment ``k`` whose cover
+        equals ``alpha``; where ``alpha = 0``,
+        ``mask`` is ``_ZERO_TIE`` if some segment's cover is 0 with a gradient that may not be 0 there
+        (``u >= 0``: the pixel is on the edge ``u = 0`` or the opacity is 0), else 0.
         """
         y_lo, y_hi, x_lo, x_hi = box[0], box[1], box[2], box[3]
         track = mask.shape[0] > 0
         zero, one, half, eps = np.float32(0.0), np.float32(1.0), np.float32(0.5), np.float32(_EPS)
+        zero_tie = np.int64(_ZERO_TIE)
         for y in range(y_lo, y_hi + 1):
             alpha[y, x_lo:x_hi + 1] = zero
             if track:
@@ -419,15 +425,16 @@ if HAVE_NUMBA:
             len2 = dx * dx + dy * dy
             inv_len2 = one / len2 if len2 > eps else zero
             reach = max(ra, ra + dr) + 0.501  # cover > 0 needs distance < radius + 0.5
+            # the segment's capsule's bounding box: at these sizes, whole rows of it (longer vector loops, no
+            # per-row capsule extent) are faster than the capsule's row spans
             sy0 = max(y_lo, int(math.ceil(min(ay, ay + dy) - reach - 0.5)))
             sy1 = min(y_hi, int(math.floor(max(ay, ay + dy) + reach - 0.5)))
+            sx0 = max(x_lo, int(math.ceil(min(ax, ax + dx) - reach - 0.5)))
+            sx1 = min(x_hi, int(math.floor(max(ax, ax + dx) + reach - 0.5)))
+            if sx1 < sx0:
+                continue
             bit = np.int64(1) << k
             for y in range(sy0, sy1 + 1):
-                lo, hi = _capsule_row(ax, ay, dx, dy, len2, reach, y + 0.5)
-                sx0 = max(x_lo, int(math.ceil(lo - 0.5)))
-                sx1 = min(x_hi, int(math.floor(hi - 0.5)))
-                if sx1 < sx0:
-                    continue
                 qy = np.float32(np.int32(y)) + half - ay  # pixel centre minus A, as torch: (y + 0.5) - ay
                 row = alpha[y, sx0:sx1 + 1]
                 if track:
@@ -437,9 +444,11 @@ if HAVE_NUMBA:
                         h = min(max((qx * dx + qy * dy) * inv_len2, zero), one)
                         ex, ey = qx - h * dx, qy - h * dy
                         dist = np.sqrt(ex * ex + ey * ey + eps)
-                        cover = min(max(ra + h * dr - dist + half, zero), one) * (oa + h * do)
+                        u = ra + h * dr - dist + half
+                        cover = min(max(u, zero), one) * (oa + h * do)
                         a, m = row[i], m_row[i]
-                        m_row[i] = bit if cover > a else ((m | bit) if (cover == a and cover > zero) else m)
+                        tie = (bit if a > zero else (zero_tie if u >= zero else np.int64(0))) if cover == a else 0
+                        m_row[i] = bit if cover > a else m | tie
                         row[i] = max(a, cover)
                 else:
                     for i in range(row.shape[0]):
@@ -451,9 +460,10 @@ if HAVE_NUMBA:
                         row[i] = max(row[i], cover)
 
     @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
-    def _forward_one(img, pre, box, alpha, no_mask, verts, coef, stroke, size, k_max):  # pragma: no cover
-        """Composite one stroke onto ``img`` ``(3, H, W)`` inside its box; set ``box`` ``(4,)``; copy the
-        canvas inside the box to ``pre`` ``(3, H, W)`` first unless ``pre`` is empty."""
+    def _forward_one(img, pre, box, alpha, mask, verts, coef, stroke, size, k_max):  # pragma: no cover
+        """Composite one stroke onto ``img`` ``(3, H, W)`` inside its box; set ``box`` ``(4,)``, and inside the
+        box ``alpha`` ``(H, W)`` and ``mask`` (unless empty; see :func:`_coverage`); copy the canvas inside
+        the box to ``pre`` ``(3, H, W)`` first unless ``pre`` is empty."""
         n = _polyline_f32(stroke, size, k_max, verts, coef)
         _polyline_box(verts, n, size, box)
         y_lo, y_hi, x_lo, x_hi = box[0], box[1], box[2], box[3]
@@ -463,7 +473,7 @@ if HAVE_NUMBA:
             for c in range(3):
                 for y in range(y_lo, y_hi + 1):
                     pre[c, y, x_lo:x_hi + 1] = img[c, y, x_lo:x_hi + 1]
-        _coverage(alpha, no_mask, verts, n, box)
+        _coverage(alpha, mask, verts, n, box)
         for y in range(y_lo, y_hi + 1):
             a_row = alpha[y, x_lo:x_hi + 1]
             for c in range(3):
@@ -495,49 +505,71 @@ if HAVE_NUMBA:
 
 
     @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
-    def _gather_row(ga_row, m_row, w_row, x0, qy, ax, bit, zero_weight, qxs, qys, ws, count):  # pragma: no cover
-        """Append the pixels of one row span (pixel ``i`` at column ``x0 + i``) where segment ``bit``'s
-        share of dL/dalpha is non-zero to ``qxs, qys`` (pixel centre minus A) and ``ws`` (the share:
-        ``ga_row`` times the tie weight, see :func:`_backward_one`), from index ``count``; return the new
-        count. Halves ``w_row``, the weight left for earlier segments, where this segment ties."""
-        half = np.float32(0.5)
-        below = bit - 1
-        for i in range(ga_row.shape[0]):
-            m = m_row[i]
-            if m == 0:
-                weight = zero_weight
-            elif m & bit:
-                weight = w_row[i]
-                w_row[i] = weight * half
-                if m & below:
-                    weight = weight * half
-            else:
-                continue
-            w = ga_row[i] * weight
-            if w != 0.0:
-                qxs[count] = np.float32(np.int32(x0 + i)) + half - ax
-                qys[count] = qy
-                ws[count] = w
-                count += 1
-        return count
+    def _bucket(galpha, mask, box, n, k_max, pxs, pys, ws, zs, counts):  # pragma: no cover - compiled
+        """Sort the pixels of ``box`` where dL/dalpha (``galpha``) reaches a segment into one list per segment:
+        pixel centre ``(pxs, pys)[k, :counts[k]]``, its share of dL/dalpha ``ws`` and ``zs`` 1 where the share
+        holds only if the segment's cover is 0 there (a tie with ``alpha = 0``), else 0.
+
+        The shares follow ``torch.maximum``'s tie rule as :func:`stroke_alpha` applies it (``alpha =
+        maximum(alpha, cover_k)`` for ``k = 0 .. K-1`` from zeros, a tie splitting the gradient in halves):
+        where ``alpha > 0`` and segments ``j_1 < .. < j_m`` reach it, ``j_i`` gets ``2^-(m - i + 1)`` of the
+        gradient (``j_1``: ``2^-(m - 1)``); where ``alpha = 0`` every segment ties with the zeros (padding
+        segments included) and segment ``k`` gets ``2^-(K - k)``.
+        """
+        y_lo, y_hi, x_lo, x_hi = box[0], box[1], box[2], box[3]
+        half, zero, one = np.float32(0.5), np.float32(0.0), np.float32(1.0)
+        counts[:n] = 0
+        for y in range(y_lo, y_hi + 1):
+            m_row, g_row = mask[y, x_lo:x_hi + 1], galpha[y, x_lo:x_hi + 1]
+            py = np.float32(np.int32(y)) + half
+            for i in range(m_row.shape[0]):
+                m, g = m_row[i], g_row[i]
+                if m == 0 or g == zero:
+                    continue
+                px = np.float32(np.int32(x_lo + i)) + half
+                if m == _ZERO_TIE:  # alpha = 0: every segment ties
+                    for k in range(n):
+                        c = counts[k]
+                        pxs[k, c], pys[k, c], ws[k, c], zs[k, c] = px, py, g * np.float32(0.5 ** (k_max - k)), one
+                        counts[k] = c + 1
+                elif m & (m - 1) == 0:  # one segment reaches alpha: the common case
+                    k = _BIT_INDEX[m % 67]
+                    c = counts[k]
+                    pxs[k, c], pys[k, c], ws[k, c], zs[k, c] = px, py, g, zero
+                    counts[k] = c + 1
+                else:  # ties at alpha > 0
+                    ties, rest = 0, m
+                    while rest:
+                        rest &= rest - 1
+                        ties += 1
+                    rank = 0
+                    for k in range(n):
+                        if (m >> k) & 1:
+                            rank += 1
+                            c = counts[k]
+                            share = 0.5 ** (ties - 1 if rank == 1 else ties - rank + 1)
+                            pxs[k, c], pys[k, c], ws[k, c], zs[k, c] = px, py, g * np.float32(share), zero
+                            counts[k] = c + 1
 
     @numba.njit(fastmath=_EXACT, cache=True, nogil=True, error_model="numpy")  # IEEE division: vectorises
-    def _segment_terms(qxs, qys, ws, count, terms, dx, dy, inv_len2, ra, dr, oa, do):  # pragma: no cover
-        """For the ``count`` gathered pixels of one segment (``q`` = pixel centre minus A, ``w`` = dL/dcover):
-        the terms ``terms[:, i]`` of the segment's gradient sums: d/dq (x, y), d/d(B - A) (x, y, without
-        the ``1/|B - A|^2`` path), d/d(1/|B - A|^2), d/du, h d/du, d/do, h d/do, where
-        ``cover = clamp(u, 0, 1) * o``, ``u = r(h) - dist + 0.5``, ``o = o(h)``."""
+    def _segment_terms(pxs, pys, ws, zs, count, terms, ax, ay, dx, dy, inv_len2, ra, dr, oa, do):  # pragma: no cover
+        """For the ``count`` pixels of one segment (centre ``p``, dL/dcover ``w``, kept only where the cover
+        is 0 if ``z``): the terms ``terms[:, i]`` of the segment's gradient sums: d/dq (x, y), d/d(B - A)
+        (x, y, without the ``1/|B - A|^2`` path), d/d(1/|B - A|^2), d/du, h d/du, d/do, h d/do, where
+        ``q = p - A``, ``cover = clamp(u, 0, 1) * o``, ``u = r(h) - dist + 0.5``, ``o = o(h)``."""
         zero, one, half, eps = np.float32(0.0), np.float32(1.0), np.float32(0.5), np.float32(_EPS)
         for i in range(count):
-            qx, qy, w = qxs[i], qys[i], ws[i]
+            qx, qy = pxs[i] - ax, pys[i] - ay
             num = qx * dx + qy * dy
             h_raw = num * inv_len2
             h = min(max(h_raw, zero), one)
             ex, ey = qx - h * dx, qy - h * dy
             dist = np.sqrt(ex * ex + ey * ey + eps)
             u = ra + h * dr - dist + half
-            g_o = w * min(max(u, zero), one)
-            g_u = w * (oa + h * do) if (u >= zero and u <= one) else zero  # torch's clamp: boundaries pass
+            clamped, o = min(max(u, zero), one), oa + h * do
+            w = ws[i] if (zs[i] == zero or clamped * o == zero) else zero
+            g_o = w * clamped
+            g_u = w * o if (u >= zero and u <= one) else zero  # torch's clamp: boundaries pass
             g_dist = -g_u / dist
             g_ex, g_ey = g_dist * ex, g_dist * ey
             g_h = g_u * dr + g_o * do - g_ex * dx - g_ey * dy
@@ -568,15 +600,15 @@ if HAVE_NUMBA:
             totals[j] = total
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _composite_backward(grad, pre, alpha, galpha, wcur, stroke, box, gstroke):  # pragma: no cover - compiled
+    def _composite_backward(grad, pre, alpha, galpha, stroke, box, gstroke):  # pragma: no cover - compiled
         """Backward of ``out = pre + (colour - pre) * alpha`` inside ``box``: ``grad`` ``(3, H, W)`` goes from
-        dL/dout to dL/dpre in place, ``galpha`` gets dL/dalpha, ``gstroke[10:13]`` dL/dcolour; ``wcur`` = 1."""
+        dL/dout to dL/dpre in place, ``galpha`` gets dL/dalpha, ``gstroke[10:13]`` dL/dcolour."""
         y_lo, y_hi, x_lo, x_hi = box[0], box[1], box[2], box[3]
-        zero, one = np.float32(0.0), np.float32(1.0)
+        zero = np.float32(0.0)
         c0, c1, c2 = stroke[10], stroke[11], stroke[12]
         gc0 = gc1 = gc2 = 0.0
         for y in range(y_lo, y_hi + 1):
-            a_row, ga_row, w_row = alpha[y, x_lo:x_hi + 1], galpha[y, x_lo:x_hi + 1], wcur[y, x_lo:x_hi + 1]
+            a_row, ga_row = alpha[y, x_lo:x_hi + 1], galpha[y, x_lo:x_hi + 1]
             g0, g1, g2 = grad[0, y, x_lo:x_hi + 1], grad[1, y, x_lo:x_hi + 1], grad[2, y, x_lo:x_hi + 1]
             p0, p1, p2 = pre[0, y, x_lo:x_hi + 1], pre[1, y, x_lo:x_hi + 1], pre[2, y, x_lo:x_hi + 1]
             s0 = s1 = s2 = zero
@@ -589,27 +621,22 @@ if HAVE_NUMBA:
                 g0[i] = v0 - v0 * a
                 g1[i] = v1 - v1 * a
                 g2[i] = v2 - v2 * a
-                w_row[i] = one
             gc0 += s0
             gc1 += s1
             gc2 += s2
         gstroke[10], gstroke[11], gstroke[12] = gc0, gc1, gc2
 
     @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
-    def _backward_one(grad, pre, box, stroke, gstroke, size, k_max, verts, coef, gverts, zero_w, alpha, mask,
-                      galpha, wcur, qxs, qys, ws, terms, totals):  # pragma: no cover - compiled
+    def _backward_one(grad, pre, box, alpha, mask, stroke, gstroke, size, k_max, verts, coef, gverts, galpha,
+                      pxs, pys, ws, zs, counts, terms, totals):  # pragma: no cover - compiled
         """Backward of one stroke on one canvas.
 
         ``grad`` ``(3, H, W)``: dL/d(canvas after the stroke) on entry, dL/d(canvas before it) on exit.
-        ``pre`` ``(3, H, W)``: the canvas before the stroke (read inside ``box`` only). ``gstroke``
-        ``(13,)`` is set to dL/dstroke. The rest is scratch.
-
-        The max over segments follows ``torch.maximum``'s tie rule as :func:`stroke_alpha` applies it
-        (``alpha = maximum(alpha, cover_k)`` for ``k = 0 .. K-1`` from zeros, a tie splitting the
-        gradient in halves): where ``alpha > 0`` and segments ``j_1 < .. < j_m`` reach it, ``j_i``
-        gets ``2^-(m - i + 1)`` of the gradient (``j_1``: ``2^-(m - 1)``); where ``alpha = 0`` every
-        segment ties with the zeros (padding segments included) and segment ``k`` gets ``2^-(K - k)``.
-        Clamps pass the gradient on their boundaries, as torch's ``clamp`` does.
+        ``pre`` ``(3, H, W)``, ``alpha`` and ``mask`` ``(H, W)``: the canvas before the stroke and the
+        stroke's :func:`_coverage`, as :func:`_forward_one` left them (read inside ``box`` only).
+        ``gstroke`` ``(13,)`` is set to dL/dstroke. The rest is scratch. Ties of the max over segments
+        split the gradient as chained ``torch.maximum`` does (see :func:`_bucket`); clamps pass the
+        gradient on their boundaries, as torch's ``clamp`` does.
         """
         for j in range(13):
             gstroke[j] = 0.0
@@ -617,33 +644,22 @@ if HAVE_NUMBA:
         if y_lo > y_hi or x_lo > x_hi:
             return
         n = _polyline_f32(stroke, size, k_max, verts, coef)
-        _coverage(alpha, mask, verts, n, box)
-        zero, one, half, eps = np.float32(0.0), np.float32(1.0), np.float32(0.5), np.float32(_EPS)
-        _composite_backward(grad, pre, alpha, galpha, wcur, stroke, box, gstroke)
-        # coverage: back through the max to the segments, segment by segment from the last (tie weights)
+        zero, one, eps = np.float32(0.0), np.float32(1.0), np.float32(_EPS)
+        _composite_backward(grad, pre, alpha, galpha, stroke, box, gstroke)
+        _bucket(galpha, mask, box, n, k_max, pxs, pys, ws, zs, counts)
+        # coverage: from each segment's pixels to its end points' position, radius and opacity
         gverts[: n + 1, :] = 0.0
-        for k in range(n - 1, -1, -1):
+        for k in range(n):
+            count = counts[k]
+            if count == 0:
+                continue
             ax, ay, ra, oa = verts[k, 0], verts[k, 1], verts[k, 2], verts[k, 3]
             dx, dy = verts[k + 1, 0] - ax, verts[k + 1, 1] - ay
             dr, do = verts[k + 1, 2] - ra, verts[k + 1, 3] - oa
             len2 = dx * dx + dy * dy
             inv_len2 = one / len2 if len2 > eps else zero
-            reach = max(ra, ra + dr) + 0.501
-            sy0 = max(y_lo, int(math.ceil(min(ay, ay + dy) - reach - 0.5)))
-            sy1 = min(y_hi, int(math.floor(max(ay, ay + dy) + reach - 0.5)))
-            bit = np.int64(1) << k
-            count = 0
-            for y in range(sy0, sy1 + 1):
-                lo, hi = _capsule_row(ax, ay, dx, dy, len2, reach, y + 0.5)
-                sx0 = max(x_lo, int(math.ceil(lo - 0.5)))
-                sx1 = min(x_hi, int(math.floor(hi - 0.5)))
-                if sx1 >= sx0:
-                    count = _gather_row(galpha[y, sx0:sx1 + 1], mask[y, sx0:sx1 + 1], wcur[y, sx0:sx1 + 1], sx0,
-                                        np.float32(np.int32(y)) + half - ay, ax, bit, zero_w[k], qxs, qys, ws, count)
-            if count == 0:
-                continue
-            # one long loop over the segment's pixels (row spans are too short for the vector loop)
-            _segment_terms(qxs, qys, ws, count, terms, dx, dy, inv_len2, ra, dr, oa, do)
+            # one long vector loop over the segment's pixels
+            _segment_terms(pxs[k], pys[k], ws[k], zs[k], count, terms, ax, ay, dx, dy, inv_len2, ra, dr, oa, do)
             _sum_terms(terms, count, totals)
             t_qx, t_qy, t_dx, t_dy, t_inv = totals[0], totals[1], totals[2], totals[3], totals[4]
             t_u, t_uh, t_o, t_oh = totals[5], totals[6], totals[7], totals[8]
@@ -681,34 +697,32 @@ if HAVE_NUMBA:
     @numba.njit(fastmath=True, cache=True, nogil=True)
     def _backward_range(grad, strokes, canvas, gstrokes, start, stop, k_max):  # pragma: no cover - compiled
         """Backward of canvases ``start:stop``: replay the forward from ``canvas`` keeping the canvas before
-        each stroke (inside its box), then :func:`_backward_one` for each stroke, the last first."""
+        each stroke and its coverage (inside its box), then :func:`_backward_one` for each stroke, the last
+        first."""
         size, count = grad.shape[-1], strokes.shape[1]
         pre = np.empty((count, 3, size, size), dtype=np.float32)
         boxes = np.empty((count, 4), dtype=np.int64)
+        alphas = np.empty((count, size, size), dtype=np.float32)
+        masks = np.empty((count, size, size), dtype=np.int64)
         img = np.empty((3, size, size), dtype=np.float32)
-        alpha = np.empty((size, size), dtype=np.float32)
         galpha = np.empty((size, size), dtype=np.float32)
-        wcur = np.empty((size, size), dtype=np.float32)
-        mask = np.empty((size, size), dtype=np.int64)
-        no_mask = np.empty((0, 0), dtype=np.int64)
         verts = np.empty((k_max + 1, 4), dtype=np.float32)
         coef = np.empty((k_max + 1, 4), dtype=np.float32)
         gverts = np.empty((k_max + 1, 4), dtype=np.float64)
-        zero_w = np.empty(k_max, dtype=np.float32)
-        qxs = np.empty(size * size, dtype=np.float32)
-        qys = np.empty(size * size, dtype=np.float32)
-        ws = np.empty(size * size, dtype=np.float32)
+        pxs = np.empty((k_max, size * size), dtype=np.float32)
+        pys = np.empty((k_max, size * size), dtype=np.float32)
+        ws = np.empty((k_max, size * size), dtype=np.float32)
+        zs = np.empty((k_max, size * size), dtype=np.float32)
+        counts = np.empty(k_max, dtype=np.int64)
         terms = np.empty((9, size * size), dtype=np.float32)
         totals = np.empty(10, dtype=np.float64)
-        for k in range(k_max):
-            zero_w[k] = 0.5 ** (k_max - k)
         for b in range(start, stop):
             img[:] = canvas[b]
             for s in range(count):
-                _forward_one(img, pre[s], boxes[s], alpha, no_mask, verts, coef, strokes[b, s], size, k_max)
+                _forward_one(img, pre[s], boxes[s], alphas[s], masks[s], verts, coef, strokes[b, s], size, k_max)
             for s in range(count - 1, -1, -1):
-                _backward_one(grad[b], pre[s], boxes[s], strokes[b, s], gstrokes[b, s], size, k_max, verts,
-                              coef, gverts, zero_w, alpha, mask, galpha, wcur, qxs, qys, ws, terms, totals)
+                _backward_one(grad[b], pre[s], boxes[s], alphas[s], masks[s], strokes[b, s], gstrokes[b, s], size,
+                              k_max, verts, coef, gverts, galpha, pxs, pys, ws, zs, counts, terms, totals)
 
     @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
     def _backward_parallel(grad, strokes, canvas, gstrokes, k_max, chunks):  # pragma: no cover - compiled

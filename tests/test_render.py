@@ -154,12 +154,14 @@ def test_render_keeps_the_input_canvas():
 def random_strokes(batch: int, count: int, seed: int) -> torch.Tensor:
     """Random strokes, opacity and radius varying along each, some leaving the canvas, and a few special
     ones: a dot (all three points equal: degenerate segments), an invisible stroke (opacity 0: every
-    segment ties with the zero alpha) and an opaque constant-opacity one (segments tie at the max)."""
+    segment ties with the zero alpha), one fading in from opacity 0 and an opaque constant-opacity one
+    (segments tie at the max)."""
     gen = torch.Generator().manual_seed(seed)
     strokes = torch.rand(batch, count, 13, generator=gen)
     strokes[: batch // 2, :, :6] = strokes[: batch // 2, :, :6] * 1.6 - 0.3  # partly off the canvas
     strokes[0, 0, 2:6] = strokes[0, 0, 0:2].repeat(2)  # a dot
     strokes[1, 0, 8:10] = 0.0  # invisible
+    strokes[2, 0, 8] = 0.0  # fades in
     strokes[-1, -1, 6:10] = torch.tensor([0.6, 0.6, 1.0, 1.0])  # thick, opaque: ties at alpha = 1
     return strokes
 
