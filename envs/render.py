@@ -22,18 +22,20 @@ Three paths compute exactly that:
   the environments' uint8 observation mirror). It agrees with the torch path to float32 rounding
   (``tests/test_render.py`` checks a largest difference below ``5e-4`` up to 128x128).
 * the differentiable numba path of :func:`render` for float32 CPU tensors (``_NumbaRender``): a
-  forward kernel limited to each stroke's box and capsules, and an analytic backward kernel, both
-  parallel over canvases. It saves no intermediate: the backward replays each canvas's forward from
-  the saved input canvas, keeping the canvas before each stroke inside the stroke's box in scratch
-  (``S * 3 * H * W`` floats per chunk of canvases a thread runs), recomputes each stroke's coverage and which segment
-  gives the max at each pixel, and walks the strokes in reverse to ``grad_strokes`` ``(B, S, 13)``
-  and ``grad_canvas`` ``(B, 3, H, W)``. It follows torch autograd's conventions at the kinks: clamps
-  pass the gradient on their boundaries, and ties of the max over segments split it as chained
-  ``torch.maximum`` does (see ``_backward_one``). Its coverage uses torch's order of operations without
-  FMA contraction, so its forward equals the torch path's to float32 rounding (~1e-6), and its gradients equal
-  torch autograd's except where a pixel sits within rounding of a clamp boundary. It is differentiable
-  once (a double backward raises). :func:`render` uses it without gradients too (on a copy);
-  ``PAINTGYM_NO_NUMBA=1``, CUDA, other dtypes and canvases over ~2700 px take the torch path.
+  forward kernel that visits, for each segment, the bounding box of its capsule (inside the stroke's
+  box), and an analytic backward kernel, both parallel over canvases. It keeps no intermediate: the
+  backward replays each canvas's forward from the saved input canvas, keeping for each stroke (inside
+  its box) the canvas before it, its alpha and which segments reach the max, sorts the pixels by the
+  segment their gradient goes to, and walks the strokes in reverse to ``grad_strokes`` ``(B, S, 13)``
+  and ``grad_canvas`` ``(B, 3, H, W)``; its scratch is ``(24 S + 16 K) * H * W`` bytes per chunk of
+  canvases a thread runs, never proportional to ``B``. It follows torch autograd's conventions at the
+  kinks: clamps pass the gradient on their boundaries, and ties of the max over segments split it as
+  chained ``torch.maximum`` does (see ``_bucket``). Its coverage uses torch's order of operations
+  without FMA contraction, so its forward equals the torch path's to float32 rounding (~1e-6), and its
+  gradients equal torch autograd's except where a pixel sits within rounding of a clamp boundary. It
+  is differentiable once (a double backward raises). :func:`render` uses its forward without
+  gradients too (on a copy). ``PAINTGYM_NO_NUMBA=1``, CUDA, other dtypes and canvases over ~2700 px
+  take the torch path.
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def _render_torch(strokes: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
 
 
 def _numba_path(strokes: torch.Tensor, canvas: torch.Tensor) -> bool:
-    """Whether :func:`render` can take the numba kernels: float32 CPU tensors, at most 63 segments."""
+    """Whether :func:`render` can take the numba kernels: float32 CPU tensors, at most 62 segments."""
     return (HAVE_NUMBA and canvas.device.type == "cpu" and strokes.device.type == "cpu"
             and canvas.dtype == torch.float32 and strokes.dtype == torch.float32
             and flatten_segments(canvas.shape[-1]) <= _MAX_SEGMENTS)
@@ -172,7 +174,10 @@ def render(strokes: torch.Tensor, canvas: torch.Tensor | None = None, size: int 
     """Composite strokes onto canvases, differentiably.
 
     float32 CPU tensors take the numba kernels (forward, and the analytic backward when the strokes
-    or the canvas require grad); other devices and dtypes, and ``PAINTGYM_NO_NUMBA=1``, the torch path.
+    or the canvas require grad); other devices and dtypes, and ``PAINTGYM_NO_NUMBA=1``, the torch path
+    (see the module docstring). The numba path keeps no intermediate for the backward, only references
+    to ``strokes`` and ``canvas``: modifying either in place before the backward raises autograd's
+    usual error.
 
     :param strokes: ``(B, S, 13)`` float in [0, 1], composited in order ``s = 0 .. S-1``.
     :param canvas: ``(B, 3, H, W)`` float in [0, 1], left unchanged; if None, a blank canvas of
@@ -348,12 +353,13 @@ if HAVE_NUMBA:
         for c in numba.prange(chunks):
             _paint_range(canvas, strokes, active, c * per, min(batch, (c + 1) * per), k_max, mirror, rows)
 
-    # ---- the differentiable CPU path: forward that saves what the backward needs, analytic backward ----
+    # ---- the differentiable CPU path: a forward, and a backward that replays it ----
 
-    # The coverage and compositing below use torch's order of operations and IEEE rounding (no FMA
-    # contraction, no reassociation: ``_EXACT``), so that they reproduce the torch path's values bit for bit
-    # (up to a segment count at a rounding boundary): the gradient's kinks (a clamp boundary, which segment
-    # wins the max, ties) then fall on the same pixels as torch's autograd. Only sums use full fastmath.
+    # The polyline, coverage and compositing below use torch's order of operations and IEEE rounding (no FMA
+    # contraction, no reassociation: ``_EXACT``), so their values follow the torch path's to the last bit or
+    # two (torch's vectorised sqrt is not always correctly rounded): the gradient's kinks (clamp boundaries,
+    # which segment gives the max, ties) fall on the same pixels as in torch's autograd, but for pixels
+    # within rounding of one. Sums, which need reassociation to vectorise, use full fastmath.
 
     @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
     def _polyline_f32(stroke, size, k_max, verts, coef):  # pragma: no cover - compiled
@@ -815,8 +821,9 @@ class _NumbaRender(torch.autograd.Function):
 
     Saves only the inputs (the strokes and the input canvas, by reference: modifying either in place
     before the backward raises autograd's usual error). The backward replays the forward canvas by
-    canvas, keeping the canvas before each stroke inside the stroke's box in per-thread scratch
-    (``S * 3 * H * W`` floats per thread, never ``B`` of them), then walks the strokes in reverse.
+    canvas, keeping for each stroke, inside its box, the canvas before it, its alpha and the mask of the
+    segments that reach the max, in scratch of ``(24 S + 16 K) * H * W`` bytes per chunk of canvases (a
+    thread runs one chunk at a time; never ``B`` of them), then walks the strokes in reverse.
     """
 
     @staticmethod
