@@ -361,6 +361,13 @@ if HAVE_NUMBA:
     # which segment gives the max, ties) fall on the same pixels as in torch's autograd, but for pixels
     # within rounding of one. Sums, which need reassociation to vectorise, use full fastmath.
 
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _copy_row(src, dst):  # pragma: no cover - compiled
+        """``dst[:] = src`` for 1-d arrays of one length (an array-to-array slice assignment would compile
+        numba's shape-mismatch error message: seconds of compile time)."""
+        for i in range(src.shape[0]):
+            dst[i] = src[i]
+
     @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
     def _polyline_f32(stroke, size, k_max, verts, coef):  # pragma: no cover - compiled
         """:func:`polyline` for one stroke, in float32 and torch's order of operations.
@@ -478,7 +485,7 @@ if HAVE_NUMBA:
         if pre.shape[0] > 0:
             for c in range(3):
                 for y in range(y_lo, y_hi + 1):
-                    pre[c, y, x_lo:x_hi + 1] = img[c, y, x_lo:x_hi + 1]
+                    _copy_row(img[c, y, x_lo:x_hi + 1], pre[c, y, x_lo:x_hi + 1])
         _coverage(alpha, mask, verts, n, box)
         for y in range(y_lo, y_hi + 1):
             a_row = alpha[y, x_lo:x_hi + 1]
@@ -723,7 +730,9 @@ if HAVE_NUMBA:
         terms = np.empty((9, size * size), dtype=np.float32)
         totals = np.empty(10, dtype=np.float64)
         for b in range(start, stop):
-            img[:] = canvas[b]
+            for c in range(3):
+                for y in range(size):
+                    _copy_row(canvas[b, c, y], img[c, y])
             for s in range(count):
                 _forward_one(img, pre[s], boxes[s], alphas[s], masks[s], verts, coef, strokes[b, s], size, k_max)
             for s in range(count - 1, -1, -1):
