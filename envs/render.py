@@ -509,12 +509,6 @@ if HAVE_NUMBA:
             for s in range(strokes.shape[1]):
                 _forward_one(canvas[b], no_pre, box, alpha, no_mask, verts, coef, strokes[b, s], size, k_max)
 
-    @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
-    def _forward_parallel(canvas, strokes, k_max, chunks):  # pragma: no cover - compiled
-        batch = canvas.shape[0]
-        per = (batch + chunks - 1) // chunks
-        for c in numba.prange(chunks):
-            _forward_range(canvas, strokes, c * per, min(batch, (c + 1) * per), k_max)
 
 
     @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
@@ -740,11 +734,18 @@ if HAVE_NUMBA:
                               k_max, verts, coef, gverts, galpha, pxs, pys, ws, zs, counts, terms, totals)
 
     @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
-    def _backward_parallel(grad, strokes, canvas, gstrokes, k_max, chunks):  # pragma: no cover - compiled
-        batch = grad.shape[0]
+    def _render_parallel(canvas, strokes, grad, gstrokes, k_max, chunks):  # pragma: no cover - compiled
+        """``prange`` over ``chunks`` chunks of canvases: :func:`_forward_range` if ``grad`` is empty, else
+        :func:`_backward_range` (one kernel for both: one parallel compile)."""
+        batch = canvas.shape[0]
         per = (batch + chunks - 1) // chunks
+        backward = grad.shape[0] > 0
         for c in numba.prange(chunks):
-            _backward_range(grad, strokes, canvas, gstrokes, c * per, min(batch, (c + 1) * per), k_max)
+            start, stop = c * per, min(batch, (c + 1) * per)
+            if backward:
+                _backward_range(grad, strokes, canvas, gstrokes, start, stop, k_max)
+            else:
+                _forward_range(canvas, strokes, start, stop, k_max)
 
 
 _NO_MIRROR = np.empty((0, 0, 0, 3), dtype=np.uint8)
@@ -777,6 +778,10 @@ def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray, mir
         _paint_range(canvas, strokes, active, 0, batch, k_max, mirror, rows)
 
 
+_NO_GRAD = np.empty((0, 3, 1, 1), dtype=np.float32)
+_NO_GRAD_STROKES = np.empty((0, 0, STROKE_DIM), dtype=np.float32)
+
+
 def _chunks(batch: int) -> int:
     """Chunks of canvases for a parallel launch (as :func:`paint_numpy`); 0: run the serial kernel."""
     if batch < PARALLEL_MIN_BATCH or torch.get_num_threads() < 2:
@@ -796,7 +801,7 @@ def render_numpy(canvas: np.ndarray, strokes: np.ndarray) -> None:
     k_max = flatten_segments(canvas.shape[-1])
     chunks = _chunks(batch)
     if chunks:
-        _forward_parallel(canvas, strokes, k_max, chunks)
+        _render_parallel(canvas, strokes, _NO_GRAD, _NO_GRAD_STROKES, k_max, chunks)
         keep_torch_threads()
     else:
         _forward_range(canvas, strokes, 0, batch, k_max)
@@ -819,7 +824,7 @@ def render_backward_numpy(grad: np.ndarray, strokes: np.ndarray, canvas: np.ndar
     k_max = flatten_segments(grad.shape[-1])
     chunks = _chunks(batch)
     if chunks:
-        _backward_parallel(grad, strokes, canvas, grad_strokes, k_max, chunks)
+        _render_parallel(canvas, strokes, grad, grad_strokes, k_max, chunks)
         keep_torch_threads()
     else:
         _backward_range(grad, strokes, canvas, grad_strokes, 0, batch, k_max)
