@@ -22,13 +22,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "rewards": ("rewards.cli", "list the rewards with their options, or check a --reward spec"),
     "train-gan": ("generative.train_gan", "train a WGAN-GP generator and critic on images (reward model, prior)"),
     "train-vae": ("generative.train_vae", "train a VAE on images (embedding, prior, plausibility score)"),
+    "train-classifier": ("generative.train_classifier", "train a CNN classifier on labelled images (reward model)"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: paintgym SUBCOMMAND [options]   (paintgym SUBCOMMAND --help for its options)", "",
              "subcommands:"]
-    lines += [f"  {name:<12} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<16} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
     return "\n".join(lines)
 
 

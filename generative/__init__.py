@@ -1,10 +1,11 @@
-"""Generative models for paintgym: a WGAN-GP (DCGAN generator and critic) and a convolutional VAE.
+"""Generative models for paintgym: a WGAN-GP (DCGAN generator and critic), a convolutional VAE and a CNN classifier.
 
-Trained with ``paintgym train-gan`` / ``paintgym train-vae``; used by the rest of paintgym as
+Trained with ``paintgym train-gan`` / ``train-vae`` / ``train-classifier``; used by the rest of paintgym as
 
 * a reward model — the critic scores canvases, or (target, canvas) pairs (``rewards.gan``);
 * an embedding — the VAE encoder's mean (the ``novelty`` reward);
-* a prior — samples as a target dataset, ``targets="gan:PATH"`` / ``"vae:PATH"`` (:func:`prior_images`).
+* a prior — samples as a target dataset, ``targets="gan:PATH"`` / ``"vae:PATH"`` (:func:`prior_images`);
+* a judge — the classifier's log-probability of a class, or its confidence (``rewards.classifier``).
 
 >>> import torch, generative
 >>> vae = generative.VAE(size=32, channels=1)
@@ -16,13 +17,15 @@ torch.Size([4, 32])
 from __future__ import annotations
 
 from generative.checkpoint import CheckpointError, load, read_checkpoint, save_checkpoint
-from generative.data import adapt_images, load_dataset, random_stroke_canvases, to_grey, to_rgb
+from generative.classifier import Classifier
+from generative.data import adapt_images, load_dataset, load_labelled, random_stroke_canvases, to_grey, to_rgb
 from generative.losses import critic_loss, generator_loss, gradient_penalty
 from generative.models import GAN, SIZES, VAE, Critic, Generator
 from generative.prior import prior_images
 
 __all__ = [
-    "GAN", "SIZES", "VAE", "CheckpointError", "Critic", "Generator", "adapt_images", "critic_loss",
-    "generator_loss", "gradient_penalty", "load", "load_dataset", "prior_images", "random_stroke_canvases",
+    "GAN", "SIZES", "VAE", "CheckpointError", "Classifier", "Critic", "Generator", "adapt_images", "critic_loss",
+    "generator_loss", "gradient_penalty", "load", "load_dataset", "load_labelled", "prior_images",
+    "random_stroke_canvases",
     "read_checkpoint", "save_checkpoint", "to_grey", "to_rgb",
 ]

@@ -2,7 +2,7 @@
 
 A checkpoint is a ``torch.save`` dict::
 
-    {"format": "paintgym-generative", "version": 1, "kind": "gan" | "vae",
+    {"format": "paintgym-generative", "version": 1, "kind": "gan" | "vae" | "classifier",
      "config": {...constructor arguments...}, "model": state_dict, "step": int,
      "train": {...optimisers, RNG states, training options...}}   # only in training checkpoints
 
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from envs.export import atomic_write_bytes
+from generative import classifier as _classifier  # noqa: F401  (registers the "classifier" kind in MODELS)
 from generative.models import GAN, MODELS, VAE
 
 FORMAT = "paintgym-generative"
@@ -49,7 +50,7 @@ def read_checkpoint(path: str | os.PathLike, kind: str | None = None,
     """The checked checkpoint dict at ``path``.
 
     :param path: a checkpoint file, or a run folder (its ``ckpt.pt``).
-    :param kind: ``gan`` or ``vae`` to insist on, or None for either.
+    :param kind: ``gan``, ``vae`` or ``classifier`` to insist on, or None for any.
     :raises CheckpointError: with a message saying what is wrong and what to do.
     """
     if kind is not None and kind not in MODELS:
@@ -59,15 +60,16 @@ def read_checkpoint(path: str | os.PathLike, kind: str | None = None,
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; give the {CHECKPOINT_NAME} of a run of "
-                              "`paintgym train-gan` or `paintgym train-vae` (or its folder)")
+                              "`paintgym train-gan`, `train-vae` or `train-classifier` (or its folder)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types (pickle, zip, runtime) for a damaged file
         raise CheckpointError(f"cannot read checkpoint {str(path)!r} ({type(err).__name__}); "
-                              "is it a paintgym generative checkpoint (ckpt.pt of train-gan/train-vae)?") from err
+                              "is it a paintgym generative checkpoint (ckpt.pt of train-gan/train-vae/"
+                              "train-classifier)?") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a paintgym generative checkpoint "
-                              "(expected the ckpt.pt written by paintgym train-gan or train-vae)")
+                              "(expected the ckpt.pt written by paintgym train-gan, train-vae or train-classifier)")
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{str(path)!r} has checkpoint version {payload.get('version')!r}; "
                               f"this paintgym reads version {VERSION}")
@@ -113,10 +115,10 @@ def load(path: str | os.PathLike, device: torch.device | str = "cpu", kind: str 
     >>> images = gan.generator.sample(16)                           # (16, C, size, size) in [0, 1]
     >>> vae = load("runs/vae/ckpt.pt", kind="vae", size=64)          # doctest: +SKIP
 
-    :param kind: ``gan`` or ``vae`` to insist on a kind, or None for either.
+    :param kind: ``gan``, ``vae`` or ``classifier`` to insist on a kind, or None for any.
     :param expected: configuration values that must match, e.g. ``size=64, channels=3``.
-    :return: a :class:`~generative.models.GAN` (with ``.generator`` and ``.critic``) or a
-        :class:`~generative.models.VAE`.
+    :return: a :class:`~generative.models.GAN` (with ``.generator`` and ``.critic``), a
+        :class:`~generative.models.VAE` or a :class:`~generative.classifier.Classifier`.
     :raises CheckpointError: for a missing or unreadable file, a checkpoint of the wrong kind, or a
         configuration that differs from ``expected`` or does not fit the weights.
     """

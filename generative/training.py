@@ -1,4 +1,5 @@
-"""What ``train-gan`` and ``train-vae`` share: options, device, run folder, resume, sample grids, logging.
+"""What the trainers (``train-gan``, ``train-vae``, ``train-classifier``) share: options, device, run folder,
+resume, sample grids, logging.
 
 A run folder (``--out``) holds ``ckpt.pt`` (the latest checkpoint, written atomically), ``tb/``
 (TensorBoard scalars and images) and ``samples/step_NNNNNN*.png``. ``--resume`` restores the
@@ -32,7 +33,8 @@ from generative.checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpo
 from generative.data import to_rgb
 from generative.models import CHANNELS, SIZES
 
-RESUME_FREE = ("steps", "out", "resume", "device", "sample_every", "checkpoint_every", "log_every", "amp")
+RESUME_FREE = ("steps", "out", "resume", "device", "sample_every", "eval_every", "checkpoint_every", "log_every",
+               "amp")
 """Options that may change when a run is resumed; every other option must match the checkpoint's."""
 
 
@@ -77,8 +79,9 @@ def check_common(args: Any) -> None:
         raise TrainingError(f"--size {args.size} is not supported; choose one of {', '.join(map(str, SIZES))}")
     if args.channels is not None and args.channels not in CHANNELS:
         raise TrainingError(f"--channels must be 1 or 3 (or omitted to follow the data), got {args.channels}")
-    for name in ("steps", "batch_size", "sample_every", "checkpoint_every", "log_every", "width", "latent_dim"):
-        if getattr(args, name) < 1:
+    for name in ("steps", "batch_size", "sample_every", "eval_every", "checkpoint_every", "log_every", "width",
+                 "latent_dim", "features"):
+        if hasattr(args, name) and getattr(args, name) < 1:  # the options this trainer has
             raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not args.lr > 0:
         raise TrainingError(f"--lr must be positive, got {args.lr}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from rewards import classifier as _classifier  # noqa: F401
 from rewards import gan as _gan  # noqa: F401
 from rewards import harmony as _harmony  # noqa: F401  (each module registers its rewards)
 from rewards import novelty as _novelty  # noqa: F401

@@ -13,6 +13,7 @@ defaults to 1.
 from __future__ import annotations
 
 import inspect
+import keyword
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,11 +101,23 @@ def parse_spec(spec: str) -> list[TermSpec]:
     return terms
 
 
+def option_name(parameter: str) -> str:
+    """The spec option of a constructor parameter: a Python keyword is spelled with a trailing ``_`` in
+    the signature (``class_``) and without it in a spec (``class=7``)."""
+    stripped = parameter[:-1] if parameter.endswith("_") else parameter
+    return stripped if keyword.iskeyword(stripped) else parameter
+
+
+def parameter_name(option: str) -> str:
+    """The constructor parameter of a spec option (the inverse of :func:`option_name`)."""
+    return option + "_" if keyword.iskeyword(option) else option
+
+
 def reward_options(cls: type[Reward]) -> dict[str, Any]:
-    """Keyword options of a reward class and their defaults."""
+    """Keyword options of a reward class (as written in a spec) and their defaults."""
     parameters = inspect.signature(cls.__init__).parameters
     return {
-        name: (None if p.default is inspect.Parameter.empty else p.default)
+        option_name(name): (None if p.default is inspect.Parameter.empty else p.default)
         for name, p in parameters.items()
         if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
@@ -121,7 +134,8 @@ def make_term(term: TermSpec, **context: Any) -> Reward:
         listed = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
         raise RewardSpecError(f"reward {term.name!r} has no option {', '.join(unknown)}; its options: {listed}")
     kwargs = {key: value for key, value in context.items() if key in known and key not in term.options}
+    options = {parameter_name(key): value for key, value in term.options.items()}
     try:
-        return cls(**kwargs, **term.options)
+        return cls(**kwargs, **options)
     except (TypeError, ValueError) as err:
         raise RewardSpecError(f"reward {term.name!r}: {err}") from err
