@@ -36,6 +36,7 @@ and on-policy, and fresh episodes every iteration are cheap.)
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -45,14 +46,14 @@ from torch import nn
 from agents.common import FlatGradients, adam_options, autocast, check_amp, load_policy
 from agents.episodes import EpisodeTracker
 from agents.networks import Observation, obs_planes
-from envs.render import render
-from envs.strokes import STROKE_DIM
+from envs.render import fitted_colour, paint_, paint_fitted_, render, stroke_coverage
+from envs.strokes import MAX_RADIUS, MIN_RADIUS, STROKE_DIM
 from envs.vector_env import CanvasVectorEnv
 
 
 @dataclass
 class ModelBasedArgs:
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     """the Adam learning rate of the actor"""
     critic_learning_rate: float = 1e-3
     """the Adam learning rate of the critic"""
@@ -66,12 +67,16 @@ class ModelBasedArgs:
     """Polyak step of the critic's target network per iteration"""
     exploration_noise: float = 0.0
     """std of gaussian noise added to the actor's strokes while training (0: none)"""
+    backprop_observation: bool = False
+    """also backpropagate through the actor's view of the canvas (full BPTT), not only through the renderer"""
     max_grad_norm: float = 1.0
     """the maximum global norm of the actor's gradient"""
-    width: int = 32
-    """channels of the first convolution (doubling per halving of the side, at most 4x)"""
-    hidden: int = 512
-    """width of the features before the stroke head"""
+    colour: str = "target"
+    """stroke colours: target (the least-squares fit to the target under the stroke; tasks with targets) or predict"""
+    width: int = 16
+    """channels of the first convolution of the actor's window CNN and of the critic"""
+    hidden: int = 256
+    """width of the actor's stroke head and of the critic's features"""
 
 
 LOSS_KEYS = ["policy_loss", "value_loss", "actor_grad_norm"]
@@ -125,27 +130,105 @@ def state_planes(canvas: torch.Tensor, target: torch.Tensor | None, progress: to
     return torch.cat(planes, dim=1)
 
 
-class StrokeActor(nn.Module):
-    """(canvas, target, progress) -> a bundle of strokes ``(B, S, 13)`` in [0, 1] (a sigmoid head).
+def conv_block(inputs: int, outputs: int, stride: int) -> list[nn.Module]:
+    """3x3 convolution, batch normalisation, ReLU (as Learning to Paint's ResNet actor)."""
+    return [nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(outputs),
+            nn.ReLU(inplace=True)]
 
-    :param has_target: whether the task shows a target image.
-    :param size: canvas side.
-    :param strokes_per_step: S.
-    :param width: see :class:`CanvasTrunk`.
-    :param hidden: see :class:`CanvasTrunk`.
+
+def stroke_layout(count: int) -> torch.Tensor:
+    """Where each stroke of an episode starts out, coarse to fine: ``(count, 3)`` rows ``(x, y, level)``.
+
+    Level ``l`` splits the canvas into ``2^l x 2^l`` cells; the first stroke is anchored at the
+    centre of the canvas (level 0), the next four at the centres of its quadrants (level 1), the
+    next sixteen at level 2, and so on. Within a level the cells come in bit-reversed Morton order,
+    so that any prefix of a level is spread over the whole canvas.
+    """
+    rows: list[tuple[float, float, int]] = []
+    level = 0
+    while len(rows) < count:
+        side = 1 << level
+        bits = 2 * level
+        cells = []
+        for y in range(side):
+            for x in range(side):
+                morton = 0
+                for b in range(level):
+                    morton |= ((x >> b) & 1) << (2 * b) | ((y >> b) & 1) << (2 * b + 1)
+                key = int(f"{morton:0{bits}b}"[::-1], 2) if bits else 0
+                cells.append((key, (x + 0.5) / side, (y + 0.5) / side))
+        rows += [(x, y, level) for _, x, y in sorted(cells)]
+        level += 1
+    return torch.tensor(rows[:count], dtype=torch.float32)
+
+
+class PatchStrokeActor(nn.Module):
+    """(canvas, target, progress) -> strokes ``(B, S, 13)``; each stroke fitted to its own window.
+
+    Stroke ``k`` of an episode has an anchor cell of :func:`stroke_layout` (coarse to fine). The
+    actor cuts a window of ``window`` cells around the anchor out of the canvas, the target and their
+    difference, resamples it to ``patch x patch`` pixels (so a cell looks the same at every level),
+    and a small CNN shared by every stroke maps the window, with a thumbnail of the whole painting
+    and the progress, to the stroke in the window's own coordinates. One network thus learns one
+    thing -- fit a stroke to what a window shows -- from every stroke of every painting, at every
+    place and scale, as Paint Transformer's patch-wise predictor does.
     """
 
-    def __init__(self, has_target: bool, size: int, strokes_per_step: int, width: int, hidden: int) -> None:
+    levels = 8
+    window = 3.0  # window side, in cells of the stroke's level
+    patch = 16  # window side in pixels, after resampling
+    thumb = 8  # side of the thumbnail of the whole canvas
+
+    def __init__(self, has_target: bool, size: int, strokes_per_step: int, width: int, hidden: int,
+                 max_steps: int = 1) -> None:
         super().__init__()
-        self.strokes_per_step = strokes_per_step
-        self.trunk = CanvasTrunk(10 if has_target else 4, size, width, hidden)
-        self.head = nn.Linear(hidden, strokes_per_step * STROKE_DIM)
-        nn.init.normal_(self.head.weight, std=0.01)  # strokes start near the middle of every range
-        nn.init.zeros_(self.head.bias)
+        self.strokes_per_step, self.max_steps = strokes_per_step, max_steps
+        self.register_buffer("layout", stroke_layout(strokes_per_step * max_steps), persistent=False)
+        channels = 9 if has_target else 3
+        c1, c2 = width, 2 * width
+        self.cnn = nn.Sequential(*conv_block(channels, c1, 1), *conv_block(c1, c2, 2), *conv_block(c2, c2, 2),
+                                 *conv_block(c2, c2, 2))  # 16 -> 8 -> 4 -> 2
+        self.glance = nn.Sequential(nn.Linear(channels * self.thumb * self.thumb, hidden // 2), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.Linear(c2 * 4 + hidden // 2 + self.levels + 1, hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, STROKE_DIM))
+        nn.init.normal_(self.head[-1].weight, std=0.01)
+        with torch.no_grad():
+            self.head[-1].bias.zero_()
+            self.head[-1].bias[8:10] = 2.0  # opacities start near 0.9
+        cell = 0.5 ** torch.arange(self.levels + 4, dtype=torch.float32)
+        radius = ((0.6 * cell - MIN_RADIUS) / (MAX_RADIUS - MIN_RADIUS)).clamp(0.05, 1.0)
+        self.register_buffer("cell", cell, persistent=False)
+        self.register_buffer("max_radius", radius, persistent=False)
+        offsets = (torch.arange(self.patch, dtype=torch.float32) + 0.5) / self.patch - 0.5  # window coordinates
+        self.register_buffer("offsets", offsets, persistent=False)
 
     def forward(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor) -> torch.Tensor:
-        features = self.trunk(state_planes(canvas, target, progress))
-        return torch.sigmoid(self.head(features).float()).view(-1, self.strokes_per_step, STROKE_DIM)
+        planes = torch.cat([canvas] if target is None else [canvas, target, target - canvas], dim=1) * 2.0 - 1.0
+        b, s, p = planes.shape[0], self.strokes_per_step, self.patch
+        step = (progress.float() * self.max_steps).round().long().clamp_(0, self.max_steps - 1)
+        index = step[:, None] * s + torch.arange(s, device=step.device)
+        anchor = self.layout[index]  # (B, S, 3)
+        level = anchor[..., 2].long()
+        cell = self.cell[level]  # (B, S)
+        span = (self.window * cell)[..., None]  # window side as a fraction of the canvas
+        xs = anchor[..., 0:1] + self.offsets * span  # (B, S, P)
+        ys = anchor[..., 1:2] + self.offsets * span
+        grid = torch.stack([xs[:, :, None, :].expand(-1, -1, p, -1), ys[:, :, :, None].expand(-1, -1, -1, p)], -1)
+        grid = (grid * 2.0 - 1.0).view(b, s * p, p, 2)  # the S windows stacked along the height
+        windows = nn.functional.grid_sample(planes, grid.to(planes.dtype), align_corners=False, padding_mode="border")
+        windows = windows.view(b, -1, s, p, p).transpose(1, 2).reshape(b * s, -1, p, p)
+        local = self.cnn(windows).flatten(1).view(b, s, -1)
+        thumb = nn.functional.adaptive_avg_pool2d(planes, self.thumb).flatten(1)
+        one_hot = nn.functional.one_hot(level.clamp(max=self.levels - 1), self.levels).to(local.dtype)
+        head_in = torch.cat([local, self.glance(thumb)[:, None].expand(-1, s, -1), one_hot,
+                             progress.view(b, 1, 1).expand(-1, s, 1).to(local.dtype)], dim=-1)
+        out = self.head(head_in).float()
+        cell = cell.unsqueeze(-1)
+        start = anchor[..., :2] + torch.tanh(out[..., 0:2]) * cell
+        bend = start.repeat(1, 1, 2) + torch.tanh(out[..., 2:6]) * (1.5 * cell)
+        points = torch.cat([start, bend], dim=-1).clamp(0.0, 1.0)
+        radii = torch.sigmoid(out[..., 6:8]) * self.max_radius[level].unsqueeze(-1)
+        return torch.cat([points, radii, torch.sigmoid(out[..., 8:13])], dim=-1)
 
 
 class StateCritic(nn.Module):
@@ -199,13 +282,17 @@ class ModelBased:
         self.max_steps, self.strokes_per_step = core.max_steps, core.strokes_per_step
         self.horizon = min(args.horizon or self.max_steps, self.max_steps)
         self.has_target = core.targets is not None
+        if args.colour not in ("target", "predict"):
+            raise ValueError(f"unknown colour {args.colour!r}; choose target or predict")
+        self.fit_colour = args.colour == "target" and self.has_target
         opaque = [key for key, _, term in core.reward.terms if not term.differentiable]
         self.uses_critic = self.horizon < self.max_steps or bool(opaque)
         if opaque and self.horizon >= self.max_steps:
             raise ValueError(f"reward term(s) {', '.join(opaque)} are not differentiable, so they reach the actor only "
                              f"through the critic: set --horizon below --max-steps ({self.max_steps}), e.g. 1")
 
-        actor = StrokeActor(self.has_target, core.size, self.strokes_per_step, args.width, args.hidden)
+        actor = PatchStrokeActor(self.has_target, core.size, self.strokes_per_step, args.width, args.hidden,
+                                 max_steps=self.max_steps)
         critic = StateCritic(self.has_target, core.size, args.width, args.hidden)
         self.agent = nn.ModuleDict({"actor": actor, "critic": critic}).to(self.device)
         self.actor, self.critic = self.agent["actor"], self.agent["critic"]
@@ -281,18 +368,18 @@ class ModelBased:
         gain = torch.zeros(canvas.shape[0], device=canvas.device)
         discount = 1.0
         for step in range(start, stop):
-            seen = canvas.detach()  # the actor reads the canvas; its gradient flows through the renderer only
-            states.append(seen)
+            seen = canvas if self.args.backprop_observation else canvas.detach()
+            states.append(canvas.detach())
             with autocast(self.device, self.amp):
                 strokes = self.actor(seen, target, self._progress(step, seen))
             if self.args.exploration_noise > 0:
                 noise = torch.randn(strokes.shape, generator=self.noise, device=strokes.device)
                 strokes = (strokes + self.args.exploration_noise * noise).clamp(0.0, 1.0)
-            step_gain, canvas = paint_and_score(reward, canvas, target, strokes, per_stroke,
-                                                final=step == self.max_steps - 1)
+            step_gain, canvas, painted = paint_and_score(reward, canvas, target, strokes, per_stroke,
+                                                         final=step == self.max_steps - 1, fit_colour=self.fit_colour)
             gain = gain + discount * step_gain
             discount *= self.args.gamma
-            env_rewards.append(self._env_step(strokes.detach()))
+            env_rewards.append(self._env_step(painted.detach()))
         return gain, canvas, discount
 
     def _env_step(self, strokes: torch.Tensor) -> torch.Tensor:
@@ -341,13 +428,58 @@ class ModelBased:
         return loss.detach()
 
     # ---------------------------------------------------------------------------- acting, saving
+    @contextlib.contextmanager
+    def _acting(self) -> Any:
+        """Evaluation mode (batch-norm running statistics) for acting, then back to training mode."""
+        training = self.actor.training
+        self.actor.eval()
+        try:
+            yield
+        finally:
+            self.actor.train(training)
+
     @torch.no_grad()
     def act(self, obs: Observation, deterministic: bool = True) -> torch.Tensor:
         """Actions ``(B, S * 13)`` in [-1, 1] for a batch of observations (the actor is deterministic)."""
         canvas, target, progress = observation_state(obs, self.has_target)
-        with autocast(self.device, self.amp):
-            strokes = self.actor(canvas, target, progress)
+        with autocast(self.device, self.amp), self._acting():
+            strokes = self.actor(canvas, target, progress).float()
+        if self.fit_colour:  # the colours the strokes get on the canvas they land on (a scratch copy)
+            paint_fitted_(canvas.contiguous(), strokes.contiguous(), target)
         return strokes.flatten(1).mul_(2.0).sub_(1.0)
+
+    @torch.no_grad()
+    def paint(self, targets: torch.Tensor | None, count: int | None = None) -> torch.Tensor:
+        """Paint whole episodes without an env (the fast path for evaluation and inference).
+
+        The actor sees float canvases, as in training (the env shows it uint8 observations), and
+        the renderer's no-grad kernel paints (:func:`envs.render.paint_`).
+
+        :param targets: ``(B, 3, H, W)`` float in [0, 1] at the env's canvas size, or None for a
+            task without targets (then ``count`` canvases are painted).
+        :return: strokes ``(B, max_steps * S, 13)`` float32 in [0, 1], in painting order.
+        """
+        core = self.env.core
+        if targets is None:
+            if self.has_target:
+                raise ValueError("this agent paints to targets; pass them")
+            batch = int(count or 1)
+        else:
+            if targets.dim() != 4 or targets.shape[1:] != (3, core.size, core.size):
+                raise ValueError(f"targets must have shape (B, 3, {core.size}, {core.size}), "
+                                 f"got {tuple(targets.shape)}")
+            batch, targets = targets.shape[0], targets.to(self.device, torch.float32)
+        canvas = torch.full((batch, 3, core.size, core.size), core.background, device=self.device)
+        painted = []
+        for step in range(self.max_steps):
+            with autocast(self.device, self.amp), self._acting():
+                strokes = self.actor(canvas, targets, self._progress(step, canvas)).float().contiguous()
+            if self.fit_colour:
+                paint_fitted_(canvas, strokes, targets)
+            else:
+                paint_(canvas, strokes)
+            painted.append(strokes)
+        return torch.cat(painted, dim=1)
 
     def state_dict(self) -> dict[str, Any]:
         return {"agent": self.agent.state_dict(), "critic_target": self.critic_target.state_dict(),
@@ -381,7 +513,8 @@ def differentiable_potential(reward: Any, canvas: torch.Tensor, target: torch.Te
 
 
 def paint_and_score(reward: Any, canvas: torch.Tensor, target: torch.Tensor | None, strokes: torch.Tensor,
-                    per_stroke: float, final: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                    per_stroke: float, final: bool = False, fit_colour: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Composite a bundle of strokes one at a time with the differentiable renderer, and sum what each
     stroke adds to the differentiable reward terms, discounted per stroke.
 
@@ -394,14 +527,24 @@ def paint_and_score(reward: Any, canvas: torch.Tensor, target: torch.Tensor | No
     :param strokes: ``(B, S, 13)`` float in [0, 1].
     :param per_stroke: the discount between two strokes.
     :param final: the bundle ends the episode.
-    :return: ``gain`` ``(B,)`` and the canvas after the bundle, both differentiable in ``strokes`` and ``canvas``.
+    :param fit_colour: replace each stroke's colour by :func:`envs.render.fitted_colour` on the canvas it
+        is painted on (needs ``target``).
+    :return: ``gain`` ``(B,)``, the canvas after the bundle (both differentiable in ``strokes`` and
+        ``canvas``) and the strokes as painted ``(B, S, 13)``.
     """
     potential = differentiable_potential(reward, canvas, target)
     gain = torch.zeros(canvas.shape[0], device=canvas.device)
-    discount, count = 1.0, strokes.shape[1]
+    discount, count, painted = 1.0, strokes.shape[1], []
     for s in range(count):  # stroke by stroke: each is rewarded for what it adds
-        canvas = render(strokes[:, s:s + 1], canvas)
+        if fit_colour:
+            alpha = stroke_coverage(strokes[:, s], canvas.shape[-1])
+            colour = fitted_colour(alpha, canvas, target)
+            canvas = canvas + (colour[:, :, None, None] - canvas) * alpha[:, None]
+            painted.append(torch.cat([strokes[:, s, :10], colour], dim=-1))
+        else:
+            canvas = render(strokes[:, s:s + 1], canvas)
+            painted.append(strokes[:, s])
         after = differentiable_potential(reward, canvas, target, final=final and s == count - 1)
         gain = gain + discount * (after - potential)
         potential, discount = after, discount * per_stroke
-    return gain, canvas
+    return gain, canvas, torch.stack(painted, dim=1)

@@ -40,7 +40,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from agents.episodes import image_l2, psnr
 from envs.images import to_uint8
-from envs.render import HAVE_NUMBA, paint_, render, stroke_alpha
+from envs.render import HAVE_NUMBA, paint_, render, stroke_coverage
 from envs.strokes import STROKE_DIM
 from rewards.target import ssim
 
@@ -149,26 +149,6 @@ def candidate_strokes(batch: int, count: int, generator: torch.Generator, device
     return strokes
 
 
-def stroke_alphas(strokes: torch.Tensor, size: int) -> torch.Tensor:
-    """Coverage times opacity of each stroke on its own canvas, without gradient.
-
-    On the CPU the strokes are painted in white onto black canvases by :func:`envs.render.paint_`,
-    whose numba kernel visits only the pixels a stroke can reach (about 10x faster than
-    :func:`envs.render.stroke_alpha` at 64x64, the same values to float32 rounding); elsewhere
-    :func:`envs.render.stroke_alpha`.
-
-    :param strokes: ``(N, 13)`` float in [0, 1].
-    :param size: canvas side H = W.
-    :return: ``(N, H, W)`` float32 in [0, 1].
-    """
-    if strokes.device.type != "cpu":
-        return stroke_alpha(strokes.detach().float(), size)
-    white = strokes.detach().float().clone()
-    white[:, 10:13] = 1.0
-    black = torch.zeros((strokes.shape[0], 3, size, size))
-    return paint_(black, white[:, None].contiguous())[:, 0]
-
-
 def score_candidates(canvas: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor,
                      chunk_pixels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The best colour of each candidate stroke and how much it would change the squared error.
@@ -177,7 +157,7 @@ def score_candidates(canvas: torch.Tensor, target: torch.Tensor, candidates: tor
     ``C + a (c - C)``. Per channel, the colour minimising the squared error to the target ``T`` is
     ``c = sum a (T - C (1 - a)) / sum a^2``, clamped to [0, 1]; the change of the error is
     ``sum a^2 (c - C)^2 - 2 a (c - C) (T - C)``. Both need only five sums per candidate and channel,
-    taken as batched matrix products of the candidates' alphas (:func:`stroke_alphas`, computed
+    taken as batched matrix products of the candidates' alphas (:func:`envs.render.stroke_coverage`, computed
     ``chunk_pixels`` alpha values at a time; default: 2^19 on the CPU, where they stay in cache,
     2^25 elsewhere) with per-pixel maps of the canvas.
 
@@ -202,7 +182,7 @@ def score_candidates(canvas: torch.Tensor, target: torch.Tensor, candidates: tor
     for start in range(0, count, per_chunk):  # chunks of candidates keep the alphas in cache
         chunk = candidates[:, start:start + per_chunk]
         k = chunk.shape[1]
-        alpha = stroke_alphas(chunk.reshape(-1, STROKE_DIM), size).view(batch, k, pixels)
+        alpha = stroke_coverage(chunk.reshape(-1, STROKE_DIM), size).view(batch, k, pixels)
         squared = torch.bmm(alpha * alpha, squared_maps)  # sum a^2, sum a^2 C, sum a^2 C^2
         linear = torch.bmm(alpha, linear_maps)  # sum a R, sum a C R
         sum_a2, sum_a2c, sum_a2c2 = squared[..., 0:1], squared[..., 1:4], squared[..., 4:7]
@@ -299,20 +279,30 @@ class OptimisePainter:
     :param loss: a differentiable ``(canvas, target) -> (B,)`` to minimise; None: mean squared error.
     :param seed: seed of the start.
     :param memory_mb: autograd memory allowed before checkpointing.
+    :param prefix_weight: weight of the loss of each prefix painting (the first 1, 2, 4, ... strokes)
+        beside the whole painting's (weight 1): above 0 the optimiser keeps every prefix a good
+        painting too (an any-time painting, whose prefixes are measured as paintings of fewer strokes).
     :param progress: show a progress bar over the steps.
+
+    ``init`` may also be another painter (anything with ``paint(targets, num_strokes)``, e.g. a
+    trained agent's :class:`PolicyPainter`): its painting is then refined. That is how a trained
+    agent's painting is refined through the renderer (``paintgym eval RUN --refine K``).
     """
 
     name = "optimise"
-    incremental = False
 
-    def __init__(self, steps: int = 200, lr: float = 0.03, init: str = "greedy", candidates: int = 64,
+    def __init__(self, steps: int = 200, lr: float = 0.03, init: str | Painter = "greedy", candidates: int = 64,
                  coarse_to_fine: float = 0.5, init_size: int = 64, loss: Loss | None = None, seed: int = 0,
-                 memory_mb: int = 2048, progress: bool = False) -> None:
+                 memory_mb: int = 2048, prefix_weight: float = 0.0, progress: bool = False) -> None:
         self.steps = _check_int("steps", steps, 0)
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr must be a positive number, got {lr!r}")
-        if init not in ("greedy", "random"):
-            raise ValueError(f"init must be 'greedy' or 'random', got {init!r}")
+        if not (init in ("greedy", "random") or callable(getattr(init, "paint", None))):
+            raise ValueError(f"init must be 'greedy', 'random' or a painter, got {init!r}")
+        if not (prefix_weight >= 0 and math.isfinite(prefix_weight)):
+            raise ValueError(f"prefix_weight must be a number >= 0, got {prefix_weight!r}")
+        self.prefix_weight = float(prefix_weight)
+        self.incremental = self.prefix_weight > 0  # its prefixes are optimised as paintings too
         if not 0.0 <= coarse_to_fine < 1.0:
             raise ValueError(f"coarse_to_fine is the fraction of steps at half resolution, in [0, 1); "
                              f"got {coarse_to_fine!r}")
@@ -325,6 +315,8 @@ class OptimisePainter:
 
     def start(self, targets: torch.Tensor, num_strokes: int) -> torch.Tensor:
         """The strokes the optimisation starts from: ``(B, N, 13)`` in [0, 1]."""
+        if not isinstance(self.init, str):
+            return self.init.paint(targets, num_strokes).to(targets.device, torch.float32)
         if self.init == "random":
             return RandomPainter(self.seed).paint(targets, num_strokes)
         small = resize_images(targets, min(self.init_size, targets.shape[-1]))
@@ -353,7 +345,7 @@ class OptimisePainter:
             for group in optimiser.param_groups:  # cosine from lr to lr / 10
                 group["lr"] = self.lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * step / max(len(schedule), 1))))
             with torch.enable_grad():
-                losses = self.loss(self._render(params, side), scaled[side])
+                losses = self._objective(params, scaled[side])
                 optimiser.zero_grad(set_to_none=True)
                 losses.sum().backward()
             with torch.no_grad():
@@ -371,21 +363,33 @@ class OptimisePainter:
             best[better] = final[better]
         return best
 
-    def _loss_without_grad(self, strokes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        canvas = paint_(torch.full_like(targets, BACKGROUND), strokes.contiguous())
-        return self.loss(canvas, targets).detach()
+    def _objective(self, strokes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of the painting ``(B,)``, plus ``prefix_weight`` times that of each prefix painting."""
+        size, count = targets.shape[-1], strokes.shape[1]
+        ends = [n for n in prefix_counts(count) if n < count] if self.prefix_weight > 0 else []
+        canvas = torch.full((strokes.shape[0], 3, size, size), BACKGROUND, device=strokes.device)
+        total, first = torch.zeros(strokes.shape[0], device=strokes.device), 0
+        for end in [*ends, count]:  # the prefixes' canvases on the way to the whole painting
+            canvas = self._render(strokes[:, first:end], canvas)
+            weight = 1.0 if end == count else self.prefix_weight
+            total, first = total + weight * self.loss(canvas, targets), end
+        return total
 
-    def _render(self, strokes: torch.Tensor, size: int) -> torch.Tensor:
-        """``render`` of ``strokes`` on blank canvases, in checkpointed groups of strokes when memory asks for it."""
+    def _loss_without_grad(self, strokes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._objective(strokes.detach(), targets)
+
+    def _render(self, strokes: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
+        """``render`` of ``strokes`` onto ``canvas``, in checkpointed groups of strokes when memory asks for it."""
         batch, count = strokes.shape[:2]
+        size = canvas.shape[-1]
         # the numba path keeps only its inputs for the backward; the torch path about 1 KB per pixel and stroke
         per_stroke = batch * size * size * 1024
         group = max(1, (self.memory_mb << 20) // per_stroke)
         if group >= count or (HAVE_NUMBA and strokes.device.type == "cpu"):
-            return render(strokes, size=size, background=BACKGROUND)
+            return render(strokes, canvas)
         from torch.utils.checkpoint import checkpoint
 
-        canvas = torch.full((batch, 3, size, size), BACKGROUND, device=strokes.device)
         for first in range(0, count, group):
             canvas = checkpoint(render, strokes[:, first:first + group], canvas, use_reentrant=False)
         return canvas
@@ -394,6 +398,10 @@ class OptimisePainter:
 # ------------------------------------------------------------------------------------------ policy
 class PolicyPainter:
     """A trained agent (``paintgym train``) painting targets in its own env, deterministic actions.
+
+    An agent that can paint whole episodes without the env (``algorithm.paint(targets)``, as the
+    model-based agent does) paints that way: the same strokes but for the observations' uint8
+    rounding, several times faster.
 
     The agent paints ``max_steps * strokes_per_step`` strokes per episode (:attr:`max_strokes`);
     asking for fewer keeps the first ones, asking for more is an error. Targets of another size
@@ -438,6 +446,12 @@ class PolicyPainter:
                              f"(max_steps {self.agent.config.max_steps} x strokes_per_step "
                              f"{self.agent.config.strokes_per_step}); ask for at most {self.max_strokes}")
         device = self.agent.device
+        algorithm = self.agent.algorithm
+        if callable(getattr(algorithm, "paint", None)):  # a whole episode without the env (the model-based agent)
+            resized = resize_images(targets.detach().float(), self.canvas_size).to(device)
+            out = [algorithm.paint(resized[first:first + self.batch_size])[:, :num_strokes]
+                   for first in range(0, resized.shape[0], self.batch_size)]
+            return torch.cat(out).to(targets.device)
         images = to_uint8(resize_images(targets.detach().float(), self.canvas_size).to(device))
         out = []
         for first in range(0, images.shape[0], self.batch_size):

@@ -243,12 +243,38 @@ if HAVE_NUMBA:
                 dst[x, c] = np.uint8(min(max(src[c, x] * scale + half, zero), scale))
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _paint_one(img, alpha, span, verts, stroke, size, k_max, mirror):  # pragma: no cover - compiled
+    def _fit_colour(img, alpha, span, y_lo, y_hi, target, stroke):  # pragma: no cover - compiled
+        """``stroke[10:13] = clip(sum a (T - C (1 - a)) / max(sum a^2, 1e-8), 0, 1)`` over the stroke's rows."""
+        den = np.float32(0.0)
+        num = np.zeros(3, dtype=np.float32)
+        one = np.float32(1.0)
+        for y in range(y_lo, y_hi + 1):
+            x_lo, x_hi = span[y, 0], span[y, 1]
+            if x_hi < x_lo:
+                continue
+            a_row = alpha[y, x_lo:x_hi + 1]
+            for i in range(a_row.shape[0]):
+                den += a_row[i] * a_row[i]
+            for c in range(3):
+                c_row, t_row = img[c, y, x_lo:x_hi + 1], target[c, y, x_lo:x_hi + 1]
+                total = np.float32(0.0)
+                for i in range(a_row.shape[0]):
+                    a = a_row[i]
+                    total += a * (t_row[i] - c_row[i] * (one - a))
+                num[c] += total
+        den = max(den, np.float32(1e-8))
+        for c in range(3):
+            stroke[10 + c] = min(max(num[c] / den, np.float32(0.0)), one)
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _paint_one(img, alpha, span, verts, stroke, size, k_max, mirror, target):  # pragma: no cover - compiled
         """Composite one stroke onto one ``(3, H, W)`` image, visiting only the pixels it can cover.
 
         ``alpha`` ``(H, W)`` must be zero on entry and is left zero; ``span`` ``(H, 2)`` is scratch.
         ``mirror`` ``(H, W, C >= 3)`` uint8 (or empty: skipped) gets ``to_uint8`` of every pixel the
-        stroke composited, written while the row is in cache.
+        stroke composited, written while the row is in cache. ``target`` ``(3, H, W)`` (or empty:
+        skipped): the stroke's colour ``stroke[10:13]`` is first replaced by its least-squares fit
+        (:func:`fitted_colour`'s formula) to the target under the stroke.
         Returns the box it may have changed, ``(y_lo, y_hi, x_lo, x_hi)`` inclusive (``y_lo > y_hi``: none).
         """
         x0, y0 = stroke[0] * size, stroke[1] * size
@@ -301,6 +327,8 @@ if HAVE_NUMBA:
                     dist = np.sqrt(ex * ex + ey * ey + np.float32(_EPS))
                     cover = min(max(ra + h * dr - dist + half, zero), one) * (oa + h * do)
                     row[i] = max(row[i], cover)
+        if target.shape[0] > 0:
+            _fit_colour(img, alpha, span, y_lo, y_hi, target, stroke)
         box_lo, box_hi = size, -1
         for y in range(y_lo, y_hi + 1):
             x_lo, x_hi = span[y, 0], span[y, 1]
@@ -325,33 +353,35 @@ if HAVE_NUMBA:
             _to_u8_interleaved(img[:, y, x_lo:x_hi + 1], mirror[y, x_lo:x_hi + 1])
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _paint_range(canvas, strokes, active, start, stop, k_max, mirror, rows):  # pragma: no cover - compiled
+    def _paint_range(canvas, strokes, active, start, stop, k_max, mirror, rows, targets):  # pragma: no cover
         """Paint envs ``start:stop``; keep ``mirror`` (unless empty) in step wherever a stroke composited; set
-        ``rows[b]`` (unless empty) to the rows painted."""
+        ``rows[b]`` (unless empty) to the rows painted; fit each stroke's colour to ``targets`` (unless empty)."""
         size = canvas.shape[-1]
         alpha = np.zeros((size, size), dtype=np.float32)
         span = np.empty((size, 2), dtype=np.int64)
         verts = np.empty((k_max + 1, 4), dtype=np.float32)
         track, report = mirror.shape[0] > 0, rows.shape[0] > 0
         no_mirror = np.empty((0, 0, 3), dtype=np.uint8)
+        fit, no_target = targets.shape[0] > 0, np.empty((0, 1, 1), dtype=np.float32)
         for b in range(start, stop):
             box_y0, box_y1 = size, -1
             if active[b]:
                 env_mirror = mirror[b] if track else no_mirror
+                target = targets[b] if fit else no_target
                 for s in range(strokes.shape[1]):
                     y_lo, y_hi, x_lo, x_hi = _paint_one(canvas[b], alpha, span, verts, strokes[b, s], size, k_max,
-                                                        env_mirror)
+                                                        env_mirror, target)
                     if y_lo <= y_hi and x_lo <= x_hi:
                         box_y0, box_y1 = min(box_y0, y_lo), max(box_y1, y_hi)
             if report:
                 rows[b, 0], rows[b, 1] = box_y0, box_y1
 
     @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
-    def _paint_parallel(canvas, strokes, active, k_max, chunks, mirror, rows):  # pragma: no cover - compiled
+    def _paint_parallel(canvas, strokes, active, k_max, chunks, mirror, rows, targets):  # pragma: no cover - compiled
         batch = canvas.shape[0]
         per = (batch + chunks - 1) // chunks
         for c in numba.prange(chunks):
-            _paint_range(canvas, strokes, active, c * per, min(batch, (c + 1) * per), k_max, mirror, rows)
+            _paint_range(canvas, strokes, active, c * per, min(batch, (c + 1) * per), k_max, mirror, rows, targets)
 
     # ---- the differentiable CPU path: a forward, and a backward that replays it ----
 
@@ -752,8 +782,11 @@ _NO_MIRROR = np.empty((0, 0, 0, 3), dtype=np.uint8)
 _NO_ROWS = np.empty((0, 2), dtype=np.int64)
 
 
+_NO_TARGETS = np.empty((0, 3, 1, 1), dtype=np.float32)
+
+
 def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray, mirror: np.ndarray | None = None,
-                rows: np.ndarray | None = None) -> None:
+                rows: np.ndarray | None = None, targets: np.ndarray | None = None) -> None:
     """The CPU kernel behind :func:`paint_`, without its checks (callers guarantee them).
 
     :param canvas: ``(B, 3, H, W)`` float32 C-contiguous, modified in place.
@@ -764,18 +797,21 @@ def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray, mir
         observation's canvas channels, converted while the painted rows are still in cache).
     :param rows: optional ``(B, 2)`` int64, set to the rows ``[lo, hi]`` (inclusive) each canvas may
         have changed in this call (``lo > hi``: none).
+    :param targets: optional ``(B, 3, H, W)`` float32 C-contiguous: each stroke's colour is first
+        replaced (in ``strokes``) by its least-squares fit to the target (see :func:`paint_fitted_`).
     """
     k_max = flatten_segments(canvas.shape[-1])
     mirror = _NO_MIRROR if mirror is None else mirror
     rows = _NO_ROWS if rows is None else rows
+    targets = _NO_TARGETS if targets is None else targets
     batch = canvas.shape[0]
     if batch >= PARALLEL_MIN_BATCH and torch.get_num_threads() > 1:
         threads = parallel_threads()
         chunks = min(batch, max(threads * 4, batch // 16))
-        _paint_parallel(canvas, strokes, active, k_max, chunks, mirror, rows)
+        _paint_parallel(canvas, strokes, active, k_max, chunks, mirror, rows, targets)
         keep_torch_threads()
     else:
-        _paint_range(canvas, strokes, active, 0, batch, k_max, mirror, rows)
+        _paint_range(canvas, strokes, active, 0, batch, k_max, mirror, rows, targets)
 
 
 _NO_GRAD = np.empty((0, 3, 1, 1), dtype=np.float32)
@@ -914,3 +950,69 @@ def paint_(canvas: torch.Tensor, strokes: torch.Tensor, active: torch.Tensor | N
             painted = torch.where(active.view(-1, 1, 1, 1), painted, canvas)
         canvas.copy_(painted)
     return canvas
+
+
+# ------------------------------------------------------------------ strokes coloured to fit a target
+def stroke_coverage(strokes: torch.Tensor, size: int) -> torch.Tensor:
+    """Coverage times opacity of one stroke per canvas, ``(N, H, W)`` in [0, 1], by the fastest path.
+
+    Differentiable with respect to ``strokes`` when autograd tracks them. On the CPU the stroke is
+    painted in white onto black by the numba kernels (which visit only the pixels it can reach, about
+    10x faster than :func:`stroke_alpha` at 64x64, the same values to float32 rounding); elsewhere
+    :func:`stroke_alpha`.
+
+    :param strokes: ``(N, 13)`` float in [0, 1].
+    :param size: canvas side H = W.
+    """
+    if not (HAVE_NUMBA and strokes.device.type == "cpu"):
+        return stroke_alpha(strokes.float(), size)
+    white = torch.cat([strokes[:, :10].float(), torch.ones_like(strokes[:, 10:13], dtype=torch.float32)], dim=-1)
+    black = torch.zeros((strokes.shape[0], 3, size, size))
+    if torch.is_grad_enabled() and strokes.requires_grad:
+        return render(white[:, None], black)[:, 0]
+    return paint_(black, white[:, None].detach().contiguous())[:, 0]
+
+
+def fitted_colour(alpha: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The colour of a stroke that brings the canvas closest to the target (squared error), in [0, 1].
+
+    A stroke of coverage-times-opacity ``a`` and colour ``c`` turns ``C`` into ``C + a (c - C)``; per
+    channel the best ``c`` is ``sum a (T - C (1 - a)) / sum a^2`` (differentiable in ``a``, ``C``, ``T``).
+
+    :param alpha: ``(B, H, W)`` float in [0, 1] (:func:`stroke_coverage`).
+    :param canvas: ``(B, 3, H, W)`` float in [0, 1].
+    :param target: ``(B, 3, H, W)`` float in [0, 1].
+    :return: ``(B, 3)``.
+    """
+    a = alpha.flatten(1).unsqueeze(1)  # (B, 1, P)
+    numerator = (a * (target.flatten(2) - canvas.flatten(2) * (1.0 - a))).sum(-1)
+    return (numerator / (a * a).sum(-1).clamp_min(1e-8)).clamp(0.0, 1.0)
+
+
+def paint_fitted_(canvas: torch.Tensor, strokes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Composite strokes in place, each in its :func:`fitted_colour` on the canvas it lands on (no gradient).
+
+    The fitted colours are written into ``strokes[..., 10:13]`` (in place), so that painting the
+    returned strokes with :func:`paint_` gives the same canvas. On the CPU one numba pass fits and
+    composites each stroke over the pixels it covers; elsewhere, stroke by stroke in torch.
+
+    :param canvas: ``(B, 3, H, W)`` float32 in [0, 1], contiguous, modified in place.
+    :param strokes: ``(B, S, 13)`` float32 in [0, 1], contiguous, its colours modified in place.
+    :param targets: ``(B, 3, H, W)`` float in [0, 1].
+    :return: ``strokes``.
+    """
+    _check(canvas, strokes)
+    if targets.shape != canvas.shape:
+        raise ValueError(f"targets must have the canvas's shape {tuple(canvas.shape)}, got {tuple(targets.shape)}")
+    if not (canvas.is_contiguous() and strokes.is_contiguous()):
+        raise ValueError("paint_fitted_ needs a contiguous canvas and contiguous strokes")
+    with torch.no_grad():
+        if HAVE_NUMBA and canvas.device.type == "cpu" and canvas.dtype == torch.float32 == strokes.dtype:
+            paint_numpy(canvas.detach().numpy(), strokes.detach().numpy(), _all_active(canvas.shape[0]),
+                        targets=targets.detach().float().contiguous().numpy())
+            return strokes
+        for s in range(strokes.shape[1]):
+            alpha = stroke_coverage(strokes[:, s], canvas.shape[-1]).to(canvas.dtype)
+            strokes[:, s, 10:13] = fitted_colour(alpha, canvas, targets.to(canvas.dtype))
+            paint_(canvas, strokes[:, s:s + 1].contiguous())
+    return strokes

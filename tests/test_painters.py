@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import envs.render as render_module
 from agents.episodes import image_l2, psnr
 from agents.painters import (
     BACKGROUND,
@@ -19,10 +20,9 @@ from agents.painters import (
     painter_options,
     prefix_counts,
     score_candidates,
-    stroke_alphas,
 )
 from envs.images import load_images, to_float
-from envs.render import paint_, render, stroke_alpha
+from envs.render import paint_, paint_fitted_, render, stroke_alpha, stroke_coverage
 from rewards.target import ssim
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -43,9 +43,30 @@ def painted(strokes: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------- greedy scoring
-def test_stroke_alphas_match_the_torch_reference():
+def test_stroke_coverage_matches_the_torch_reference():
     strokes = torch.rand(40, 13, generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(stroke_alphas(strokes, 24), stroke_alpha(strokes, 24), atol=5e-4, rtol=0)
+    torch.testing.assert_close(stroke_coverage(strokes, 24), stroke_alpha(strokes, 24), atol=5e-4, rtol=0)
+
+
+def test_paint_fitted_gives_each_stroke_its_least_squares_colour(targets, monkeypatch):
+    generator = torch.Generator().manual_seed(5)
+    strokes = torch.rand(targets.shape[0], 3, 13, generator=generator)
+    fast_canvas, fast = torch.full_like(targets, BACKGROUND), strokes.clone()
+    paint_fitted_(fast_canvas, fast, targets)
+    monkeypatch.setattr(render_module, "HAVE_NUMBA", False)  # the torch path, stroke by stroke
+    slow_canvas, slow = torch.full_like(targets, BACKGROUND), strokes.clone()
+    paint_fitted_(slow_canvas, slow, targets)
+    torch.testing.assert_close(fast, slow, atol=1e-4, rtol=0)
+    torch.testing.assert_close(fast_canvas, slow_canvas, atol=1e-4, rtol=0)
+    torch.testing.assert_close(painted(fast, targets), fast_canvas, atol=1e-5, rtol=0)  # colours written back
+    # the fitted colour of the last stroke is a minimum of the error: nudging it makes the painting worse
+    before = painted(fast[:, :2], targets)
+    for delta in (-0.05, 0.05):
+        nudged = fast[:, 2:].clone()
+        nudged[..., 10:13] = (nudged[..., 10:13] + delta).clamp(0, 1)
+        base = (paint_(before.clone(), fast[:, 2:].contiguous()) - targets).square().sum((1, 2, 3))
+        worse = (paint_(before.clone(), nudged.contiguous()) - targets).square().sum((1, 2, 3))
+        assert (worse >= base - 1e-4).all()
 
 
 def test_score_candidates_matches_painting_each_candidate(targets):
@@ -100,7 +121,7 @@ def test_incremental_painters_paint_prefixes(targets):
     for painter in (RandomPainter(seed=2), GreedyPainter(candidates=8, seed=2)):
         assert painter.incremental
         assert torch.equal(painter.paint(targets, 5), painter.paint(targets, 8)[:, :5])
-    assert not OptimisePainter.incremental
+    assert not OptimisePainter().incremental  # each N is its own optimisation
 
 
 def test_greedy_error_never_rises_and_invisible_strokes_when_nothing_helps(targets):
@@ -134,10 +155,27 @@ def test_optimise_renders_in_checkpointed_groups_off_the_numba_path(targets, mon
     whole = render(strokes, size=16)
     (grad_whole,) = torch.autograd.grad(whole.square().sum(), strokes)
     monkeypatch.setattr(painters, "HAVE_NUMBA", False)
-    grouped = OptimisePainter(memory_mb=16)._render(strokes, 16)  # 16 MB: groups of 4 strokes here
+    blank = torch.full((4, 3, 16, 16), BACKGROUND)
+    grouped = OptimisePainter(memory_mb=16)._render(strokes, blank)  # 16 MB: groups of 4 strokes here
     (grad_grouped,) = torch.autograd.grad(grouped.square().sum(), strokes)
     torch.testing.assert_close(grouped, whole, atol=1e-5, rtol=0)
     torch.testing.assert_close(grad_grouped, grad_whole, atol=1e-3, rtol=1e-3)
+
+
+def test_optimise_refines_another_painters_painting_and_keeps_its_prefixes_good(targets):
+    start = GreedyPainter(candidates=8, seed=1)
+    refined = OptimisePainter(steps=15, lr=0.02, init=start, coarse_to_fine=0.0, prefix_weight=0.2)
+    assert refined.incremental and not OptimisePainter().incremental
+    counts = [1, 2, 4, 8]
+    before = measure_quality(start.paint(targets, 8), targets, counts).means()
+    after = measure_quality(refined.paint(targets, 8), targets, counts).means()
+    assert after[8]["psnr"] > before[8]["psnr"] + 0.3
+    for n in counts:  # the any-time objective improves every prefix, not only the whole painting
+        assert after[n]["l2"] <= before[n]["l2"] + 1e-6
+    with pytest.raises(ValueError, match="prefix_weight"):
+        OptimisePainter(prefix_weight=-1.0)
+    with pytest.raises(ValueError, match="init"):
+        OptimisePainter(init="agent")
 
 
 # ---------------------------------------------------------------------------------------- registry
