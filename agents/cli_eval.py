@@ -157,12 +157,13 @@ def run_targets(agent: Any, size: int) -> Any:
 
 def format_table(runs: list[Any]) -> str:
     """The printed table: one row per painter, N and prefix n: mean PSNR, L2, SSIM; images/s on the row n = N."""
-    header = f"{'painter':<12} {'N':>5} {'strokes':>8} {'PSNR dB':>8} {'L2':>9} {'SSIM':>7} {'images/s':>9}"
+    width = max([12, *(len(run.painter) for run in runs)])
+    header = f"{'painter':<{width}} {'N':>5} {'strokes':>8} {'PSNR dB':>8} {'L2':>9} {'SSIM':>7} {'images/s':>9}"
     lines = [header, "-" * len(header)]
     for run in runs:
         for n, values in run.quality.means().items():
             rate = f"{run.images_per_second:9.3g}" if n == run.num_strokes else ""
-            lines.append(f"{run.painter:<12} {run.num_strokes:>5} {n:>8} {values['psnr']:8.2f} "
+            lines.append(f"{run.painter:<{width}} {run.num_strokes:>5} {n:>8} {values['psnr']:8.2f} "
                          f"{values['l2']:9.5f} {values['ssim']:7.3f} {rate:>9}")
     return "\n".join(lines)
 

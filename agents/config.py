@@ -80,7 +80,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._Argument
         flag = "--" + field.name.replace("_", "-")
         kind, optional = kinds[field.name]
         default = field.default
-        help_text = f"{docs.get(field.name, '')} (default: {default})"
+        help_text = f"{docs.get(field.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:

@@ -68,8 +68,8 @@ VIDEO_FPS = 24
 class TrainConfig:
     env: str = "paintgym/Reconstruct-v0"
     """the registered env id (paintgym/Reconstruct-v0 or paintgym/Canvas-v0)"""
-    agent: str = "ppo"
-    """the algorithm: ppo, reinforce or sb3-ppo"""
+    agent: str = "model-based"
+    """the algorithm: model-based (learns through the differentiable renderer), ppo, reinforce or sb3-ppo"""
     reward: str | None = None
     """reward spec, e.g. 'target:1.0, harmony:0.2' (None: the env's default)"""
     targets: str | None = None

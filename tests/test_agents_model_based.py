@@ -13,7 +13,9 @@ import rewards
 from agents import cli_train
 from agents.common import TrainingDiverged
 from agents.model_based import ModelBased, ModelBasedArgs, paint_and_score
+from agents.painters import GreedyPainter, PolicyPainter, measure_quality
 from agents.trainer import TrainConfig, Trainer, load_checkpoint
+from envs.targets import TargetSource
 from tests.conftest import interrupt_during
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -94,6 +96,21 @@ def test_a_reward_without_gradient_needs_the_critic(tiny_env):
 def test_discrete_actions_are_refused(tiny_env):
     with pytest.raises(ValueError, match="continuous"):
         ModelBased(tiny_env(4, action_mode="discrete"), SMALL)
+
+
+def test_learns_a_tiny_task_and_beats_greedy_there(tmp_path):
+    """Held-out digits at 16x16 with 2 strokes: the trained agent paints them better than before training
+    and better than greedy search (best of 64 random shapes per stroke, least-squares colours)."""
+    config = tiny_config(tmp_path / "run", max_steps=1, strokes_per_step=2, num_envs=32, total_steps=8000,
+                         eval_every=0, checkpoint_every=10**9)
+    trainer = Trainer(config, ModelBasedArgs(width=8, hidden=64, learning_rate=3e-3))
+    targets = TargetSource.from_spec("digits", 16, "cpu", "test").images.permute(0, 3, 1, 2).float().div(255.0)
+    untrained = measure_quality(trainer.algo.paint(targets), targets, [2]).means()[2]["psnr"]
+    trainer.train()
+    trained = measure_quality(PolicyPainter(tmp_path / "run", "cpu").paint(targets, 2), targets, [2]).means()[2]["psnr"]
+    greedy = measure_quality(GreedyPainter(64, seed=0).paint(targets, 2), targets, [2]).means()[2]["psnr"]
+    assert trained > untrained + 1.0
+    assert trained > greedy + 0.5, (trained, greedy)  # measured 13.55 against 11.49 dB
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):

@@ -23,7 +23,8 @@ from agents.trainer import TrainConfig, Trainer, load_checkpoint
 from envs import CanvasVectorEnv
 from tests.conftest import interrupt_during
 
-TINY = ["--canvas-size", "16", "--max-steps", "2", "--num-envs", "8", "--eval-episodes", "4", "--video-size", "32",
+TINY = ["--agent", "ppo",
+        "--canvas-size", "16", "--max-steps", "2", "--num-envs", "8", "--eval-episodes", "4", "--video-size", "32",
         "--threads", "1", "--no-progress", "--seed", "5"]
 
 
@@ -31,8 +32,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_config(run_dir: Path, **changes) -> TrainConfig:
-    values = dict(canvas_size=16, max_steps=2, num_envs=8, eval_episodes=4, video_size=32, threads=1, progress=False,
-                  seed=5, total_steps=16 * 4, eval_every=32, checkpoint_every=16, run_dir=str(run_dir))
+    values = dict(agent="ppo", canvas_size=16, max_steps=2, num_envs=8, eval_episodes=4, video_size=32, threads=1,
+                  progress=False, seed=5, total_steps=16 * 4, eval_every=32, checkpoint_every=16, run_dir=str(run_dir))
     values.update(changes)
     return TrainConfig(**values)
 
@@ -139,6 +140,14 @@ def test_config_file_and_flags(tmp_path, capsys):
         cli_train.resolve(["--config", str(tmp_path / "missing.toml")])
     assert cli_train.main([*TINY, "--agent", "a2c"]) == 2
     assert "unknown agent 'a2c'" in capsys.readouterr().err
+
+
+def test_help_lists_every_flag_and_the_default_agent(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_train.main(["--help"])  # a field doc with a bare % once broke argparse's help formatting
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--target-augment" in out and "60-100% of the side" in out and "(default: model-based)" in out
 
 
 def test_existing_run_dir_needs_resume(tmp_path, capsys):

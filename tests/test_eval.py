@@ -18,7 +18,8 @@ from envs.images import load_images, to_float
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-TINY = ["--canvas-size", "16", "--max-steps", "3", "--num-envs", "8", "--eval-episodes", "4", "--video-size", "32",
+TINY = ["--agent", "ppo",
+        "--canvas-size", "16", "--max-steps", "3", "--num-envs", "8", "--eval-episodes", "4", "--video-size", "32",
         "--threads", "1", "--no-progress", "--seed", "5", "--total-steps", "48", "--eval-every", "0"]
 QUICK = ["--targets", "digits", "--size", "16", "--limit", "4", "--no-progress", "--device", "cpu"]
 
@@ -141,6 +142,29 @@ def test_eval_a_run_on_its_held_out_targets_and_on_other_ones(run_dir, tmp_path,
     assert "the agent paints 3 strokes per episode; ask for at most 3" in one_line_error(capsys)
     assert cli_eval.main([str(run_dir), "--steps", "4", "--no-progress", "--out", str(out / "x")]) == 2
     assert "a trained run takes none" in one_line_error(capsys)
+
+
+def test_eval_refines_a_model_based_run_and_paints_through_its_fast_path(tmp_path, capsys):
+    run = tmp_path / "mb"
+    tiny = [arg for arg in TINY if arg != "ppo"]  # --agent model-based
+    tiny[tiny.index("--agent") + 1:tiny.index("--agent") + 1] = ["model-based"]
+    assert cli_train.main([*tiny, "--width", "8", "--hidden", "32", "--run-dir", str(run)]) == 0
+    painter = PolicyPainter(run, "cpu")
+    targets = to_float(load_images("digits", 16)[:4])
+    env_painted = painter.agent.algorithm.paint(targets)
+    assert torch.equal(painter.paint(targets, 3), env_painted)  # whole episodes without the env
+    out = tmp_path / "refined"
+    assert cli_eval.main([str(run), "--refine", "5", "--out", str(out), "--limit", "4", "--no-progress",
+                          "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "model-based and model-based+refine5 paint 4 images" in printed
+    means = {(row["painter"], int(row["strokes"])): float(row["l2"])
+             for row in read_csv(out / "quality.csv") if row["image"] == "mean"}
+    for n in (1, 2, 3):  # refinement keeps every prefix at least as good (prefix-weighted objective)
+        assert means[("model-based+refine5", n)] <= means[("model-based", n)] + 1e-6
+    assert (out / "contact_sheet_model-based+refine5_3.png").is_file()
+    assert cli_eval.main(["--painter", "greedy", "--refine", "5", "--no-progress", "--out", str(out / "x")]) == 2
+    assert "--refine refines a trained agent's paintings" in one_line_error(capsys)
 
 
 # -------------------------------------------------------------------------------------- optimise

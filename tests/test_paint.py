@@ -25,7 +25,8 @@ from envs.painting_video import (
 )
 from envs.video import grid
 
-TINY = ["--canvas-size", "16", "--max-steps", "3", "--num-envs", "8", "--eval-episodes", "4", "--video-size", "32",
+TINY = ["--agent", "ppo",
+        "--canvas-size", "16", "--max-steps", "3", "--num-envs", "8", "--eval-episodes", "4", "--video-size", "32",
         "--threads", "1", "--no-progress", "--seed", "5", "--total-steps", "48", "--eval-every", "0"]
 
 

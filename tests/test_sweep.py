@@ -25,6 +25,7 @@ from tests.conftest import interrupt_during
 
 TINY = """
 [base]
+agent = "ppo"
 canvas_size = 16
 max_steps = 2
 num_envs = 8
@@ -34,6 +35,7 @@ total_steps = 32
 eval_every = 16
 checkpoint_every = 16
 """
+TINY_ANY_AGENT = TINY.replace('agent = "ppo"\n', "")
 REWARDS = ["target", "target:1, harmony:0.5"]
 
 
@@ -150,7 +152,7 @@ def test_strokes_used_counts_strokes_that_change_the_picture():
     (f"seeds = [1]\n{TINY}\n[grid]\nreward = ['target', 'target, nosuch:0.5']\n",
      "reward = 'target, nosuch:0.5' in [grid]"),
     (f"seeds = [1]\n{TINY}\n[[configs]]\nname = 'h'\nreward = 'harmony(bins=2)'\n", "bins must be an integer >= 4"),
-    (f"seeds = [1]\n{TINY}\n[grid]\nagent = ['ppo', 'dqn']\n", "unknown agent 'dqn'"),
+    (f"seeds = [1]\n{TINY_ANY_AGENT}\n[grid]\nagent = ['ppo', 'dqn']\n", "unknown agent 'dqn'"),
     (f"seeds = [1]\n{TINY}\n[grid]\naction_mode = ['continuous', 'smooth']\n", "unknown action_mode 'smooth'"),
     (f"seeds = [1]\n{TINY}\n[grid]\nstrokes_per_step = [1, 'two']\n", "strokes_per_step in [grid]"),
 ], ids=["unknown-option", "unknown-top-key", "seed-in-base", "unknown-reward", "bad-reward-option", "unknown-agent",
