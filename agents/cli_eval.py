@@ -48,8 +48,6 @@ SHEET_IMAGES = 64  # paintings on a contact sheet
 SHEET_TILE = 96  # side of each painting and target on a contact sheet
 
 REFINE_DEFAULT_STEPS = 50
-REFINE_LR = 0.02  # Adam from an agent's painting: 0.02 beat 0.01 and 0.05 at 20-100 steps (64 px, 32 strokes)
-REFINE_PREFIX_WEIGHT = 0.2  # keeps every prefix a good painting for 0.4 dB at 32 strokes (50 steps, 64 px)
 
 
 # ------------------------------------------------------------------------------------------- eval
@@ -236,7 +234,7 @@ def evaluate_cli(args: argparse.Namespace) -> list[Any]:
     from tqdm.auto import tqdm
 
     from agents.common import set_threads
-    from agents.painters import OptimisePainter, PolicyPainter, make_painter, paint_and_measure
+    from agents.painters import PolicyPainter, make_painter, paint_and_measure, refined
     from envs.core import resolve_device
     from envs.images import to_float
 
@@ -271,10 +269,7 @@ def evaluate_cli(args: argparse.Namespace) -> list[Any]:
     targets = to_float(images, device)
     painters = [painter]
     if args.refine is not None:
-        refined = OptimisePainter(steps=args.refine, lr=REFINE_LR, init=painter, coarse_to_fine=0.0,
-                                  prefix_weight=REFINE_PREFIX_WEIGHT)
-        refined.name = f"{painter.name}+refine{args.refine}"
-        painters.append(refined)
+        painters.append(refined(painter, args.refine))
     print(f"paintgym eval: {' and '.join(p.name for p in painters)} paint {len(images)} images of {source} at "
           f"{size}x{size} with {', '.join(map(str, sorted(set(strokes))))} strokes on {device}")
     runs = []

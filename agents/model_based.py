@@ -203,8 +203,7 @@ class PatchStrokeActor(nn.Module):
         self.register_buffer("offsets", offsets, persistent=False)
 
     def forward(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor) -> torch.Tensor:
-        planes = torch.cat([canvas] if target is None else [canvas, target, target - canvas], dim=1) * 2.0 - 1.0
-        b, s, p = planes.shape[0], self.strokes_per_step, self.patch
+        b, s, p = canvas.shape[0], self.strokes_per_step, self.patch
         step = (progress.float() * self.max_steps).round().long().clamp_(0, self.max_steps - 1)
         index = step[:, None] * s + torch.arange(s, device=step.device)
         anchor = self.layout[index]  # (B, S, 3)
@@ -215,10 +214,17 @@ class PatchStrokeActor(nn.Module):
         ys = anchor[..., 1:2] + self.offsets * span
         grid = torch.stack([xs[:, :, None, :].expand(-1, -1, p, -1), ys[:, :, :, None].expand(-1, -1, -1, p)], -1)
         grid = (grid * 2.0 - 1.0).view(b, s * p, p, 2)  # the S windows stacked along the height
-        windows = nn.functional.grid_sample(planes, grid.to(planes.dtype), align_corners=False, padding_mode="border")
-        windows = windows.view(b, -1, s, p, p).transpose(1, 2).reshape(b * s, -1, p, p)
+
+        def window(image: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B * S, 3, P, P)
+            cut = nn.functional.grid_sample(image, grid.to(image.dtype), align_corners=False, padding_mode="border")
+            return cut.view(b, 3, s, p, p).transpose(1, 2).reshape(b * s, 3, p, p)
+
+        # sampling and pooling are linear, so the difference plane and the [-1, 1] scaling are formed on the
+        # small windows and thumbnails, not on the whole canvas at every step
+        windows = self._planes(window(canvas), None if target is None else window(target))
         local = self.cnn(windows).flatten(1).view(b, s, -1)
-        thumb = nn.functional.adaptive_avg_pool2d(planes, self.thumb).flatten(1)
+        thumb = self._planes(*(None if image is None else nn.functional.adaptive_avg_pool2d(image, self.thumb)
+                               for image in (canvas, target))).flatten(1)
         one_hot = nn.functional.one_hot(level.clamp(max=self.levels - 1), self.levels).to(local.dtype)
         head_in = torch.cat([local, self.glance(thumb)[:, None].expand(-1, s, -1), one_hot,
                              progress.view(b, 1, 1).expand(-1, s, 1).to(local.dtype)], dim=-1)
@@ -229,6 +235,13 @@ class PatchStrokeActor(nn.Module):
         points = torch.cat([start, bend], dim=-1).clamp(0.0, 1.0)
         radii = torch.sigmoid(out[..., 6:8]) * self.max_radius[level].unsqueeze(-1)
         return torch.cat([points, radii, torch.sigmoid(out[..., 8:13])], dim=-1)
+
+
+    @staticmethod
+    def _planes(canvas: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        """Canvas, target and their difference (when there is a target), scaled to [-1, 1]: ``(N, 9 or 3, h, w)``."""
+        planes = [canvas] if target is None else [canvas, target, target - canvas]
+        return torch.cat(planes, dim=1) * 2.0 - 1.0
 
 
 class StateCritic(nn.Module):

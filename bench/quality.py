@@ -12,7 +12,9 @@ Rows (:mod:`agents.painters`): ``random`` (uniform random strokes), ``greedy`` (
 shapes per stroke, least-squares colour), ``optimise`` (Adam on every stroke through the
 differentiable renderer from the greedy start; one optimisation per N), and trained agents given as
 ``--ppo RUN`` and ``--agent RUN`` (their episode's strokes, deterministic actions; the first n
-strokes of an episode for the columns n below its length, "–" above it). Random, greedy and the
+strokes of an episode for the columns n below its length, "–" above it), and the ``--agent``'s
+paintings refined by ``--refine`` Adam steps through the renderer (``NAME+refineK``, every prefix
+kept a good painting too; :func:`agents.painters.refined`). Random, greedy and the
 agents paint once with their largest N and are measured after each column's n strokes (their first
 n strokes are their n-stroke painting).
 
@@ -36,7 +38,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.common import set_threads  # noqa: E402
-from agents.painters import PaintingRun, PolicyPainter, make_painter, paint_and_measure  # noqa: E402
+from agents.painters import PaintingRun, PolicyPainter, make_painter, paint_and_measure, refined  # noqa: E402
 from envs.core import resolve_device  # noqa: E402
 from envs.export import atomic_write_bytes  # noqa: E402
 from envs.images import load_images, to_float  # noqa: E402
@@ -92,11 +94,12 @@ def row_values(runs: list[PaintingRun], strokes: list[int]) -> tuple[dict[int, f
 
 
 def format_table(rows: dict[str, tuple[dict[int, float], float]], strokes: list[int]) -> str:
-    header = f"| {'painter':<14} | " + " | ".join(f"{n:>6}" for n in strokes) + f" | {'images/s':>8} |"
-    lines = [header, "|" + "|".join(["-" * 16] + ["-" * 7 + ":" for _ in strokes] + ["-" * 9 + ":"]) + "|"]
+    width = max([14, *(len(name) for name in rows)])
+    header = f"| {'painter':<{width}} | " + " | ".join(f"{n:>6}" for n in strokes) + f" | {'images/s':>8} |"
+    lines = [header, "|" + "|".join(["-" * (width + 2)] + ["-" * 7 + ":" for _ in strokes] + ["-" * 9 + ":"]) + "|"]
     for name, (psnr, rate) in rows.items():
         cells = " | ".join(f"{psnr[n]:6.2f}" if n in psnr else f"{DASH:>6}" for n in strokes)
-        lines.append(f"| {name:<14} | {cells} | {rate:8.3g} |")
+        lines.append(f"| {name:<{width}} | {cells} | {rate:8.3g} |")
     return "\n".join(lines)
 
 
@@ -148,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help=f"folder of the dev data (default: {DATA})")
     parser.add_argument("--ppo", help="a trained PPO run (directory or checkpoint) to add as a row")
     parser.add_argument("--agent", help="a run of another trained agent (e.g. --agent model-based) to add as a row")
+    parser.add_argument("--refine", type=int, default=50, help="add a row of the --agent's paintings refined by this "
+                        "many Adam steps through the renderer (0: none)")
     parser.add_argument("--only", nargs="+", choices=("random", "greedy", "optimise"),
                         help="only these painters (trained runs are added when given)")
     parser.add_argument("--candidates", type=int, default=64, help="greedy, optimiser start: K shapes per stroke")
@@ -183,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         painter = PolicyPainter(run, device)
         label = painter.name if painter.name not in painters else f"{painter.name} ({Path(run).name})"
         painters[label] = painter
+        if flag == "--agent" and args.refine:
+            painters[f"{label}+refine{args.refine}"] = refined(painter, args.refine)
         notes.append(f"{label}: {run}, {painter.max_strokes} strokes per episode at {painter.canvas_size}x"
                      f"{painter.canvas_size}")
 
