@@ -1,0 +1,84 @@
+"""Inference throughput: images painted per second by trained agents, batched, beside greedy search.
+
+Paints copies of the development images (``../shared/data``; the bundled photos without it) at the
+run's canvas size with its whole episode, in batches of ``--batch`` images, deterministically
+(:class:`agents.painters.PolicyPainter`: the model-based agent paints whole episodes without the env),
+and prints one table: images/s and strokes/s per row, median of ``--repeats`` timed passes after a
+warm-up, and the speed-up over the baseline row measured in the same run, greedy search (best of 64
+shapes per stroke with least-squares colours) painting the same images with the same stroke count.
+The agent rows refined by ``--refine`` Adam steps through the renderer show what refinement costs.
+
+    python bench/inference.py --agent runs/MODEL_BASED_RUN [--ppo runs/PPO_RUN] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.common import set_threads  # noqa: E402
+from agents.painters import GreedyPainter, PolicyPainter, refined  # noqa: E402
+from bench.quality import DATA, load_dev_images  # noqa: E402
+from envs.images import to_float  # noqa: E402
+
+
+def images_per_second(painter: object, targets: torch.Tensor, strokes: int, repeats: int) -> float:
+    """Median images/s of ``painter.paint(targets, strokes)`` over ``repeats`` passes, after one warm-up."""
+    painter.paint(targets[:2], strokes)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        painter.paint(targets, strokes)
+        times.append(time.perf_counter() - started)
+    return targets.shape[0] / float(np.median(times))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent", required=True, help="a trained run (directory or checkpoint)")
+    parser.add_argument("--ppo", help="a second trained run to add as a row (e.g. PPO)")
+    parser.add_argument("--batch", type=int, default=256, help="images painted at once (default: 256)")
+    parser.add_argument("--refine", type=int, nargs="*", default=[20, 50], help="refinement steps to time")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per row (default: 3)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    parser.add_argument("--data", type=Path, default=DATA, help=f"folder of the dev data (default: {DATA})")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+
+    agent = PolicyPainter(args.agent, "cpu", batch_size=args.batch)
+    size, strokes = agent.canvas_size, agent.max_strokes
+    images, source = load_dev_images(args.data, size, None)
+    copies = -(-args.batch // len(images))
+    targets = to_float(np.concatenate([images] * copies)[:args.batch])
+    rows: dict[str, float] = {"greedy (baseline)": images_per_second(GreedyPainter(64), targets[:32], strokes, 1)}
+    rows[agent.name] = images_per_second(agent, targets, strokes, args.repeats)
+    if args.ppo:
+        other = PolicyPainter(args.ppo, "cpu", batch_size=args.batch)
+        rows[other.name if other.name not in rows else f"{other.name} (--ppo)"] = images_per_second(
+            other, targets, strokes, args.repeats)
+    for steps in args.refine:
+        painter = refined(agent, steps)
+        rows[painter.name] = images_per_second(painter, targets[:64], strokes, 1)
+
+    print(f"\n{strokes} strokes per image at {size}x{size}, batch {args.batch}, {args.threads} thread(s), "
+          f"targets: {source}")
+    width = max(len(name) for name in rows)
+    header = f"| {'painter':<{width}} | {'images/s':>9} | {'strokes/s':>10} | {'vs greedy':>9} |"
+    print(header)
+    print("|" + "-" * (width + 2) + "|" + "-" * 10 + ":|" + "-" * 11 + ":|" + "-" * 10 + ":|")
+    baseline = rows["greedy (baseline)"]
+    for name, rate in rows.items():
+        print(f"| {name:<{width}} | {rate:9.4g} | {rate * strokes:10.4g} | {rate / baseline:8.3g}x |")
+    print("greedy and the refined rows paint fewer images per pass (32 and 64); images/s does not depend on it much")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
