@@ -24,14 +24,15 @@ loop). Reward terms that are not differentiable (a kNN novelty archive, colour h
 count) reach the actor only through the critic, which learns the whole reward by TD(0) from the
 env's rewards with a Polyak-averaged target network.
 
-One iteration: every env paints one episode with the actor, differentiably, while the same strokes
-step the :class:`~envs.vector_env.CanvasVectorEnv` (its batched core gives the logged returns, the
-reward terms, the stroke log and the finished paintings that learning rewards train on); then one
-actor step per ``horizon``-chunk of the episode (the gradient is cut between chunks) and one critic
-step. Every episode starts on a blank canvas and the iteration ends on an episode boundary, so a
-checkpoint between iterations holds no replay buffer and resumes exactly. (Learning to Paint keeps
-a replay buffer because its actor-critic learns off-policy; here the actor's gradient is analytic
-and on-policy, and fresh episodes every iteration are cheap.)
+One iteration: the envs are split into ``num_minibatches`` groups; each group paints one episode per
+env with the actor, differentiably, and the actor takes one step per ``horizon``-chunk of the episode
+(the gradient is cut between chunks), so later groups paint with the actor the earlier ones updated.
+Then the same strokes step the :class:`~envs.vector_env.CanvasVectorEnv` (its batched core gives the
+logged returns, the reward terms, the stroke log and the finished paintings that learning rewards
+train on), and the critic takes one step. Every episode starts on a blank canvas and the iteration
+ends on an episode boundary, so a checkpoint between iterations holds no replay buffer and resumes
+exactly. (Learning to Paint keeps a replay buffer because its actor-critic learns off-policy; here the
+actor's gradient is analytic and on-policy, and fresh episodes every iteration are cheap.)
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class ModelBasedArgs:
     """std of gaussian noise added to the actor's strokes while training (0: none)"""
     backprop_observation: bool = False
     """also backpropagate through the actor's view of the canvas (full BPTT), not only through the renderer"""
+    num_minibatches: int = 8
+    """groups the envs are split into (at most num_envs); each group paints its episodes with the actor as the groups
+    before it updated it (more updates per env step: 8 groups of 8 envs beat one group of 64 by 2.7 dB on digits)"""
     max_grad_norm: float = 1.0
     """the maximum global norm of the actor's gradient"""
     colour: str = "target"
@@ -302,6 +306,9 @@ class ModelBased:
             raise ValueError("the model-based agent paints continuous strokes: use --action-mode continuous")
         if args.horizon < 0:
             raise ValueError(f"horizon must be 0 (the whole episode) or a number of steps, got {args.horizon}")
+        if args.num_minibatches < 1:
+            raise ValueError(f"num_minibatches must be at least 1, got {args.num_minibatches}")
+        self.groups = min(args.num_minibatches, env.num_envs)
         if not 0.0 < args.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {args.gamma}")
         check_amp(env.device, amp)
@@ -353,26 +360,36 @@ class ModelBased:
         if args.exploration_noise > 0:  # the noise stream follows the global seed, so resumes are exact
             self.noise.manual_seed(int(torch.randint(2**62, (1,))))
         core = self.env.core
-        target = core.target
-        canvas = core.canvas.clone()  # every episode starts on the blank canvas (iterations end on episode ends)
-        states, env_rewards = [], []
+        blank = core.canvas.clone()  # every episode starts on the blank canvas (iterations end on episode ends)
+        group_states, group_strokes = [], []
         policy_loss, grad_norm = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
-        for start in range(0, self.max_steps, self.horizon):
-            stop = min(self.max_steps, start + self.horizon)
-            canvas = canvas.detach()  # the gradient is cut between chunks; the critic values what follows
-            gain, canvas, discount = self._unroll(canvas, target, start, stop, states, env_rewards)
-            if stop < self.max_steps:  # bootstrap: the critic's value of the rest, differentiable in the canvas
-                with autocast(self.device, self.amp):
-                    gain = gain + discount * self.critic(canvas, target, self._progress(stop, canvas))
-            loss = -gain.mean()
-            self.actor_gradients.zero_()
-            loss.backward()
-            grad_norm += self.actor_gradients.clip_(args.max_grad_norm)
-            self.actor_optimizer.step()
-            policy_loss += loss.detach()
-        chunks = -(-self.max_steps // self.horizon)
-        value_loss = self._update_critic(states, env_rewards, target) if self.uses_critic else None
-        values = torch.stack([policy_loss / chunks, grad_norm / chunks]).tolist()  # one transfer
+        for envs in torch.arange(self.env.num_envs, device=self.device).tensor_split(self.groups):
+            canvas = blank[envs]
+            target = None if core.target is None else core.target[envs]
+            states, painted = [], []
+            for start in range(0, self.max_steps, self.horizon):
+                stop = min(self.max_steps, start + self.horizon)
+                canvas = canvas.detach()  # the gradient is cut between chunks; the critic values what follows
+                gain, canvas, discount = self._unroll(canvas, target, start, stop, states, painted)
+                if stop < self.max_steps:  # bootstrap: the critic's value of the rest, differentiable in the canvas
+                    with autocast(self.device, self.amp):
+                        gain = gain + discount * self.critic(canvas, target, self._progress(stop, canvas))
+                loss = -gain.mean()
+                self.actor_gradients.zero_()
+                loss.backward()
+                grad_norm += self.actor_gradients.clip_(args.max_grad_norm)
+                self.actor_optimizer.step()
+                policy_loss += loss.detach()
+            group_states.append(torch.stack(states))
+            group_strokes.append(torch.stack(painted))
+        # the env paints every group's strokes, step by step (logged returns, terms, learning rewards)
+        strokes = torch.cat(group_strokes, dim=1)  # (T, B, S, 13)
+        env_rewards = [self._env_step(strokes[step]) for step in range(self.max_steps)]
+        updates = self.groups * -(-self.max_steps // self.horizon)
+        value_loss = None
+        if self.uses_critic:
+            value_loss = self._update_critic(torch.cat(group_states, dim=1), env_rewards, core.target)
+        values = torch.stack([policy_loss / updates, grad_norm / updates]).tolist()  # one transfer
         metrics = {"policy_loss": values[0], "actor_grad_norm": values[1],
                    "learning_rate": self.actor_optimizer.param_groups[0]["lr"]}
         if value_loss is not None:  # no critic, no column value (a NaN would read as a diverged loss)
@@ -383,9 +400,10 @@ class ModelBased:
         return torch.full((like.shape[0],), step / self.max_steps, device=like.device)
 
     def _unroll(self, canvas: torch.Tensor, target: torch.Tensor | None, start: int, stop: int,
-                states: list[torch.Tensor], env_rewards: list[torch.Tensor]
+                states: list[torch.Tensor], painted: list[torch.Tensor]
                 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Paint steps ``start .. stop - 1`` through the renderer (and in the env).
+        """Paint steps ``start .. stop - 1`` through the renderer; append each step's canvas before it to
+        ``states`` and its strokes as painted (detached) to ``painted``.
 
         :return: the discounted sum of the differentiable rewards of every stroke ``(B,)``, the
             last canvas (attached to the graph) and the discount of the step after ``stop``.
@@ -402,11 +420,11 @@ class ModelBased:
             if self.args.exploration_noise > 0:
                 noise = torch.randn(strokes.shape, generator=self.noise, device=strokes.device)
                 strokes = (strokes + self.args.exploration_noise * noise).clamp(0.0, 1.0)
-            step_gain, canvas, painted = paint_and_score(reward, canvas, target, strokes, per_stroke,
+            step_gain, canvas, strokes = paint_and_score(reward, canvas, target, strokes, per_stroke,
                                                          final=step == self.max_steps - 1, fit_colour=self.fit_colour)
             gain = gain + discount * step_gain
             discount *= self.args.gamma
-            env_rewards.append(self._env_step(painted.detach()))
+            painted.append(strokes.detach())
         return gain, canvas, discount
 
     def _env_step(self, strokes: torch.Tensor) -> torch.Tensor:
@@ -424,12 +442,11 @@ class ModelBased:
         self.obs = obs
         return reward
 
-    def _update_critic(self, states: list[torch.Tensor], env_rewards: list[torch.Tensor],
+    def _update_critic(self, canvases: torch.Tensor, env_rewards: list[torch.Tensor],
                        target: torch.Tensor | None) -> torch.Tensor:
-        """One TD(0) step of the critic on every state of the iteration, then the target network's
-        Polyak step. Returns the loss."""
-        steps, batch = len(states), states[0].shape[0]
-        canvases = torch.stack(states)  # (T, B, 3, H, W)
+        """One TD(0) step of the critic on every state of the iteration (``canvases`` ``(T, B, 3, H, W)``,
+        the canvas before each step), then the target network's Polyak step. Returns the loss."""
+        steps, batch = canvases.shape[:2]
         progress = (torch.arange(steps + 1, device=self.device, dtype=torch.float32) / self.max_steps)
         progress = progress.view(-1, 1).expand(-1, batch)
         targets = None if target is None else target.unsqueeze(0).expand(steps, *target.shape).flatten(0, 1)
