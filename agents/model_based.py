@@ -17,12 +17,12 @@ where ``i`` runs over the *strokes* painted (``gamma_s = gamma ** (1 / strokes_p
 stroke of a bundle is rewarded for what it adds and a painting is good at every stroke count, not
 only at the end), ``r_i`` is the change of the differentiable reward terms after stroke ``i``
 (:attr:`rewards.Reward.differentiable`), and ``V`` is the critic. ``horizon = 1`` is Learning to
-Paint's loss; ``horizon = 0`` (the default) unrolls the whole episode, which needs no critic at all
-when every reward term is differentiable: the actor is then trained on the exact gradient of the
+Paint's loss. ``horizon = 0`` (the default) unrolls the whole episode when every reward term is
+differentiable: no critic is needed at all, and the actor is trained on the exact gradient of the
 episode's discounted return (backpropagation through time over the episode, the renderer in the
-loop). Reward terms that are not differentiable (a kNN novelty archive, colour harmony, a stroke
-count) reach the actor only through the critic, which learns the whole reward by TD(0) from the
-env's rewards with a Polyak-averaged target network.
+loop); otherwise it takes Learning to Paint's one step. Reward terms that are not differentiable (a
+kNN novelty archive, colour harmony, a stroke count) reach the actor only through the critic, which
+learns the whole reward by TD(0) from the env's rewards with a Polyak-averaged target network.
 
 One iteration: the envs are split into ``num_minibatches`` groups; each group paints one episode per
 env with the actor, differentiably, and the actor takes one step per ``horizon``-chunk of the episode
@@ -63,7 +63,8 @@ class ModelBasedArgs:
     gamma: float = 0.95
     """the discount factor per env step (per stroke it is gamma ** (1 / strokes_per_step))"""
     horizon: int = 0
-    """env steps unrolled through the renderer per actor loss before the critic takes over (0: the whole episode)"""
+    """env steps unrolled through the renderer per actor loss before the critic takes over (0: the whole episode when
+    every reward term is differentiable, else 1)"""
     tau: float = 0.01
     """Polyak step of the critic's target network per iteration"""
     exploration_noise: float = 0.0
@@ -305,7 +306,7 @@ class ModelBased:
         if core.action_mode != "continuous":
             raise ValueError("the model-based agent paints continuous strokes: use --action-mode continuous")
         if args.horizon < 0:
-            raise ValueError(f"horizon must be 0 (the whole episode) or a number of steps, got {args.horizon}")
+            raise ValueError(f"horizon must be 0 (automatic) or a number of steps, got {args.horizon}")
         if args.num_minibatches < 1:
             raise ValueError(f"num_minibatches must be at least 1, got {args.num_minibatches}")
         self.groups = min(args.num_minibatches, env.num_envs)
@@ -314,12 +315,13 @@ class ModelBased:
         check_amp(env.device, amp)
         self.env, self.args, self.device, self.amp = env, args, env.device, amp
         self.max_steps, self.strokes_per_step = core.max_steps, core.strokes_per_step
-        self.horizon = min(args.horizon or self.max_steps, self.max_steps)
         self.has_target = core.targets is not None
         if args.colour not in ("target", "predict"):
             raise ValueError(f"unknown colour {args.colour!r}; choose target or predict")
         self.fit_colour = args.colour == "target" and self.has_target
         opaque = [key for key, _, term in core.reward.terms if not term.differentiable]
+        # auto: the exact gradient of the whole episode, unless a term can only reach the actor through the critic
+        self.horizon = min(args.horizon or (1 if opaque else self.max_steps), self.max_steps)
         self.uses_critic = self.horizon < self.max_steps or bool(opaque)
         if opaque and self.horizon >= self.max_steps:
             raise ValueError(f"reward term(s) {', '.join(opaque)} are not differentiable, so they reach the actor only "

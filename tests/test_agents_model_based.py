@@ -89,8 +89,10 @@ def test_one_step_horizon_trains_the_critic(tiny_env):
 def test_a_reward_without_gradient_needs_the_critic(tiny_env):
     env = tiny_env(4, reward="target:1.0, harmony:0.1")
     with pytest.raises(ValueError, match="harmony.*not differentiable.*--horizon"):
-        ModelBased(env, SMALL)
-    ModelBased(env, ModelBasedArgs(width=8, hidden=32, horizon=1))  # the critic carries it
+        ModelBased(env, ModelBasedArgs(width=8, hidden=32, horizon=env.core.max_steps))
+    automatic = ModelBased(env, SMALL)  # horizon 0: one step, the critic carries the rest
+    assert automatic.horizon == 1 and automatic.uses_critic
+    assert ModelBased(tiny_env(4), SMALL).horizon == env.core.max_steps  # every term differentiable: whole episode
 
 
 def test_discrete_actions_are_refused(tiny_env):
