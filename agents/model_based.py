@@ -489,9 +489,9 @@ class ModelBased:
         """Actions ``(B, S * 13)`` in [-1, 1] for a batch of observations (the actor is deterministic)."""
         canvas, target, progress = observation_state(obs, self.has_target)
         with autocast(self.device, self.amp), self._acting():
-            strokes = self.actor(canvas, target, progress).float()
+            strokes = self.actor(canvas, target, progress).float().contiguous()
         if self.fit_colour:  # the colours the strokes get on the canvas they land on (a scratch copy)
-            paint_fitted_(canvas.contiguous(), strokes.contiguous(), target)
+            paint_fitted_(canvas.contiguous(), strokes, target)
         return strokes.flatten(1).mul_(2.0).sub_(1.0)
 
     @torch.no_grad()
