@@ -451,7 +451,7 @@ class PolicyPainter:
     def paint(self, targets: torch.Tensor, num_strokes: int) -> torch.Tensor:
         """Strokes ``(B, N, 13)`` on the targets' device: the first N of each episode."""
         from agents.evaluate import evaluate
-        from agents.pretrained import InOrderTargets
+        from envs.targets import InOrderTargets
 
         check_request(targets, num_strokes)
         if num_strokes > self.max_strokes:

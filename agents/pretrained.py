@@ -27,15 +27,8 @@ from agents.trainer import (
     make_eval_env,
 )
 from envs.core import resolve_device
-from envs.targets import TargetSource
+from envs.targets import InOrderTargets, TargetSource
 from envs.vector_env import CanvasVectorEnv
-
-
-class InOrderTargets(TargetSource):
-    """A target pool that env ``i`` paints in order: image ``i mod N`` in every episode."""
-
-    def draw(self, seeds: torch.Tensor, episodes: torch.Tensor) -> torch.Tensor:
-        return torch.arange(seeds.shape[0], device=seeds.device) % len(self)
 
 
 def checkpoint_path(path: str | Path) -> Path:

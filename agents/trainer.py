@@ -53,6 +53,7 @@ from agents.reinforce import Reinforce, ReinforceArgs
 from envs.core import resolve_device
 from envs.export import atomic_write_bytes, save_png
 from envs.painting_video import default_frames_per_stroke, reward_captions, write_painting_video
+from envs.targets import InOrderTargets
 from envs.vector_env import CanvasVectorEnv
 from envs.video import grid
 
@@ -166,10 +167,16 @@ def make_env(config: TrainConfig, num_envs: int, device: torch.device, native: b
 
 def make_eval_env(config: TrainConfig, num_envs: int, device: torch.device) -> CanvasVectorEnv:
     """The held-out evaluation env: every image of ``--eval-targets``, else the test split of the
-    run's targets (the split means nothing to a task without targets)."""
+    run's targets (the split means nothing to a task without targets), env ``i`` painting image ``i mod N``
+    (random draws would paint some images twice and leave others out)."""
     if config.eval_targets is not None:
-        return make_env(dataclasses.replace(config, targets=config.eval_targets), num_envs, device, split="all")
-    return make_env(config, num_envs, device, split="test")
+        env = make_env(dataclasses.replace(config, targets=config.eval_targets), num_envs, device, split="all")
+    else:
+        env = make_env(config, num_envs, device, split="test")
+    pool = env.core.targets
+    if pool is not None:
+        env.core.targets = InOrderTargets(pool.images, device, pool.name)
+    return env
 
 
 def make_algorithm(config: TrainConfig, args: Any, env: CanvasVectorEnv) -> Any:

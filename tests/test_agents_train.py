@@ -19,7 +19,7 @@ from agents.common import TrainingDiverged
 from agents.config import ConfigError, dump_toml, load_toml
 from agents.ppo import PPOArgs
 from agents.sb3_vec_env import SB3VecEnv
-from agents.trainer import TrainConfig, Trainer, load_checkpoint
+from agents.trainer import TrainConfig, Trainer, load_checkpoint, make_eval_env
 from envs import CanvasVectorEnv
 from tests.conftest import interrupt_during
 
@@ -206,3 +206,14 @@ def test_evaluation_scores_with_the_trained_state_of_learning_rewards(tmp_path):
     evaluated = trainer.eval_env.core.reward.state_dict()["novelty"]["archive"]
     assert len(trained) > 0  # the training episodes filled the archive ...
     assert torch.equal(evaluated, trained)  # ... and the final evaluation scored against it
+
+
+def test_evaluation_paints_every_held_out_image_once(tmp_path):
+    config = tiny_config(tmp_path / "run", eval_targets="photos")
+    env = make_eval_env(config, 20, torch.device("cpu"))
+    env.reset(seed=7)
+    pool = env.core.targets.images  # (17, 16, 16, 3) uint8
+    shown = (env.core.target.permute(0, 2, 3, 1) * 255).round().to(torch.uint8)
+    for i in range(20):  # env i paints image i mod 17, whatever the seed
+        assert torch.equal(shown[i], pool[i % len(pool)])
+    env.close()
