@@ -141,19 +141,6 @@ def conv_block(inputs: int, outputs: int, stride: int) -> list[nn.Module]:
             nn.ReLU(inplace=True)]
 
 
-def fuse_batch_norm(blocks: nn.Sequential) -> nn.Sequential:
-    """The :func:`conv_block` s of ``blocks`` with each batch normalisation folded into its convolution,
-    for evaluation (the same outputs to float rounding, one pass over the activations less per block)."""
-    layers, modules = [], list(blocks)
-    for i, module in enumerate(modules):
-        if isinstance(module, nn.BatchNorm2d):
-            continue
-        if isinstance(module, nn.Conv2d) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm2d):
-            module = nn.utils.fusion.fuse_conv_bn_eval(module, modules[i + 1])
-        layers.append(module)
-    return nn.Sequential(*layers)
-
-
 def stroke_layout(count: int) -> torch.Tensor:
     """Where each stroke of an episode starts out, coarse to fine: ``(count, 3)`` rows ``(x, y, level)``.
 
@@ -240,8 +227,7 @@ class PatchStrokeActor(nn.Module):
         # sampling and pooling are linear, so the difference plane and the [-1, 1] scaling are formed on the
         # small windows and thumbnails, not on the whole canvas at every step
         windows = self._planes(window(canvas), None if target is None else window(target))
-        cnn = self.cnn if self.training else fuse_batch_norm(self.cnn)
-        local = cnn(windows).flatten(1).view(b, s, -1)
+        local = self.cnn(windows).flatten(1).view(b, s, -1)
         thumb = self._planes(*(None if image is None else nn.functional.adaptive_avg_pool2d(image, self.thumb)
                                for image in (canvas, target))).flatten(1)
         one_hot = nn.functional.one_hot(level.clamp(max=self.levels - 1), self.levels).to(local.dtype)
