@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 import envs  # noqa: E402
+from bench.timing import timed  # noqa: E402
 from envs.render import paint_, render  # noqa: E402
 
 
@@ -47,17 +47,6 @@ def ltp_draw(f: np.ndarray, width: int) -> np.ndarray:
         w = (1 - t) * w0 + t * w2
         cv2.circle(canvas, (y, x), z, float(w), -1)
     return cv2.resize(canvas, dsize=(width, width))
-
-
-def timed(fn, repeats: int = 5) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs (after one warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def bench_ltp(size: int, count: int) -> float:

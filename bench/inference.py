@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.common import set_threads  # noqa: E402
 from agents.painters import GreedyPainter, PolicyPainter, refined  # noqa: E402
 from bench.quality import DATA, load_dev_images  # noqa: E402
+from bench.timing import timed  # noqa: E402
 from envs.images import to_float  # noqa: E402
 
 
 def images_per_second(painter: object, targets: torch.Tensor, strokes: int, repeats: int) -> float:
     """Median images/s of ``painter.paint(targets, strokes)`` over ``repeats`` passes, after one warm-up."""
-    painter.paint(targets[:2], strokes)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        painter.paint(targets, strokes)
-        times.append(time.perf_counter() - started)
-    return targets.shape[0] / float(np.median(times))
+    return targets.shape[0] / timed(lambda: painter.paint(targets, strokes), repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
