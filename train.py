@@ -1,56 +1,8 @@
-"""paintgym's command line: ``paintgym SUBCOMMAND ...``; ``python train.py`` is ``paintgym train``.
+"""``python train.py [options]`` is ``paintgym train [options]`` (the command lives in ``paintgym.cli``)."""
 
-Argument parsing and wiring only; the work lives in the packages. Each subcommand is a function
-``main(argv: list[str]) -> int`` in its package, listed in ``SUBCOMMANDS``.
-"""
-
-from __future__ import annotations
-
-import importlib
 import sys
 
-# name -> (module, one-line help); modules are imported only when their subcommand runs
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("agents.cli_train", "train PPO, REINFORCE or SB3 PPO to paint (default: PPO on digits, minutes on CPU)"),
-    "demo": ("envs.demo", "paint with a random policy and write a PNG and an MP4"),
-    "paint": ("agents.cli_paint", "run a trained agent and render a video of it painting (MP4, GIF, PNG frames, SVG)"),
-    "eval": ("agents.cli_eval", "paint targets with a trained agent or a painter (random, greedy, optimise) and "
-                                "measure PSNR, L2, SSIM after 1, 2, 4, ... N strokes"),
-    "optimise": ("agents.cli_optimise", "paint one image by gradient descent on its strokes (PNG, SVG, JSON, MP4)"),
-    "sweep": ("agents.sweep", "run a grid of training runs (reward specs x seeds x ...) and write a report"),
-    "report": ("agents.report", "compare finished runs: metrics table, learning curves, contact sheets"),
-    "rewards": ("rewards.cli", "list the rewards with their options, or check a --reward spec"),
-    "train-gan": ("generative.train_gan", "train a WGAN-GP generator and critic on images (reward model, prior)"),
-    "train-vae": ("generative.train_vae", "train a VAE on images (embedding, prior, plausibility score)"),
-    "train-classifier": ("generative.train_classifier", "train a CNN classifier on labelled images (reward model)"),
-}
-
-
-def _usage() -> str:
-    lines = ["usage: paintgym SUBCOMMAND [options]   (paintgym SUBCOMMAND --help for its options)", "",
-             "subcommands:"]
-    lines += [f"  {name:<16} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
-    return "\n".join(lines)
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """Entry point of the ``paintgym`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in SUBCOMMANDS:
-        print(f"paintgym: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    return int(module.main(rest) or 0)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python train.py [options]`` — the same as ``paintgym train [options]``."""
-    return cli(["train", *(sys.argv[1:] if argv is None else argv)])
-
+from paintgym.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,11 +35,11 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-import generative  # noqa: E402
-from envs.targets import split_indices  # noqa: E402
-from generative import GAN, VAE  # noqa: E402
-from generative.data import adapt_images, as_float, load_dataset, random_stroke_canvases  # noqa: E402
-from generative.training import resolve_device  # noqa: E402
+from paintgym import generative  # noqa: E402
+from paintgym.envs.targets import split_indices  # noqa: E402
+from paintgym.generative import GAN, VAE  # noqa: E402
+from paintgym.generative.data import adapt_images, as_float, load_dataset, random_stroke_canvases  # noqa: E402
+from paintgym.generative.training import resolve_device  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST = SHARED / "mnist-test" / "mnist_t10k.npz"
@@ -137,7 +137,7 @@ def samples(model: GAN | VAE, count: int, seed: int) -> torch.Tensor:
 
 
 def bench_dataset(data: Dataset, args: argparse.Namespace, device: torch.device, out: Path) -> list[dict]:
-    from generative import train_gan, train_vae
+    from paintgym.generative import train_gan, train_vae
 
     started = time.perf_counter()
     classifier, accuracy = train_classifier(data, args.classifier_steps, args.seed)

@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.common import set_threads  # noqa: E402
-from agents.painters import GreedyPainter, PolicyPainter, refined  # noqa: E402
 from bench.quality import DATA, load_dev_images  # noqa: E402
 from bench.timing import timed  # noqa: E402
-from envs.images import to_float  # noqa: E402
+from paintgym.agents.common import set_threads  # noqa: E402
+from paintgym.agents.painters import GreedyPainter, PolicyPainter, refined  # noqa: E402
+from paintgym.envs.images import to_float  # noqa: E402
 
 
 def images_per_second(painter: object, targets: torch.Tensor, strokes: int, repeats: int) -> float:

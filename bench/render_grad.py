@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from bench.timing import timed  # noqa: E402
-from envs import render as render_module  # noqa: E402
+from paintgym.envs import render as render_module  # noqa: E402
 
 
 def bench(size: int, batch: int, count: int, numba_path: bool, backward: bool, repeats: int) -> float:

@@ -34,9 +34,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import envs
-import rewards
-from rewards import fastpath
+from paintgym import envs, rewards
+from paintgym.rewards import fastpath
 
 DEFAULT_REWARDS = ("target", "target(metric=ssim)", "strokes", "harmony", "harmony(dense=true)",
                    "novelty", "novelty(rnd=true)")

@@ -15,8 +15,8 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from agents.common import set_threads
-from envs import CanvasVectorEnv
+from paintgym.agents.common import set_threads
+from paintgym.envs import CanvasVectorEnv
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from envs.render import render
+from paintgym.envs.render import render
 
 # tiny settings that still learn within seconds on one CPU core (digits upscaled to 32x32)
 GAN_OPTIONS = dict(data="digits", size=32, latent_dim=32, width=16, batch_size=32, n_critic=2, device="cpu",
@@ -40,7 +40,7 @@ def _scratch(prefix: str) -> Path:
 @functools.cache
 def trained_gan() -> Path:
     """Run folder of a WGAN-GP trained for :data:`GAN_STEPS` steps on the digits (``ckpt.pt`` inside)."""
-    from generative.train_gan import Args, train
+    from paintgym.generative.train_gan import Args, train
 
     out = _scratch("paintgym-test-gan-") / "gan"
     with one_thread():

@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch.distributions import Beta, Categorical
 
-from agents.common import FlatGradients
-from agents.distributions import BetaActions, MultiCategorical
-from agents.evaluate import evaluate, random_policy
-from agents.networks import ActorCritic, PatchBatches, obs_planes
-from agents.ppo import PPO, PPOArgs
-from agents.reinforce import Reinforce, ReinforceArgs
-from agents.storage import compute_gae, reward_to_go
-from envs import CanvasVectorEnv
-from rewards import Reward
+from paintgym.agents.common import FlatGradients
+from paintgym.agents.distributions import BetaActions, MultiCategorical
+from paintgym.agents.evaluate import evaluate, random_policy
+from paintgym.agents.networks import ActorCritic, PatchBatches, obs_planes
+from paintgym.agents.ppo import PPO, PPOArgs
+from paintgym.agents.reinforce import Reinforce, ReinforceArgs
+from paintgym.agents.storage import compute_gae, reward_to_go
+from paintgym.envs import CanvasVectorEnv
+from paintgym.rewards import Reward
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py, as is tiny_env
 
@@ -279,7 +279,7 @@ def test_ppo_under_bfloat16_autocast_keeps_float32_statistics(tiny_env, monkeypa
     """The --amp code path, run on the CPU: bfloat16 autocast around the network only (CUDA in training)."""
     import contextlib
 
-    import agents.ppo as ppo_module
+    import paintgym.agents.ppo as ppo_module
 
     torch.manual_seed(0)
     env = tiny_env(8)

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import rewards
-from agents import cli_train
-from agents.common import TrainingDiverged
-from agents.model_based import ModelBased, ModelBasedArgs, paint_and_score
-from agents.painters import GreedyPainter, PolicyPainter, measure_quality
-from agents.trainer import TrainConfig, Trainer, load_checkpoint
-from envs.targets import TargetSource
+from paintgym import rewards
+from paintgym.agents import cli_train
+from paintgym.agents.common import TrainingDiverged
+from paintgym.agents.model_based import ModelBased, ModelBasedArgs, paint_and_score
+from paintgym.agents.painters import GreedyPainter, PolicyPainter, measure_quality
+from paintgym.agents.trainer import TrainConfig, Trainer, load_checkpoint
+from paintgym.envs.targets import TargetSource
 from tests.conftest import interrupt_during
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

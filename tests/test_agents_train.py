@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents import cli_train
-from agents.common import TrainingDiverged
-from agents.config import ConfigError, dump_toml, load_toml
-from agents.ppo import PPOArgs
-from agents.sb3_vec_env import SB3VecEnv
-from agents.trainer import TrainConfig, Trainer, load_checkpoint, make_eval_env
-from envs import CanvasVectorEnv
+from paintgym.agents import cli_train
+from paintgym.agents.common import TrainingDiverged
+from paintgym.agents.config import ConfigError, dump_toml, load_toml
+from paintgym.agents.ppo import PPOArgs
+from paintgym.agents.sb3_vec_env import SB3VecEnv
+from paintgym.agents.trainer import TrainConfig, Trainer, load_checkpoint, make_eval_env
+from paintgym.envs import CanvasVectorEnv
 from tests.conftest import interrupt_during
 
 TINY = ["--agent", "ppo",
@@ -160,14 +160,14 @@ def test_existing_run_dir_needs_resume(tmp_path, capsys):
 def test_reinforce_discrete_and_dict_observations_train_end_to_end(tmp_path):
     config = tiny_config(tmp_path / "r", agent="reinforce", action_mode="discrete", obs_mode="dict",
                          total_steps=32, eval_every=0)
-    from agents.reinforce import ReinforceArgs
+    from paintgym.agents.reinforce import ReinforceArgs
 
     result = Trainer(config, ReinforceArgs(hidden=32, baseline="mean")).train()
     assert result.status == "finished" and 0.0 < result.final_eval["eval/l2"] < 1.0
 
 
 def test_sb3_ppo_trains_through_the_adapter(tmp_path):
-    from agents.sb3_ppo import SB3PPOArgs
+    from paintgym.agents.sb3_ppo import SB3PPOArgs
 
     config = tiny_config(tmp_path / "sb3", agent="sb3-ppo", total_steps=48, eval_every=0)
     trainer = Trainer(config, SB3PPOArgs(hidden=32))

@@ -14,14 +14,13 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-import generative
-import rewards
-from envs.images import DatasetError, load_images, to_float
-from generative import CheckpointError, Classifier
-from generative.data import load_labelled
-from generative.train_classifier import Args, reject_examples, train
-from generative.training import TrainingError
-from rewards.base import StepContext
+from paintgym import generative, rewards
+from paintgym.envs.images import DatasetError, load_images, to_float
+from paintgym.generative import CheckpointError, Classifier
+from paintgym.generative.data import load_labelled
+from paintgym.generative.train_classifier import Args, reject_examples, train
+from paintgym.generative.training import TrainingError
+from paintgym.rewards.base import StepContext
 from tests.helpers_generative import _scratch, drawn_digits, one_thread
 
 STEPS = 150  # a few seconds on one core; held-out accuracy about 0.97 (chance: 0.1)
@@ -145,7 +144,7 @@ def test_labelled_npz_and_class_folders(tmp_path) -> None:
 
 
 def test_command_line_trains_and_reports_one_line_errors(tmp_path, capsys) -> None:
-    from train import cli
+    from paintgym.cli import cli
 
     assert cli(["train-classifier", "--data", "faces", "--out", str(tmp_path / "a")]) == 2
     error = capsys.readouterr().err.strip()
@@ -247,7 +246,7 @@ def test_bad_reward_options_and_checkpoint_kinds_get_one_line_errors(tmp_path) -
         with pytest.raises(rewards.RewardSpecError, match=message) as caught:
             rewards.build(spec)
         assert "\n" not in str(caught.value), spec
-    from envs.targets import TargetSource
+    from paintgym.envs.targets import TargetSource
 
     with pytest.raises(CheckpointError, match="is a CLASSIFIER checkpoint, not a GAN one"):
         TargetSource.from_spec(f"gan:{out / 'ckpt.pt'}", 32)  # targets=gan:PATH

@@ -13,9 +13,9 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs
-from envs import CanvasEnv, CanvasVectorEnv
-from envs.export import load_json
+from paintgym import envs
+from paintgym.envs import CanvasEnv, CanvasVectorEnv
+from paintgym.envs.export import load_json
 
 SMALL = {"canvas_size": 32, "max_steps": 4}
 
@@ -49,7 +49,7 @@ def test_observation_layout_of_the_reconstruction_task():
 @pytest.mark.parametrize("targets", ["digits", None])
 @pytest.mark.parametrize("size", [24, 9])  # 9: image rows are not a whole number of 64-bit words
 def test_incremental_image_observation_equals_a_full_repack(targets, size):
-    from envs.images import pack_observation
+    from paintgym.envs.images import pack_observation
 
     env = CanvasVectorEnv(20, targets=targets, canvas_size=size, max_steps=3, strokes_per_step=2,
                           autoreset_mode="next_step")  # partial resets every few steps; 20 envs: the parallel kernel
@@ -96,7 +96,7 @@ def test_cpu_fast_paths_match_the_plain_torch_bookkeeping(monkeypatch):
 
 
 def test_make_with_module_prefix_needs_no_prior_import():
-    code = ("import gymnasium as gym, sys; env = gym.make('envs:paintgym/Reconstruct-v0', canvas_size=16); "
+    code = ("import gymnasium as gym, sys; env = gym.make('paintgym:paintgym/Reconstruct-v0', canvas_size=16); "
             "obs, _ = env.reset(seed=0); sys.exit(0 if obs.shape == (16, 16, 7) else 1)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0
 
@@ -335,7 +335,7 @@ def test_dense_reward_sums_to_the_decrease_of_the_distance():
 
 @pytest.mark.parametrize("metric", ["l2", "l1"])
 def test_row_wise_reward_equals_the_full_distance_every_step(metric):
-    from rewards.target import mean_distance
+    from paintgym.rewards.target import mean_distance
 
     env = CanvasVectorEnv(20, targets="digits", canvas_size=24, max_steps=3, reward=f"target(metric={metric})",
                           autoreset_mode="next_step")  # partial resets; 20 envs: the parallel kernels
@@ -358,7 +358,7 @@ def test_row_wise_reward_equals_the_full_distance_every_step(metric):
 def test_sb3_ppo_trains_through_make_vec():
     from stable_baselines3 import PPO
 
-    from agents.sb3_vec_env import SB3VecEnv
+    from paintgym.agents.sb3_vec_env import SB3VecEnv
 
     venv = SB3VecEnv(gym.make_vec("paintgym/Reconstruct-v0", num_envs=8, max_steps=8))
     model = PPO("CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=1, seed=0, device="cpu")
@@ -367,7 +367,7 @@ def test_sb3_ppo_trains_through_make_vec():
 
 
 def test_target_augment_adds_views_of_training_images_only():
-    from envs.targets import TargetSource, augmented_views
+    from paintgym.envs.targets import TargetSource, augmented_views
 
     images = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
     train = TargetSource.from_spec(images, 16, split="train", augment=3)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-import train
-from agents import cli_eval, cli_optimise, cli_train
-from agents.painters import PolicyPainter, make_painter, measure_quality, resize_images
-from envs.images import load_images, to_float
+from paintgym import cli as train
+from paintgym.agents import cli_eval, cli_optimise, cli_train
+from paintgym.agents.painters import PolicyPainter, make_painter, measure_quality, resize_images
+from paintgym.envs.images import load_images, to_float
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import generative
-from generative import GAN, VAE, CheckpointError, Critic, Generator
-from generative.data import as_float, load_dataset, random_stroke_canvases
-from generative.training import TrainingError, parse_args
+from paintgym import generative
+from paintgym.generative import GAN, VAE, CheckpointError, Critic, Generator
+from paintgym.generative.data import as_float, load_dataset, random_stroke_canvases
+from paintgym.generative.training import TrainingError, parse_args
 from tests.helpers_generative import GAN_OPTIONS, one_thread, trained_gan
 
 
@@ -136,7 +136,7 @@ def test_critic_loss_is_wgan_gp() -> None:
 
 
 def test_vae_training_lowers_heldout_reconstruction_error(tmp_path) -> None:
-    from generative.train_vae import Args, evaluate, train
+    from paintgym.generative.train_vae import Args, evaluate, train
 
     args = Args(data="digits", size=32, steps=150, batch_size=32, width=16, latent_dim=16, device="cpu",
                 out=str(tmp_path / "vae"), log_every=50, sample_every=1000, checkpoint_every=1000)
@@ -216,11 +216,11 @@ def test_load_errors_are_clear(tmp_path) -> None:
 
 def _tiny_run(kind: str, out, steps: int, resume: bool = False):
     if kind == "gan":
-        from generative.train_gan import Args, train
+        from paintgym.generative.train_gan import Args, train
 
         options = {**GAN_OPTIONS, "width": 8, "latent_dim": 8, "batch_size": 16}
     else:
-        from generative.train_vae import Args, train
+        from paintgym.generative.train_vae import Args, train
 
         options = dict(data="digits", size=32, width=8, latent_dim=8, batch_size=16, device="cpu",
                        sample_every=1000, checkpoint_every=1000)
@@ -250,7 +250,7 @@ def test_resume_and_overwrite_are_checked(tmp_path) -> None:
         _tiny_run("vae", tmp_path / "run", steps=2, resume=True)
     with pytest.raises(TrainingError, match="no checkpoint"):
         _tiny_run("vae", tmp_path / "elsewhere", steps=4, resume=True)
-    from generative.train_vae import Args, train
+    from paintgym.generative.train_vae import Args, train
 
     changed = Args(data="digits", size=32, width=16, latent_dim=8, batch_size=16, device="cpu", steps=4,
                    out=str(tmp_path / "run"), resume=True)
@@ -277,7 +277,7 @@ def _corrupt_folder(path):
     ("corrupt", "could be decoded"),
 ])
 def test_bad_data_gets_a_one_line_error(tmp_path, capsys, command: str, case: str, message: str) -> None:
-    import train as cli
+    from paintgym import cli
 
     data = {"missing": lambda: tmp_path / "nope",
             "empty": lambda: (tmp_path / "empty").mkdir() or tmp_path / "empty",
@@ -291,23 +291,23 @@ def test_bad_data_gets_a_one_line_error(tmp_path, capsys, command: str, case: st
 
 
 def test_cli_options_parse_from_the_args_dataclass() -> None:
-    from generative.train_gan import Args
+    from paintgym.generative.train_gan import Args
 
     args = parse_args(Args, ["--size", "64", "--channels", "1", "--no-amp", "--gp-weight", "5", "--resume"],
                       "paintgym train-gan", "test")
     assert (args.size, args.channels, args.amp, args.gp_weight, args.resume) == (64, 1, False, 5.0, True)
     assert dataclasses.replace(args, size=32).size == 32
-    import train as cli
+    from paintgym import cli
 
-    assert cli.SUBCOMMANDS["train-gan"][0] == "generative.train_gan"
-    assert cli.SUBCOMMANDS["train-vae"][0] == "generative.train_vae"
+    assert cli.SUBCOMMANDS["train-gan"][0] == "paintgym.generative.train_gan"
+    assert cli.SUBCOMMANDS["train-vae"][0] == "paintgym.generative.train_vae"
 
 
 # ---------------------------------------------------------------- prior
 
 
 def test_prior_images_feed_the_environment_targets(tmp_path) -> None:
-    from envs.targets import TargetSource
+    from paintgym.envs.targets import TargetSource
 
     path = trained_gan() / "ckpt.pt"
     images = generative.prior_images("gan", path, size=48, count=5, seed=0)
@@ -322,7 +322,7 @@ def test_prior_images_feed_the_environment_targets(tmp_path) -> None:
 
 
 def test_ctrl_c_saves_a_checkpoint_to_resume_from(tmp_path, monkeypatch, capsys) -> None:
-    import generative.train_vae as train_vae
+    import paintgym.generative.train_vae as train_vae
 
     real_evaluate = train_vae.evaluate
     monkeypatch.setattr(train_vae, "evaluate", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))

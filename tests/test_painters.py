@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import envs.render as render_module
-from agents.episodes import image_l2, psnr
-from agents.painters import (
+import paintgym.envs.render as render_module
+from paintgym.agents.episodes import image_l2, psnr
+from paintgym.agents.painters import (
     BACKGROUND,
     GreedyPainter,
     OptimisePainter,
@@ -21,9 +21,9 @@ from agents.painters import (
     prefix_counts,
     score_candidates,
 )
-from envs.images import load_images, to_float
-from envs.render import paint_, paint_fitted_, render, stroke_alpha, stroke_coverage
-from rewards.target import ssim
+from paintgym.envs.images import load_images, to_float
+from paintgym.envs.render import paint_, paint_fitted_, render, stroke_alpha, stroke_coverage
+from paintgym.rewards.target import ssim
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -149,7 +149,7 @@ def test_optimise_takes_a_pluggable_loss_and_a_coarse_to_fine_schedule(targets):
 
 
 def test_optimise_renders_in_checkpointed_groups_off_the_numba_path(targets, monkeypatch):
-    import agents.painters as painters
+    import paintgym.agents.painters as painters
 
     strokes = torch.rand(4, 6, 13, generator=torch.Generator().manual_seed(4), requires_grad=True)
     whole = render(strokes, size=16)

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from envs import render as render_module
-from envs.render import paint_, render
-from envs.strokes import MAX_RADIUS, MIN_RADIUS, decode_discrete, flatten_segments
+from paintgym.envs import render as render_module
+from paintgym.envs.render import paint_, render
+from paintgym.envs.strokes import MAX_RADIUS, MIN_RADIUS, decode_discrete, flatten_segments
 
 
 def stroke(x0, y0, x1, y1, x2, y2, r0=0.0, r1=0.0, a0=1.0, a1=1.0, rgb=(0.0, 0.0, 0.0)):

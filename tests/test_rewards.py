@@ -8,13 +8,12 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-import envs
-import rewards
-from envs.images import load_images, to_float
-from envs.strokes import FIELDS
-from rewards import cli, fastpath
-from rewards.base import Reward, StepContext
-from rewards.target import ssim
+from paintgym import envs, rewards
+from paintgym.envs.images import load_images, to_float
+from paintgym.envs.strokes import FIELDS
+from paintgym.rewards import cli, fastpath
+from paintgym.rewards.base import Reward, StepContext
+from paintgym.rewards.target import ssim
 
 # ------------------------------------------------------------------------------------ spec and errors
 
@@ -68,7 +67,7 @@ def test_cli_lists_rewards_and_checks_specs(capsys):
 
 
 def test_paintgym_cli_has_the_rewards_subcommand(capsys):
-    import train
+    from paintgym import cli as train
 
     assert train.cli(["rewards"]) == 0
     assert "harmony" in capsys.readouterr().out

@@ -7,12 +7,11 @@ import io
 import pytest
 import torch
 
-import generative
-import rewards
-from envs.images import load_images, to_float
-from generative.data import random_stroke_canvases
-from rewards.base import StepContext
-from rewards.gan import GANReward
+from paintgym import generative, rewards
+from paintgym.envs.images import load_images, to_float
+from paintgym.generative.data import random_stroke_canvases
+from paintgym.rewards.base import StepContext
+from paintgym.rewards.gan import GANReward
 from tests.helpers_generative import drawn_digits, one_thread, trained_gan
 
 ONLINE = "size=32, width=16, batch_size=32, replay=128, lr=0.0005"  # small and quick to learn
@@ -74,7 +73,7 @@ def test_terminal_by_default_and_dense_as_a_potential_difference() -> None:
 
 
 def test_frozen_reward_in_the_env_pays_at_the_episode_end() -> None:
-    from envs.vector_env import CanvasVectorEnv
+    from paintgym.envs.vector_env import CanvasVectorEnv
 
     env = CanvasVectorEnv(2, canvas_size=32, max_steps=2, reward=f"gan(checkpoint={trained_gan()})", seed=0)
     env.reset(seed=0)

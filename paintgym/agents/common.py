@@ -1,0 +1,216 @@
+"""Pieces every algorithm shares: the interface the trainer drives, the setup of the network and its
+optimiser, mixed precision, checks."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from torch import optim
+
+from paintgym.agents.networks import ActorCritic, Observation
+from paintgym.agents.storage import RolloutStorage
+
+if TYPE_CHECKING:
+    from paintgym.envs.vector_env import CanvasVectorEnv
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the message names it and what to try."""
+
+
+class Algorithm(Protocol):
+    """What :mod:`agents.trainer` needs from an algorithm (PPO, REINFORCE, SB3 PPO).
+
+    ``train_iteration`` collects one rollout and updates the policy; iterations end on episode
+    boundaries, so a checkpoint between two iterations holds no half-finished episode.
+    """
+
+    name: str
+    steps_per_iteration: int  # env steps (summed over envs) per iteration
+    metric_keys: list[str]  # the names train_iteration returns
+
+    def start(self, obs: Any) -> None:
+        """Continue from the training env's current observations (the trainer resets the env)."""
+
+    def train_iteration(self, iteration: int, num_iterations: int) -> dict[str, float]:
+        """One rollout and update; ``iteration`` counts from 1 to ``num_iterations``."""
+
+    def act(self, obs: Observation, deterministic: bool = True) -> torch.Tensor:
+        """Actions ``(B, A)`` on the env's device for a batch of observations (evaluation)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly (policy, optimiser, baselines)."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+
+
+# ------------------------------------------------------------------------------------ setup
+def encoder_widths(width: int) -> tuple[int, int, int]:
+    """CNN widths for ``--width``: the stem's, then twice as many in the convolution and the patch merge."""
+    if width < 1:
+        raise ValueError(f"width must be at least 1, got {width}")
+    return width, 2 * width, 2 * width
+
+
+def adam_options(device: torch.device) -> dict[str, Any]:
+    """Keyword arguments for ``torch.optim.Adam`` on ``device``: ``eps=1e-5`` (the PPO implementation
+    details) and ``fused=True`` where torch has a fused kernel for the device.
+
+    With a network of a dozen small tensors the unfused optimiser's per-tensor operations cost more
+    than its arithmetic (~2 ms against ~0.5 ms a step on one CPU core). Fused Adam runs on CUDA and,
+    from torch 2.4, on the CPU; both compute the same update.
+    """
+    options: dict[str, Any] = {"eps": 1e-5}
+    try:
+        optim.Adam([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+        options["fused"] = True
+    except (RuntimeError, TypeError):  # e.g. torch < 2.4 on the CPU
+        pass
+    return options
+
+
+def build_agent(env: CanvasVectorEnv, algorithm: str, width: int, hidden: int, learning_rate: float,
+                amp: bool) -> tuple[ActorCritic, optim.Adam]:
+    """The setup PPO and REINFORCE share: check the env and ``amp``, then build the actor-critic on the
+    env's device and its optimiser.
+
+    :param env: the training env; it must return torch tensors and leave resets to the algorithm.
+    :param algorithm: the algorithm's name, for error messages.
+    :param width: channels of the CNN's first layer (see :func:`encoder_widths`).
+    :param hidden: width of the shared features.
+    :param learning_rate: Adam's (initial) learning rate.
+    :param amp: bfloat16 autocast is requested (CUDA only).
+    """
+    if not env.return_tensors or env.autoreset_mode.name != "DISABLED":
+        raise ValueError(f"{algorithm} needs CanvasVectorEnv(..., return_tensors=True, autoreset_mode='disabled')")
+    check_amp(env.device, amp)
+    agent = ActorCritic(env.single_observation_space, env.single_action_space, encoder_widths(width), hidden)
+    agent.to(env.device)
+    return agent, optim.Adam(agent.parameters(), lr=learning_rate, **adam_options(env.device))
+
+
+class FlatGradients:
+    """The gradients of ``parameters`` as views of one flat buffer, for updates of many small minibatches.
+
+    Zeroing is one fill, the global gradient norm one reduction and clipping one multiply, where
+    ``zero_grad`` and ``clip_grad_norm_`` run a few operations per parameter tensor (on a CPU,
+    without foreach kernels, ~40 small operations a minibatch for this network). Backward passes
+    accumulate into the views in place. :meth:`zero_` re-attaches the views, so code elsewhere that
+    sets ``.grad`` to ``None`` (``zero_grad(set_to_none=True)``) cannot leave the buffer stale.
+
+    :param parameters: the parameters (those that do not require gradients are left alone).
+    """
+
+    def __init__(self, parameters: Any) -> None:
+        self.params = [p for p in parameters if p.requires_grad]
+        if not self.params:
+            raise ValueError("no parameters that require gradients")
+        self.flat = torch.zeros(sum(p.numel() for p in self.params), dtype=self.params[0].dtype,
+                                device=self.params[0].device)
+        self.views = list(self.flat.split([p.numel() for p in self.params]))
+        self.views = [view.view_as(p) for view, p in zip(self.views, self.params, strict=True)]
+
+    def zero_(self) -> None:
+        """Zero the gradients (and point every parameter's ``.grad`` at its view)."""
+        self.flat.zero_()
+        for p, view in zip(self.params, self.views, strict=True):
+            if p.grad is not view:
+                p.grad = view
+
+    def clip_(self, max_norm: float) -> torch.Tensor:
+        """Scale the gradients to a global norm of at most ``max_norm`` (``clip_grad_norm_``'s rule,
+        ``max_norm / (norm + 1e-6)`` capped at 1); returns the norm before clipping."""
+        norm = torch.linalg.vector_norm(self.flat)
+        self.flat.mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
+        return norm
+
+
+def load_policy(agent: torch.nn.Module, state: dict[str, Any]) -> None:
+    """``agent.load_state_dict(state)``, with a one-line ``ValueError`` when the saved policy has another
+    architecture (e.g. a checkpoint of an older paintgym whose network has since changed)."""
+    try:
+        agent.load_state_dict(state)
+    except RuntimeError as err:
+        missing = sorted(set(agent.state_dict()) - set(state))
+        unexpected = sorted(set(state) - set(agent.state_dict()))
+        detail = f"missing {missing}, unexpected {unexpected}" if missing or unexpected else "tensor shapes differ"
+        raise ValueError(f"the saved policy does not fit this network ({detail}); it was trained with another "
+                         "network layout (another --width/--hidden or an older paintgym): retrain it") from err
+
+
+def minibatch_size(batch: int, num_minibatches: int) -> int:
+    """Transitions per minibatch when a rollout of ``batch`` transitions is split ``num_minibatches`` ways."""
+    if not 1 <= num_minibatches <= batch:
+        raise ValueError(f"num_minibatches must be between 1 and the batch of {batch} transitions, got "
+                         f"{num_minibatches}; use fewer minibatches or more envs")
+    return batch // num_minibatches
+
+
+# -------------------------------------------------------------------------------- precision
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA when ``enabled`` (no loss scaling needed), else a no-op."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def check_amp(device: torch.device, amp: bool) -> None:
+    """Raise ``ValueError`` for mixed precision on a device other than CUDA."""
+    if amp and device.type != "cuda":
+        raise ValueError(f"--amp (mixed precision) needs a CUDA device, but training runs on {device}; "
+                         "drop --amp or use --device cuda")
+
+
+# ---------------------------------------------------------------------------------- runtime
+def set_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads for torch and for the renderer's numba kernels.
+
+    Numba's OpenMP threading layer resets the process's OpenMP thread count when it starts, which
+    would undo ``torch.set_num_threads``; so numba's layer is started (and sized) first.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    try:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
+    torch.set_num_threads(threads)
+
+
+def finite_or_raise(metrics: dict[str, float], names: list[str], step: int) -> None:
+    """Raise :class:`TrainingDiverged` if any of ``names`` in ``metrics`` is NaN or infinite."""
+    bad = {name: metrics[name] for name in names if name in metrics and not math.isfinite(metrics[name])}
+    if bad:
+        shown = ", ".join(f"{name}={value}" for name, value in bad.items())
+        raise TrainingDiverged(f"loss became non-finite at step {step} ({shown}); try a lower --learning-rate "
+                               "or --max-grad-norm")
+
+
+def collect_rollout(algo: Any) -> None:
+    """Play ``algo.num_steps`` steps in every env of ``algo.env`` into ``algo.storage`` (created on the
+    first call); the loop PPO and REINFORCE share. Finished envs are reset after their statistics and
+    the canvases are read (autoreset is disabled); ``algo.obs`` ends as the next observation."""
+    if algo.obs is None:
+        raise RuntimeError("call start(obs) before training")
+    env, obs = algo.env, algo.obs
+    for step in range(algo.num_steps):
+        with autocast(algo.device, algo.amp):
+            action, logprob, _, value = algo.agent.get_action_and_value(obs)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        done = terminated | truncated
+        algo.tracker.record(reward, info["reward_terms"])
+        if algo.storage is None:
+            algo.storage = RolloutStorage(algo.num_steps, env.num_envs, obs, action)
+        learn_reward = algo.reward_normalizer(reward, done) if algo.reward_normalizer else reward
+        algo.storage.insert(step, obs, action, logprob, value, learn_reward, done)
+        if done.any():  # all envs finish together; the finished canvases are still in the core here
+            algo.tracker.finish(done)
+            next_obs, _ = env.reset(options={"reset_mask": done})
+        obs = next_obs
+    algo.obs = obs

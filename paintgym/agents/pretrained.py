@@ -1,0 +1,154 @@
+"""Load a trained agent from a run directory or checkpoint, to act and to paint (``paintgym paint``).
+
+:func:`load_agent` rebuilds the run's configuration, its policy network (PPO, REINFORCE or SB3's
+PPO) with the trained weights, and the state of its reward (a learning reward's critic or archive),
+on the device asked for. :meth:`PretrainedAgent.make_env` then makes evaluation envs like the
+trainer's: the run's env options, the held-out target split, the reward restored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from paintgym.agents.networks import Observation
+from paintgym.agents.trainer import (
+    CHECKPOINT,
+    EVAL_SEED_OFFSET,
+    TrainConfig,
+    algorithm_args_class,
+    load_checkpoint,
+    make_algorithm,
+    make_env,
+    make_eval_env,
+)
+from paintgym.envs.core import resolve_device
+from paintgym.envs.targets import InOrderTargets, TargetSource
+from paintgym.envs.vector_env import CanvasVectorEnv
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint of a run directory, or ``path`` itself if it is a file.
+
+    :raises FileNotFoundError: with what to pass instead.
+    """
+    path = Path(path)
+    found = path / CHECKPOINT if path.is_dir() else path
+    if not found.is_file():
+        where = f"{path} holds no {CHECKPOINT}" if path.is_dir() else f"{path} does not exist"
+        raise FileNotFoundError(f"no trained agent at {path}: {where}; pass a run directory written by "
+                                "paintgym train (holding checkpoint.pt) or a checkpoint file")
+    return found
+
+
+@dataclass
+class PretrainedAgent:
+    """A trained policy with the configuration it was trained under.
+
+    :param config: the run's configuration (``device`` set to where the agent now lives).
+    :param args: the algorithm's hyperparameters.
+    :param algorithm: the algorithm object holding the trained network (its ``act`` is used).
+    :param reward_state: the reward's state at the checkpoint.
+    :param checkpoint: the checkpoint file read.
+    :param global_step: env steps the agent was trained for.
+    """
+
+    config: TrainConfig
+    args: Any
+    algorithm: Any
+    reward_state: dict[str, Any]
+    checkpoint: Path
+    global_step: int
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.config.device)
+
+    @property
+    def eval_seed(self) -> int:
+        """The seed of the trainer's evaluations: seeds ``eval_seed + i`` paint its held-out episodes."""
+        return self.config.seed + EVAL_SEED_OFFSET
+
+    def act(self, obs: Observation, deterministic: bool = True) -> torch.Tensor:
+        """Actions ``(B, A)`` on the agent's device for observations of an env from :meth:`make_env`."""
+        return self.algorithm.act(obs, deterministic)
+
+    def target_pool(self, targets: str) -> TargetSource:
+        """Every image of a target spec (no split) at the run's canvas size, painted in order."""
+        source = TargetSource.from_spec(targets, self.config.canvas_size, self.device, "all")
+        return InOrderTargets(source.images, self.device, source.name)
+
+    def make_env(self, num_envs: int, targets: TargetSource | None = None) -> CanvasVectorEnv:
+        """An evaluation env of ``num_envs`` canvases (torch tensors out, autoreset disabled).
+
+        :param targets: None: the run's own targets, held-out split (as the trainer evaluates);
+            or a pool (e.g. :meth:`target_pool`) that replaces them.
+        :raises ValueError: targets for an agent trained without them, or a reward state that does
+            not fit the reward.
+        """
+        env = make_eval_env(self.config, num_envs, self.device)
+        if targets is not None:
+            if env.core.targets is None:
+                raise ValueError(f"this agent was trained on {self.config.env} without target images, so it "
+                                 "cannot paint --targets; drop --targets")
+            if targets.size != env.core.size:
+                raise ValueError(f"targets are {targets.size}x{targets.size} but the canvas is "
+                                 f"{env.core.size}x{env.core.size}")
+            env.core.targets = targets  # read at every reset
+        try:
+            env.core.reward.load_state_dict(self.reward_state)
+        except (ValueError, KeyError, RuntimeError) as err:
+            raise ValueError(f"the reward state in {self.checkpoint} does not fit reward "
+                             f"{env.core.reward.spec()!r}: {err}") from err
+        return env
+
+
+def load_agent(path: str | Path, device: str | torch.device = "auto") -> PretrainedAgent:
+    """Load the trained agent of a run directory or checkpoint file onto ``device``.
+
+    :param path: a run directory written by ``paintgym train`` or its ``checkpoint.pt``.
+    :param device: ``auto`` (CUDA if available), ``cpu``, ``cuda``...
+    :raises FileNotFoundError: no checkpoint there.
+    :raises ValueError: the file is not a paintgym checkpoint, or does not match its own configuration.
+    """
+    device = resolve_device(device)
+    ckpt = checkpoint_path(path)
+    try:
+        state = load_checkpoint(ckpt, device)
+    except ValueError as err:
+        if err.__cause__ is None:  # readable, but not a paintgym checkpoint: the message says so
+            raise
+        # torch's unpickling errors run over many lines (and suggest weights_only=False): one line instead
+        raise ValueError(f"cannot read checkpoint {ckpt}: the file is truncated, corrupt or not written by "
+                         f"paintgym train ({type(err.__cause__).__name__})") from err
+    try:
+        known = {field.name for field in dataclasses.fields(TrainConfig)}
+        config = TrainConfig(**{key: value for key, value in state["config"].items() if key in known})
+        args_class = algorithm_args_class(config.agent)
+        arg_names = {field.name for field in dataclasses.fields(args_class)}
+        args = args_class(**{key: value for key, value in state["args"].items() if key in arg_names})
+        algorithm_state, reward_state = state["algorithm"], state["reward"]
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{ckpt} is not a complete paintgym checkpoint ({err})") from err
+    # acting needs neither the run's batch layout nor mixed precision on a CPU
+    config = dataclasses.replace(config, device=str(device), run_dir=None, resume=None,
+                                 amp=config.amp and device.type == "cuda")
+    if hasattr(args, "num_minibatches"):
+        args = dataclasses.replace(args, num_minibatches=1)
+    native = config.agent != "sb3-ppo"
+    # a two-canvas env gives the algorithm its spaces (SB3 needs a batch of at least 2 transitions)
+    algorithm = make_algorithm(config, args, make_env(config, 2, device, native=native))
+    try:
+        if native:
+            algorithm.agent.load_state_dict(algorithm_state["agent"])
+            algorithm.agent.eval()
+        else:
+            algorithm.model.policy.load_state_dict(algorithm_state["policy"])
+            algorithm.model.policy.set_training_mode(False)
+    except (KeyError, RuntimeError) as err:
+        raise ValueError(f"the policy in {ckpt} does not match its configuration ({err})") from err
+    return PretrainedAgent(config, args, algorithm, reward_state, ckpt, int(state.get("global_step", 0)))

@@ -1,0 +1,80 @@
+"""paintgym's command line: ``paintgym SUBCOMMAND ...`` (also ``python -m paintgym SUBCOMMAND ...``).
+
+``python train.py [options]`` is ``paintgym train [options]``.
+
+Argument parsing and wiring only; the work lives in the packages. Each subcommand is a function
+``main(argv: list[str]) -> int`` in its package, listed in ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, one-line help); modules are imported only when their subcommand runs
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": (
+        "paintgym.agents.cli_train",
+        "train an agent to paint: model-based (default), PPO, REINFORCE or SB3 PPO (digits, minutes on CPU)"),
+    "demo": (
+        "paintgym.envs.demo",
+        "paint with a random policy and write a PNG and an MP4"),
+    "paint": (
+        "paintgym.agents.cli_paint",
+        "run a trained agent and render a video of it painting (MP4, GIF, PNG frames, SVG)"),
+    "eval": (
+        "paintgym.agents.cli_eval",
+        "paint targets with a trained agent or a painter (random, greedy, optimise) and "
+        "measure PSNR, L2, SSIM after 1, 2, 4, ... N strokes"),
+    "optimise": (
+        "paintgym.agents.cli_optimise",
+        "paint one image by gradient descent on its strokes (PNG, SVG, JSON, MP4)"),
+    "sweep": (
+        "paintgym.agents.sweep",
+        "run a grid of training runs (reward specs x seeds x ...) and write a report"),
+    "report": (
+        "paintgym.agents.report",
+        "compare finished runs: metrics table, learning curves, contact sheets"),
+    "rewards": (
+        "paintgym.rewards.cli",
+        "list the rewards with their options, or check a --reward spec"),
+    "train-gan": (
+        "paintgym.generative.train_gan",
+        "train a WGAN-GP generator and critic on images (reward model, prior)"),
+    "train-vae": (
+        "paintgym.generative.train_vae",
+        "train a VAE on images (embedding, prior, plausibility score)"),
+    "train-classifier": (
+        "paintgym.generative.train_classifier",
+        "train a CNN classifier on labelled images (reward model)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: paintgym SUBCOMMAND [options]   (paintgym SUBCOMMAND --help for its options)", "",
+             "subcommands:"]
+    lines += [f"  {name:<16} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
+    return "\n".join(lines)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Entry point of the ``paintgym`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"paintgym: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python train.py [options]`` — the same as ``paintgym train [options]``."""
+    return cli(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

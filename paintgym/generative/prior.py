@@ -1,0 +1,38 @@
+"""Generative models as a prior: images sampled from a trained GAN or VAE, as target datasets."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from paintgym.envs.images import to_uint8
+from paintgym.generative.checkpoint import CheckpointError, load
+from paintgym.generative.data import resize, to_rgb
+
+_BATCH = 256  # samples per forward pass: bounded memory for any count
+
+
+def prior_images(kind: str, path: str | os.PathLike, size: int, count: int, seed: int = 0,
+                 device: torch.device | str = "cpu") -> np.ndarray:
+    """``count`` images sampled from a trained model, as a target dataset ``(count, size, size, 3)`` uint8.
+
+    GAN samples come from the generator, VAE samples from the decoder at prior draws of the latent;
+    both in eval mode, resized to ``size`` and turned RGB if the model is grey. The same
+    ``seed`` gives the same images.
+
+    :param kind: ``gan`` or ``vae`` (must match the checkpoint).
+    :raises CheckpointError: for a missing checkpoint or one of the other kind.
+    """
+    if kind not in ("gan", "vae"):
+        raise CheckpointError(f"unknown prior kind {kind!r}; write gan:PATH or vae:PATH")
+    if count < 1 or size < 1:
+        raise ValueError(f"count and size must be positive, got count={count}, size={size}")
+    model = load(path, device=device, kind=kind)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same images on any device
+    chunks = []
+    for start in range(0, count, _BATCH):  # a few large batches, not a per-image loop
+        samples = model.sample(min(_BATCH, count - start), generator)
+        chunks.append(to_uint8(resize(to_rgb(samples), size)).cpu())
+    return torch.cat(chunks).numpy()
