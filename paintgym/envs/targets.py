@@ -9,6 +9,7 @@ Target specs (the env's ``targets=`` option, ``--targets`` on the command line):
 
 * a dataset name, folder or ``.npy``/``.npz`` path understood by :func:`envs.images.load_images`;
 * ``gan:PATH`` / ``vae:PATH``: a pool of images sampled once from a trained generative model;
+  ``gan:PATH:class=K`` samples only class K of a class-conditional GAN;
 * an ``(N, H, W[, C])`` numpy array, or a ready :class:`TargetSource`.
 """
 
@@ -68,10 +69,10 @@ def _cached_images(source: str, size: int) -> np.ndarray:
 
 
 def _prior_images(spec: str, size: int) -> np.ndarray:
-    kind, path = spec.split(":", 1)
     from paintgym import generative  # only prior targets need the generative models
 
-    return generative.prior_images(kind, path, size=size, count=PRIOR_POOL, seed=0)
+    kind, path, label = generative.parse_prior_spec(spec)
+    return generative.prior_images(kind, path, size=size, count=PRIOR_POOL, seed=0, label=label)
 
 
 def _is_prior(spec: str) -> bool:

@@ -21,11 +21,11 @@ from paintgym.generative.classifier import Classifier
 from paintgym.generative.data import adapt_images, load_dataset, load_labelled, random_stroke_canvases, to_grey, to_rgb
 from paintgym.generative.losses import critic_loss, generator_loss, gradient_penalty
 from paintgym.generative.models import GAN, SIZES, VAE, Critic, Generator
-from paintgym.generative.prior import prior_images
+from paintgym.generative.prior import parse_prior_spec, prior_images
 
 __all__ = [
     "GAN", "SIZES", "VAE", "CheckpointError", "Classifier", "Critic", "Generator", "adapt_images", "critic_loss",
-    "generator_loss", "gradient_penalty", "load", "load_dataset", "load_labelled", "prior_images",
+    "generator_loss", "gradient_penalty", "load", "load_dataset", "load_labelled", "parse_prior_spec", "prior_images",
     "random_stroke_canvases",
     "read_checkpoint", "save_checkpoint", "to_grey", "to_rgb",
 ]

@@ -38,6 +38,26 @@ def check_config(size: int, channels: int, latent_dim: int | None = None, width:
         raise ValueError(f"width must be a positive integer, got {width!r}")
 
 
+def _check_classes(num_classes: int) -> None:
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+        raise ValueError(f"num_classes must be a non-negative integer (0: unconditional), got {num_classes!r}")
+
+
+def _one_hot(labels: torch.Tensor | None, num_classes: int, batch: int) -> torch.Tensor | None:
+    """``labels`` ``(B,)`` as one-hot ``(B, K)`` float, after checking them against a model of ``num_classes``."""
+    if num_classes == 0:
+        if labels is not None:
+            raise ValueError("this model is not class-conditional: it takes no labels (train it with --conditional)")
+        return None
+    if labels is None:
+        raise ValueError(f"this model is class-conditional ({num_classes} classes): pass labels=, a (B,) tensor")
+    if labels.shape != (batch,) or labels.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"labels must be a ({batch},) integer tensor, got {tuple(labels.shape)} {labels.dtype}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got {int(labels.min())}..{int(labels.max())}")
+    return nn.functional.one_hot(labels.long(), num_classes).float()
+
+
 def _stages(size: int) -> int:
     """Strided convolutions between ``size`` and 4x4: 3 for 32, 4 for 64, 5 for 128."""
     return int(math.log2(size)) - 2
@@ -96,37 +116,59 @@ class _Model(nn.Module):
 class Generator(_Model):
     """DCGAN generator: latent ``z`` ``(B, latent_dim)`` -> images ``(B, channels, size, size)`` in [0, 1].
 
+    With ``num_classes = K > 0`` it is class-conditional (Mirza & Osindero, 2014): the one-hot label
+    ``(B, K)`` is appended to ``z``, and ``forward(z, labels)`` paints class ``labels`` ``(B,)``.
+
     :param size: image side, one of :data:`SIZES`.
     :param channels: 1 (grey) or 3 (RGB).
     :param latent_dim: dimension of the standard normal latent.
     :param width: channels of the last hidden layer (the first layer has ``width * size / 8``).
+    :param num_classes: classes to condition on (0: unconditional).
     """
 
-    def __init__(self, size: int = 64, channels: int = 3, latent_dim: int = 100, width: int = 64) -> None:
+    def __init__(self, size: int = 64, channels: int = 3, latent_dim: int = 100, width: int = 64,
+                 num_classes: int = 0) -> None:
         super().__init__()
         check_config(size, channels, latent_dim, width)
+        _check_classes(num_classes)
         self.size, self.channels, self.latent_dim, self.width = size, channels, latent_dim, width
+        self.num_classes = num_classes
         body, top = _decoder(channels, size, width, batch_norm=True)
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(latent_dim, top, 4, 1, 0, bias=False),  # (B, latent, 1, 1) -> (B, top, 4, 4)
+            # (B, latent + K, 1, 1) -> (B, top, 4, 4)
+            nn.ConvTranspose2d(latent_dim + num_classes, top, 4, 1, 0, bias=False),
             nn.BatchNorm2d(top),
             nn.ReLU(inplace=True),
             body,
         )
 
     def config(self) -> dict[str, Any]:
-        return {"size": self.size, "channels": self.channels, "latent_dim": self.latent_dim, "width": self.width}
+        return {"size": self.size, "channels": self.channels, "latent_dim": self.latent_dim, "width": self.width,
+                "num_classes": self.num_classes}
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """``z`` ``(B, latent_dim)`` -> ``(B, channels, size, size)`` float in [0, 1]."""
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``z`` ``(B, latent_dim)`` (and, if conditional, ``labels`` ``(B,)`` int in [0, K)) ->
+        ``(B, channels, size, size)`` float in [0, 1]."""
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+        one_hot = _one_hot(labels, self.num_classes, z.shape[0])
+        if one_hot is not None:
+            z = torch.cat([z, one_hot.to(z.dtype)], dim=1)
         return torch.sigmoid(self.net(z[:, :, None, None]))
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` samples ``(n, channels, size, size)`` in [0, 1] (no gradient), noise drawn with ``generator``."""
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` samples ``(n, channels, size, size)`` in [0, 1] (no gradient), noise drawn with ``generator``.
+
+        A conditional generator paints ``labels`` ``(n,)``; without them, classes drawn uniformly
+        with ``generator``.
+        """
         with torch.no_grad():
-            return self(_normal(n, self.latent_dim, self.device, generator))
+            z = _normal(n, self.latent_dim, self.device, generator)
+            if self.num_classes and labels is None:
+                source = generator.device if generator is not None else self.device
+                labels = torch.randint(self.num_classes, (n,), generator=generator, device=source)
+            return self(z, None if labels is None else labels.to(self.device))
 
 
 class Critic(_Model):
@@ -135,24 +177,39 @@ class Critic(_Model):
     The conditional form (as Learning to Paint's discriminator) scores ``(target, canvas)`` pairs:
     ``forward(canvas, condition=target)``, both ``(B, channels, size, size)``, stacked channel-wise.
 
+    With ``num_classes = K > 0`` it scores (image, class) pairs, ``forward(images, labels=y)``, as a
+    projection critic (Miyato & Koyama, 2018): ``score = w . h + b + E[y] . h`` for the image
+    features ``h``, so one network says how real an image looks *as class y*.
+
     :param size: image side, one of :data:`SIZES`.
     :param channels: 1 (grey) or 3 (RGB).
     :param conditional: whether the critic scores (target, canvas) pairs.
     :param width: channels of the first convolution (doubling at each halving of the resolution).
+    :param num_classes: classes of the projection (0: none).
     """
 
-    def __init__(self, size: int = 64, channels: int = 3, conditional: bool = False, width: int = 64) -> None:
+    def __init__(self, size: int = 64, channels: int = 3, conditional: bool = False, width: int = 64,
+                 num_classes: int = 0) -> None:
         super().__init__()
         check_config(size, channels, width=width)
+        _check_classes(num_classes)
         self.size, self.channels, self.conditional, self.width = size, channels, bool(conditional), width
+        self.num_classes = num_classes
         features, top = _encoder(channels * (2 if conditional else 1), size, width)
         self.net = nn.Sequential(features, nn.Conv2d(top, 1, 4, 1, 0))  # (B, top, 4, 4) -> (B, 1, 1, 1)
+        # the projection: one embedding per class against the flattened (top, 4, 4) features
+        self.embed = nn.Embedding(num_classes, top * 16) if num_classes else None
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight, std=0.02)
 
     def config(self) -> dict[str, Any]:
-        return {"size": self.size, "channels": self.channels, "conditional": self.conditional, "width": self.width}
+        return {"size": self.size, "channels": self.channels, "conditional": self.conditional, "width": self.width,
+                "num_classes": self.num_classes}
 
-    def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """Score ``images`` ``(B, C, size, size)`` in [0, 1] (given ``condition``, the targets, if conditional)."""
+    def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Score ``images`` ``(B, C, size, size)`` in [0, 1] (given ``condition``, the targets, if conditional;
+        and ``labels`` ``(B,)`` int in [0, K) if it has classes)."""
         _check_images(images, self.channels, self.size)
         if self.conditional:
             if condition is None:
@@ -161,7 +218,13 @@ class Critic(_Model):
             images = torch.cat([condition, images], dim=1)
         elif condition is not None:
             raise ValueError("this critic is unconditional: it takes no condition")
-        return self.net(images * 2.0 - 1.0).flatten()
+        if self.embed is None:
+            _one_hot(labels, 0, images.shape[0])  # says why labels are refused
+            return self.net(images * 2.0 - 1.0).flatten()
+        _one_hot(labels, self.num_classes, images.shape[0])
+        features = self.net[0](images * 2.0 - 1.0)
+        projection = (self.embed(labels) * features.flatten(1)).sum(dim=1)
+        return self.net[1](features).flatten() + projection
 
 
 class GAN(_Model):
@@ -171,26 +234,31 @@ class GAN(_Model):
     :param channels: 1 (grey) or 3 (RGB).
     :param latent_dim: generator latent dimension.
     :param width: base width of both networks.
+    :param num_classes: classes of a class-conditional GAN (CGAN: ``train-gan --conditional``); 0 for none.
     """
 
     kind = "gan"
 
-    def __init__(self, size: int = 64, channels: int = 3, latent_dim: int = 100, width: int = 64) -> None:
+    def __init__(self, size: int = 64, channels: int = 3, latent_dim: int = 100, width: int = 64,
+                 num_classes: int = 0) -> None:
         super().__init__()
         self.size, self.channels, self.latent_dim, self.width = size, channels, latent_dim, width
-        self.generator = Generator(size, channels, latent_dim, width)
-        self.critic = Critic(size, channels, conditional=False, width=width)
+        self.num_classes = num_classes
+        self.generator = Generator(size, channels, latent_dim, width, num_classes)
+        self.critic = Critic(size, channels, conditional=False, width=width, num_classes=num_classes)
 
     def config(self) -> dict[str, Any]:
-        return {"size": self.size, "channels": self.channels, "latent_dim": self.latent_dim, "width": self.width}
+        return {"size": self.size, "channels": self.channels, "latent_dim": self.latent_dim, "width": self.width,
+                "num_classes": self.num_classes}
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(n, channels, size, size)`` generator samples in [0, 1]."""
-        return self.generator.sample(n, generator)
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``(n, channels, size, size)`` generator samples in [0, 1] (of classes ``labels`` ``(n,)`` if conditional)."""
+        return self.generator.sample(n, generator, labels)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """The critic's scores ``(B,)`` of ``images`` ``(B, channels, size, size)`` in [0, 1]."""
-        return self.critic(images)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The critic's scores ``(B,)`` of ``images`` ``(B, channels, size, size)`` in [0, 1], as classes ``labels``."""
+        return self.critic(images, labels=labels)
 
 
 class VAE(_Model):

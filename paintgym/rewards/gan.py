@@ -11,6 +11,8 @@
 * **conditional** — ``gan(conditional=true)``: a critic of (target, canvas) pairs for
   reconstruction tasks, trained online like Learning to Paint's discriminator: real pairs are
   (target, target), fake pairs (target, painting).
+* **class-conditional** — ``gan(checkpoint=PATH, class=7)``: the projection critic of a
+  ``train-gan --conditional`` run scores how much a canvas looks like class 7 (frozen or online).
 
 Terminal by default (paid once, at the episode's end); ``dense=true`` pays the change of the score
 every step instead, so an episode's rewards sum to the final minus the initial score.
@@ -36,6 +38,8 @@ class GANReward(Reward):
         a ``.npy``/``.npz`` file. Online training needs this, or ``conditional``.
     :param conditional: score (target, canvas) pairs with an online critic (real pairs are
         (target, target)); needs a task with targets.
+    :param class_: for the critic of a class-conditional GAN (``train-gan --conditional``), the class
+        whose look to score (written ``class=K`` in a spec); such a critic needs it.
     :param dense: pay the change of the score every step instead of the score at the episode's end.
     :param size: side the online critic works at (32, 64 or 128); a checkpoint fixes its own.
     :param channels: 1 or 3 for a new online critic; default: 1 if ``data`` is grey, 3 otherwise.
@@ -56,8 +60,8 @@ class GANReward(Reward):
     differentiable = True
 
     def __init__(self, checkpoint: str | None = None, data: str | None = None, conditional: bool = False,
-                 dense: bool = False, size: int = 64, channels: int | None = None, width: int = 64,
-                 lr: float = 1e-4, replay: int = 1024, batch_size: int = 64, ratio: float = 1.0,
+                 class_: int | None = None, dense: bool = False, size: int = 64, channels: int | None = None,
+                 width: int = 64, lr: float = 1e-4, replay: int = 1024, batch_size: int = 64, ratio: float = 1.0,
                  gp_weight: float = 10.0, drift: float = 1e-3, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
         super().__init__()
@@ -77,6 +81,7 @@ class GANReward(Reward):
                              f"gp_weight={gp_weight}, drift={drift}")
         self.device = torch.device(device)
         self.checkpoint, self.data, self.conditional, self.dense = checkpoint, data, bool(conditional), bool(dense)
+        self.label = class_
         self.needs_target = self.conditional
         self.learns = data is not None or self.conditional
         self.lr, self.batch_size, self.ratio = lr, batch_size, float(ratio)
@@ -91,7 +96,21 @@ class GANReward(Reward):
             if channels is not None and channels != gan.channels:
                 raise ValueError(f"the critic in {checkpoint} has {gan.channels} channel(s), not {channels}")
             self.critic = gan.critic
+            if gan.num_classes and class_ is None:
+                raise ValueError(f"the critic in {checkpoint} is class-conditional ({gan.num_classes} classes): "
+                                 f"say which class to score, e.g. gan(checkpoint=...,class=0)")
+            if class_ is not None and not gan.num_classes:
+                raise ValueError(f"the critic in {checkpoint} has no classes; drop class= or train one with "
+                                 "paintgym train-gan --conditional")
+            if gan.num_classes and data is not None:
+                raise ValueError(f"the critic in {checkpoint} is class-conditional; it scores frozen (drop data=): "
+                                 "online training would need labelled paintings")
+            if class_ is not None and (not isinstance(class_, int) or not 0 <= class_ < gan.num_classes):
+                raise ValueError(f"class must be an integer in [0, {gan.num_classes}), got {class_!r}")
         else:
+            if class_ is not None:
+                raise ValueError("class= needs the critic of a class-conditional GAN: give checkpoint=PATH of a "
+                                 "paintgym train-gan --conditional run")
             with torch.random.fork_rng(devices=[]):  # the critic's initial weights depend on seed alone
                 torch.manual_seed(seed)
                 if channels is None and data is None:
@@ -132,8 +151,9 @@ class GANReward(Reward):
                                  "(paintgym/Reconstruct-v0) or drop conditional=true")
             condition = self._adapt(target)
         # a graph only when the caller differentiates the canvas (the model-based agent): env steps build none
+        labels = None if self.label is None else torch.full((canvas.shape[0],), self.label, device=canvas.device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and canvas.requires_grad):
-            return self.critic(self._adapt(canvas), condition).float()
+            return self.critic(self._adapt(canvas), condition, labels).float()
 
     # ------------------------------------------------------------------ online training
 
@@ -258,6 +278,8 @@ class GANReward(Reward):
             options["data"] = self.data
         if self.conditional:
             options["conditional"] = True
+        if self.label is not None:
+            options["class"] = self.label
         if self.dense:
             options["dense"] = True
         if self.learns:
