@@ -34,7 +34,7 @@ def reference_distance(hue: np.ndarray, sectors: list[tuple[float, float]], alph
 
 
 def reference_harmony(image: np.ndarray) -> float:
-    """``1 - min over templates and 360 one-degree rotations of mean(S * distance) / 43.2``.
+    """``mean(S) - min over templates and 360 one-degree rotations of mean(S * distance) / 43.2``.
 
     :param image: ``(H, W, 3)`` float RGB in [0, 1].
     """
@@ -44,7 +44,7 @@ def reference_harmony(image: np.ndarray) -> float:
     for sectors in REFERENCE_TEMPLATES.values():
         for alpha in range(360):
             best = min(best, float((reference_distance(hue, sectors, alpha) * saturation).sum()))
-    return 1.0 - best / (hue.size * GAP_HALF_WIDTH)
+    return float(saturation.mean()) - best / (hue.size * GAP_HALF_WIDTH)
 
 
 def images_from_hues(hues: np.ndarray, saturation: float | np.ndarray = 1.0, value: float | np.ndarray = 1.0
@@ -107,13 +107,19 @@ def test_invariant_to_a_global_hue_rotation():
         torch.testing.assert_close(harmony.harmony_score(rotate_hue(canvas, degrees)), base, atol=5e-4, rtol=0)
 
 
-def test_greyscale_scores_top():
+def test_a_canvas_without_colour_scores_zero_and_colour_fitting_a_template_scores_more():
     rng = np.random.default_rng(3)
     grey = torch.from_numpy(rng.uniform(size=(3, 1, 16, 16)).astype(np.float32)).expand(3, 3, 16, 16)
     blank = torch.ones(2, 3, 16, 16)
     black = torch.zeros(1, 3, 16, 16)
-    scores = harmony.harmony_score(torch.cat([grey, blank, black]))
-    assert torch.equal(scores, torch.ones(6))
+    assert torch.equal(harmony.harmony_score(torch.cat([grey, blank, black])), torch.zeros(6))
+    full = images_from_hues(hues_inside("V", 40.0, (1, 16, 16), rng))
+    pale = images_from_hues(hues_inside("V", 40.0, (1, 16, 16), rng), saturation=0.5)
+    half = full.clone()
+    half[..., 8:] = 1.0  # the right half left white
+    scores = harmony.harmony_score(torch.cat([full, pale, half]))
+    assert scores[0] > 0.99
+    torch.testing.assert_close(scores[1:], torch.full((2,), 0.5 * float(scores[0])), atol=0.01, rtol=0)
 
 
 def test_best_template_and_rotation_fit_the_image():

@@ -23,7 +23,7 @@ The metrics, per run, then mean ± sample standard deviation (``ddof=1``) over t
   every configuration, whatever its reward, so that they compare on one scale:
 
   - ``harmony``: :func:`rewards.harmony.harmony_score` of each final painting, averaged (in [0, 1];
-    unsaturated pixels weigh nothing, so a grey painting scores 1);
+    the fraction of the canvas in saturated colour that fits one hue template, so a grey painting scores 0);
   - ``novelty``: the diversity of a run's final paintings: the mean distance over all pairs of
     paintings between their unit-length embeddings by the ``novelty`` reward's fixed random
     convolutional network (:class:`rewards.novelty.RandomConvNet`, seed 0), in [0, 2]; 0 means

@@ -24,8 +24,11 @@ X     (0, 93.6), (180, 93.6)                                       two wide comp
 N     —                                                            greyscale
 ====  ===========================================================  ================================
 
-``N`` needs no sectors: a grey pixel has saturation 0 and costs nothing under every template, so a
-greyscale image is perfectly harmonious.
+``N`` needs no sectors: a grey pixel has saturation 0 and costs nothing under every template. That is
+why Cohen-Or's cost alone cannot be a reward: an empty or grey canvas would fit perfectly and score
+the top. paintgym's score rates the colour actually painted instead (see :class:`HarmonyReward`):
+each pixel earns its saturation times how well its hue fits the best template, averaged over the
+canvas. A grey canvas scores 0; a canvas covered in saturated hues of one template scores 1.
 
 How it is computed, batched on any device: every pixel's saturation is split between the two hue
 bins next to its hue (linear interpolation on a ``bins``-bin wheel, 1° by default), which makes the
@@ -63,7 +66,7 @@ TEMPLATES: dict[str, tuple[tuple[float, float], ...]] = {
 
 MAX_DISTANCE = (180.0 - 93.6) / 2.0
 """43.2°: the farthest any hue can be from the X template's sectors (half of its gap), so the best fit
-over templates never costs more than this per pixel; it normalises the score to [0, 1]."""
+over templates never costs more than this per unit of saturation; it normalises the score to [0, 1]."""
 
 _EPS = 1e-12
 
@@ -209,16 +212,18 @@ def fit_templates(canvas: torch.Tensor, bins: int = 360) -> tuple[torch.Tensor, 
 
     :param canvas: ``(B, 3, H, W)`` float in [0, 1], RGB.
     :param bins: hue bins and rotations tried (``360``: every degree).
-    :return: harmony ``(B,)`` float32 in [0, 1] (1 = every saturated hue inside the best template;
-        see :class:`HarmonyReward`), the best template's index into ``list(TEMPLATES)`` ``(B,)``
-        int64, and its rotation in degrees ``(B,)`` float32.
+    :return: harmony ``(B,)`` float32 in [0, 1] (1 = every pixel fully saturated and inside the best
+        template; 0 for a canvas without colour; see :class:`HarmonyReward`), the best template's
+        index into ``list(TEMPLATES)`` ``(B,)`` int64, and its rotation in degrees ``(B,)`` float32.
     """
     if canvas.dim() != 4 or canvas.shape[1] != 3:
         raise ValueError(f"canvas must have shape (B, 3, H, W), got {tuple(canvas.shape)}")
     batch, pixels = canvas.shape[0], canvas.shape[2] * canvas.shape[3]
-    costs = template_costs(hue_histogram(canvas, bins))  # (B, T, bins)
+    hist = hue_histogram(canvas, bins)  # (B, bins): the saturation of the pixels, by hue
+    costs = template_costs(hist)  # (B, T, bins)
     best, flat_index = costs.view(batch, -1).min(dim=1)
-    harmony = (1.0 - best / (pixels * MAX_DISTANCE)).clamp_(0.0, 1.0)
+    # sum_p S(p) * (1 - d(p) / 43.2): the saturation that fits the template, per pixel of the canvas
+    harmony = ((hist.sum(dim=1) - best / MAX_DISTANCE) / pixels).clamp_(0.0, 1.0)
     return harmony, flat_index // bins, (flat_index % bins).float() * (360.0 / bins)
 
 
@@ -231,12 +236,20 @@ def harmony_score(canvas: torch.Tensor, bins: int = 360) -> torch.Tensor:
 class HarmonyReward(Reward):
     """Colour harmony of the painting (Cohen-Or et al. 2006; Matsuda's hue templates).
 
-    The score is ``1 - min_(m, alpha) F(X, (m, alpha)) / (pixels * 43.2°)``: the saturation-weighted
-    mean arc distance of the hues to the best template's sectors, minimised over the seven templates
-    with sectors and over ``bins`` rotations, divided by the largest value that minimum can take
-    (:data:`MAX_DISTANCE`). 1 means every saturated pixel lies inside one template (a greyscale image
-    included, Matsuda's ``N``); hues spread uniformly over the wheel at full saturation score about
-    0.77; a mostly white or grey canvas scores near 1, since unsaturated pixels weigh nothing.
+    The score rates the colour actually painted::
+
+        harmony = (1 / pixels) * sum_p S(p) * (1 - d(p) / 43.2°)
+
+    with ``S(p)`` the saturation of pixel ``p`` and ``d(p)`` the arc distance of its hue to the
+    sectors of the best template (the seven with sectors, ``bins`` rotations), the one that
+    minimises Cohen-Or's cost ``F = sum_p S(p) d(p)``. So it is the fraction of the canvas covered
+    in colour that fits one template: 1 for fully saturated hues inside one template over the whole
+    canvas; about 0.77 for saturated hues spread uniformly over the wheel; half as much for the same
+    colours at half the saturation or on half the canvas; 0 for an empty, white, black or grey
+    canvas. (Cohen-Or's cost alone gives a grey canvas the top score: no colour, no misfit; a reward
+    that an unpainted canvas maximises teaches nothing about colour.) Its maximiser is a canvas
+    painted all over in saturated colours of one template, e.g. one hue: combine it with a
+    reconstruction or critic term for paintings of something.
 
     :param dense: False (default): paid once, at the end of the episode. True: paid every step as the
         change of the harmony (a potential-based reward).
