@@ -40,13 +40,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from paintgym.agents.common import set_threads  # noqa: E402
-from paintgym.agents.evaluate import evaluate, random_policy  # noqa: E402
 from paintgym.agents.ppo import PPOArgs  # noqa: E402
 from paintgym.agents.reinforce import ReinforceArgs  # noqa: E402
-from paintgym.agents.trainer import TrainConfig, make_algorithm, make_env  # noqa: E402
 from paintgym.envs.core import resolve_device  # noqa: E402
 from paintgym.envs.render import paint_  # noqa: E402
 from paintgym.envs.vector_env import CanvasVectorEnv  # noqa: E402
+from paintgym.experiments.evaluate import evaluate, random_policy  # noqa: E402
+from paintgym.experiments.trainer import TrainConfig, make_algorithm, make_env  # noqa: E402
 
 ROWS = ("ppo", "sb3-ppo", "sb3-ppo-ours", "reinforce", "random", "greedy")
 

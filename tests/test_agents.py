@@ -10,12 +10,12 @@ from torch.distributions import Beta, Categorical
 
 from paintgym.agents.common import FlatGradients
 from paintgym.agents.distributions import BetaActions, MultiCategorical
-from paintgym.agents.evaluate import evaluate, random_policy
 from paintgym.agents.networks import ActorCritic, PatchBatches, obs_planes
 from paintgym.agents.ppo import PPO, PPOArgs
 from paintgym.agents.reinforce import Reinforce, ReinforceArgs
 from paintgym.agents.storage import compute_gae, reward_to_go
 from paintgym.envs import CanvasVectorEnv
+from paintgym.experiments.evaluate import evaluate, random_policy
 from paintgym.rewards import Reward
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py, as is tiny_env

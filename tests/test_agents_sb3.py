@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from paintgym.agents import cli_train
 from paintgym.agents.sb3_ppo import SB3PPOArgs
-from paintgym.agents.trainer import TrainConfig, Trainer, load_checkpoint
+from paintgym.experiments import cli_train
+from paintgym.experiments.trainer import TrainConfig, Trainer, load_checkpoint
 from tests.conftest import interrupt_during
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

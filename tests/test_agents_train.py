@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from paintgym.agents import cli_train
 from paintgym.agents.common import TrainingDiverged
-from paintgym.agents.config import ConfigError, dump_toml, load_toml
 from paintgym.agents.ppo import PPOArgs
 from paintgym.agents.sb3_vec_env import SB3VecEnv
-from paintgym.agents.trainer import TrainConfig, Trainer, load_checkpoint, make_eval_env
 from paintgym.envs import CanvasVectorEnv
+from paintgym.experiments import cli_train
+from paintgym.experiments.config import ConfigError, dump_toml, load_toml
+from paintgym.experiments.trainer import TrainConfig, Trainer, load_checkpoint, make_eval_env
 from tests.conftest import interrupt_during
 
 TINY = ["--agent", "ppo",

@@ -22,7 +22,7 @@ class TrainingDiverged(RuntimeError):
 
 
 class Algorithm(Protocol):
-    """What :mod:`agents.trainer` needs from an algorithm (PPO, REINFORCE, SB3 PPO).
+    """What :mod:`experiments.trainer` needs from an algorithm (PPO, REINFORCE, SB3 PPO).
 
     ``train_iteration`` collects one rollout and updates the policy; iterations end on episode
     boundaries, so a checkpoint between two iterations holds no half-finished episode.

@@ -202,7 +202,7 @@ def load_run(path: str | os.PathLike) -> Run:
 
     :raises ReportError: when the run is not finished or its files cannot be read.
     """
-    from paintgym.agents.config import ConfigError, load_toml
+    from paintgym.experiments.config import ConfigError, load_toml
 
     path = Path(path)
     if not (path / SUMMARY).is_file():

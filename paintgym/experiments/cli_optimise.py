@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from paintgym.agents.cli_eval import OPTIMISE_EXAMPLES, one_line
+from paintgym.experiments.cli_eval import OPTIMISE_EXAMPLES, one_line
 
 SUFFIXES = (".png", ".svg", ".json", ".mp4", ".gif")
 DESCRIPTION = ("Paint one image with N strokes: the greedy painting (the best of K random shapes per stroke, "

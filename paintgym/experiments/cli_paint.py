@@ -124,10 +124,10 @@ def run(args: argparse.Namespace) -> Path:
     import torch
 
     from paintgym.agents.common import set_threads
-    from paintgym.agents.evaluate import evaluate
-    from paintgym.agents.pretrained import load_agent
     from paintgym.envs.export import save_svg
     from paintgym.envs.painting_video import reward_captions, write_painting_video
+    from paintgym.experiments.evaluate import evaluate
+    from paintgym.experiments.pretrained import load_agent
 
     check_args(args)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None

@@ -40,7 +40,7 @@ Each run is a normal ``paintgym train --config OUT/NAME/seedS/sweep_run.toml`` i
 second Ctrl-C stops them at once); rerun the command to continue. If the sweep itself is killed (even
 by SIGKILL), Linux sends its trainings SIGTERM, on which they checkpoint and stop too, so none runs on
 alone. A failed run is reported with its log and the others go on; the exit status is then 1. At the
-end the report of every finished run (:mod:`agents.report`) is written to ``OUT/report``.
+end the report of every finished run (:mod:`experiments.report`) is written to ``OUT/report``.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from paintgym.agents.config import ConfigError, coerce, dump_toml, load_toml, read_toml
-from paintgym.agents.report import PER_RUN_KEYS, SUMMARY, SWEEP_LABEL
+from paintgym.experiments.config import ConfigError, coerce, dump_toml, load_toml, read_toml
+from paintgym.experiments.report import PER_RUN_KEYS, SUMMARY, SWEEP_LABEL
 
 RUN_CONFIG = "sweep_run.toml"
 """The child's ``--config`` file in each run directory."""
@@ -96,7 +96,7 @@ class Configuration:
 
         :raises SweepError: for an unknown agent, unknown option or wrong type, naming the key.
         """
-        from paintgym.agents.trainer import TrainConfig, algorithm_args_class
+        from paintgym.experiments.trainer import TrainConfig, algorithm_args_class
 
         agent = self.options.get("agent", TrainConfig.agent)
         try:
@@ -255,8 +255,8 @@ def validate(sweep: Sweep) -> list[tuple[Any, Any]]:
     :raises SweepError: naming the configuration and the key at fault.
     """
     from paintgym import rewards
-    from paintgym.agents.trainer import make_env
     from paintgym.envs.core import resolve_device
+    from paintgym.experiments.trainer import make_env
 
     resolved = [configuration.resolve() for configuration in sweep.configurations]
     built: set[str] = set()
@@ -286,7 +286,7 @@ def validate(sweep: Sweep) -> list[tuple[Any, Any]]:
 
 
 def _record(config: Any, args: Any) -> dict[str, Any]:
-    """What the trainer writes to ``config.toml`` for ``config`` and ``args`` (see agents.trainer)."""
+    """What the trainer writes to ``config.toml`` for ``config`` and ``args`` (see experiments.trainer)."""
     record = {key: value for key, value in dataclasses.asdict(config).items() if key not in ("run_dir", "resume")}
     record.update(dataclasses.asdict(args))
     return record
@@ -466,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paintgym sweep", description="Train a grid of configurations (reward specs x seeds x agents or env "
         "options), each a normal training run, and write a report comparing them.",
-        epilog="the sweep file's format is documented in agents/sweep.py; example: examples/reward_sweep.toml\n"
+        epilog="the sweep file's format is documented in experiments/sweep.py; example: examples/reward_sweep.toml\n"
                "  paintgym sweep examples/reward_sweep.toml --jobs 2\n"
                "  paintgym sweep examples/reward_sweep.toml --dry-run     # what would run, nothing started",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     if not finished:
         print("paintgym sweep: no run finished; no report written", file=sys.stderr)
         return status or 1
-    from paintgym.agents.report import ReportError, write_report
+    from paintgym.experiments.report import ReportError, write_report
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -1,6 +1,6 @@
 """``paintgym train`` / ``python train.py``: train PPO, REINFORCE or SB3's PPO on a paintgym env.
 
-Argument parsing and wiring only; the loop is :mod:`agents.trainer`. Options come from, in rising
+Argument parsing and wiring only; the loop is :mod:`experiments.trainer`. Options come from, in rising
 precedence: the defaults, the checkpoint's configuration (``--resume``), a TOML file (``--config``,
 flat ``key = value`` lines named like the flags) and the flags given. ``--help`` lists the
 hyperparameters of the chosen ``--agent``.
@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from paintgym.agents.config import ConfigError, add_dataclass_arguments, coerce, load_toml
+from paintgym.experiments.config import ConfigError, add_dataclass_arguments, coerce, load_toml
 
 EXAMPLES = """examples:
   python train.py                                   # PPO on digits, a few minutes on a CPU
@@ -26,7 +26,7 @@ EXAMPLES = """examples:
 
 def build_parser(agent: str) -> argparse.ArgumentParser:
     """The parser for ``agent``'s options (every default suppressed: only given flags are parsed)."""
-    from paintgym.agents.trainer import TrainConfig, algorithm_args_class
+    from paintgym.experiments.trainer import TrainConfig, algorithm_args_class
 
     parser = argparse.ArgumentParser(prog="paintgym train",
                                      description="Train PPO, REINFORCE or SB3 PPO on a paintgym env.",
@@ -40,7 +40,7 @@ def build_parser(agent: str) -> argparse.ArgumentParser:
 
 def resolve(argv: list[str]) -> tuple[Any, Any]:
     """The run configuration and the algorithm's hyperparameters for a command line."""
-    from paintgym.agents.trainer import TrainConfig, algorithm_args_class, load_checkpoint
+    from paintgym.experiments.trainer import TrainConfig, algorithm_args_class, load_checkpoint
 
     pre = argparse.ArgumentParser(add_help=False)
     for flag in ("--config", "--agent", "--resume"):
@@ -86,7 +86,7 @@ def resolve(argv: list[str]) -> tuple[Any, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     from paintgym.agents.common import TrainingDiverged
-    from paintgym.agents.trainer import train
+    from paintgym.experiments.trainer import train
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -234,9 +234,10 @@ def evaluate_cli(args: argparse.Namespace) -> list[Any]:
     from tqdm.auto import tqdm
 
     from paintgym.agents.common import set_threads
-    from paintgym.agents.painters import PolicyPainter, make_painter, paint_and_measure, refined
+    from paintgym.agents.painters import make_painter, paint_and_measure, refined
     from paintgym.envs.core import resolve_device
     from paintgym.envs.images import to_float
+    from paintgym.experiments.pretrained import PolicyPainter
 
     check_args(args)
     set_threads(args.threads)

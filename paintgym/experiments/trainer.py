@@ -45,8 +45,6 @@ import torch
 
 from paintgym import envs  # noqa: F401  (registers the paintgym env ids)
 from paintgym.agents.common import TrainingDiverged, finite_or_raise, set_threads
-from paintgym.agents.config import dump_toml
-from paintgym.agents.evaluate import EvalResult, evaluate
 from paintgym.agents.model_based import ModelBased, ModelBasedArgs
 from paintgym.agents.ppo import PPO, PPOArgs
 from paintgym.agents.reinforce import Reinforce, ReinforceArgs
@@ -56,6 +54,8 @@ from paintgym.envs.painting_video import default_frames_per_stroke, reward_capti
 from paintgym.envs.targets import InOrderTargets
 from paintgym.envs.vector_env import CanvasVectorEnv
 from paintgym.envs.video import grid
+from paintgym.experiments.config import dump_toml
+from paintgym.experiments.evaluate import EvalResult, evaluate
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "paintgym-checkpoint/1"
