@@ -147,13 +147,8 @@ def load_agent(path: str | Path, device: str | torch.device = "auto") -> Pretrai
     # a two-canvas env gives the algorithm its spaces (SB3 needs a batch of at least 2 transitions)
     algorithm = make_algorithm(config, args, make_env(config, 2, device, native=native))
     try:
-        if native:
-            algorithm.agent.load_state_dict(algorithm_state["agent"])
-            algorithm.agent.eval()
-        else:
-            algorithm.model.policy.load_state_dict(algorithm_state["policy"])
-            algorithm.model.policy.set_training_mode(False)
-    except (KeyError, RuntimeError) as err:
+        algorithm.load_state_dict(algorithm_state, policy_only=True)
+    except (KeyError, ValueError) as err:
         raise ValueError(f"the policy in {ckpt} does not match its configuration ({err})") from err
     return PretrainedAgent(config, args, algorithm, reward_state, ckpt, int(state.get("global_step", 0)))
 
