@@ -15,8 +15,8 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from paintgym.agents.common import set_threads
 from paintgym.envs import CanvasVectorEnv
+from paintgym.experiments.device import set_threads
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ import pytest
 
 from paintgym.agents.sb3_ppo import SB3PPOArgs
 from paintgym.experiments import cli_train
-from paintgym.experiments.trainer import TrainConfig, Trainer, load_checkpoint
+from paintgym.experiments.checkpoints import load_checkpoint
+from paintgym.experiments.train_config import TrainConfig
+from paintgym.experiments.trainer import Trainer
 from tests.conftest import interrupt_during
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from paintgym.experiments import report, sweep
-from paintgym.experiments.trainer import Trainer, load_checkpoint
+from paintgym.experiments.checkpoints import load_checkpoint
+from paintgym.experiments.trainer import Trainer
 from paintgym.rewards.harmony import harmony_score
 from tests.conftest import interrupt_during
 

@@ -178,24 +178,7 @@ def check_amp(device: torch.device, amp: bool) -> None:
                          "drop --amp or use --device cuda")
 
 
-# ---------------------------------------------------------------------------------- runtime
-def set_threads(threads: int) -> None:
-    """Use ``threads`` CPU threads for torch and for the renderer's numba kernels.
-
-    Numba's OpenMP threading layer resets the process's OpenMP thread count when it starts, which
-    would undo ``torch.set_num_threads``; so numba's layer is started (and sized) first.
-    """
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    try:
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:  # pragma: no cover - numba is a dependency
-        pass
-    torch.set_num_threads(threads)
-
-
+# ------------------------------------------------------------------------------------- checks
 def finite_or_raise(metrics: dict[str, float], names: list[str], step: int) -> None:
     """Raise :class:`TrainingDiverged` if any of ``names`` in ``metrics`` is NaN or infinite."""
     bad = {name: metrics[name] for name in names if name in metrics and not math.isfinite(metrics[name])}

@@ -233,10 +233,10 @@ def evaluate_cli(args: argparse.Namespace) -> list[Any]:
     """Paint, measure, print the table and write the outputs; returns the painting runs."""
     from tqdm.auto import tqdm
 
-    from paintgym.agents.common import set_threads
     from paintgym.agents.painters import make_painter, paint_and_measure, refined
     from paintgym.envs.core import resolve_device
     from paintgym.envs.images import to_float
+    from paintgym.experiments.device import set_threads
     from paintgym.experiments.pretrained import PolicyPainter
 
     check_args(args)

@@ -80,12 +80,12 @@ def run(args: argparse.Namespace) -> list[Path]:
     """Paint the image and write the outputs; returns their paths."""
     import os
 
-    from paintgym.agents.common import set_threads
     from paintgym.agents.painters import OptimisePainter, measure_quality
     from paintgym.envs.core import resolve_device
     from paintgym.envs.export import render_strokes, save_json, save_png, save_svg
     from paintgym.envs.images import load_images, to_float
     from paintgym.envs.painting_video import write_painting_video
+    from paintgym.experiments.device import set_threads
 
     outputs = check_args(args)
     set_threads(args.threads or os.cpu_count() or 1)

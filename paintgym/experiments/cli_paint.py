@@ -123,9 +123,9 @@ def run(args: argparse.Namespace) -> Path:
     import numpy as np
     import torch
 
-    from paintgym.agents.common import set_threads
     from paintgym.envs.export import save_svg
     from paintgym.envs.painting_video import reward_captions, write_painting_video
+    from paintgym.experiments.device import set_threads
     from paintgym.experiments.evaluate import evaluate
     from paintgym.experiments.pretrained import load_agent
 

@@ -16,37 +16,18 @@ from typing import Any
 
 import torch
 
+from paintgym.agents.common import Algorithm
 from paintgym.agents.networks import Observation
 from paintgym.agents.painters import check_int, check_request, resize_images
 from paintgym.envs.core import resolve_device
 from paintgym.envs.images import to_uint8
 from paintgym.envs.targets import InOrderTargets, TargetSource
 from paintgym.envs.vector_env import CanvasVectorEnv
+from paintgym.experiments.algorithms import algorithm_entry, make_algorithm
+from paintgym.experiments.checkpoints import find_checkpoint, load_checkpoint
+from paintgym.experiments.env_factory import EVAL_SEED_OFFSET, make_env, make_eval_env
 from paintgym.experiments.evaluate import evaluate
-from paintgym.experiments.trainer import (
-    CHECKPOINT,
-    EVAL_SEED_OFFSET,
-    TrainConfig,
-    algorithm_args_class,
-    load_checkpoint,
-    make_algorithm,
-    make_env,
-    make_eval_env,
-)
-
-
-def checkpoint_path(path: str | Path) -> Path:
-    """The checkpoint of a run directory, or ``path`` itself if it is a file.
-
-    :raises FileNotFoundError: with what to pass instead.
-    """
-    path = Path(path)
-    found = path / CHECKPOINT if path.is_dir() else path
-    if not found.is_file():
-        where = f"{path} holds no {CHECKPOINT}" if path.is_dir() else f"{path} does not exist"
-        raise FileNotFoundError(f"no trained agent at {path}: {where}; pass a run directory written by "
-                                "paintgym train (holding checkpoint.pt) or a checkpoint file")
-    return found
+from paintgym.experiments.train_config import TrainConfig
 
 
 @dataclass
@@ -63,7 +44,7 @@ class PretrainedAgent:
 
     config: TrainConfig
     args: Any
-    algorithm: Any
+    algorithm: Algorithm
     reward_state: dict[str, Any]
     checkpoint: Path
     global_step: int
@@ -120,32 +101,26 @@ def load_agent(path: str | Path, device: str | torch.device = "auto") -> Pretrai
     :raises ValueError: the file is not a paintgym checkpoint, or does not match its own configuration.
     """
     device = resolve_device(device)
-    ckpt = checkpoint_path(path)
-    try:
-        state = load_checkpoint(ckpt, device)
-    except ValueError as err:
-        if err.__cause__ is None:  # readable, but not a paintgym checkpoint: the message says so
-            raise
-        # torch's unpickling errors run over many lines (and suggest weights_only=False): one line instead
-        raise ValueError(f"cannot read checkpoint {ckpt}: the file is truncated, corrupt or not written by "
-                         f"paintgym train ({type(err.__cause__).__name__})") from err
+    ckpt = find_checkpoint(path, what="trained agent", hint="pass")
+    state = load_checkpoint(ckpt, device)
     try:
         known = {field.name for field in dataclasses.fields(TrainConfig)}
         config = TrainConfig(**{key: value for key, value in state["config"].items() if key in known})
-        args_class = algorithm_args_class(config.agent)
+        entry = algorithm_entry(config.agent)
+        args_class = entry.args_class
         arg_names = {field.name for field in dataclasses.fields(args_class)}
         args = args_class(**{key: value for key, value in state["args"].items() if key in arg_names})
         algorithm_state, reward_state = state["algorithm"], state["reward"]
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{ckpt} is not a complete paintgym checkpoint ({err})") from err
     # acting needs neither the run's batch layout nor mixed precision on a CPU
     config = dataclasses.replace(config, device=str(device), run_dir=None, resume=None,
                                  amp=config.amp and device.type == "cuda")
     if hasattr(args, "num_minibatches"):
         args = dataclasses.replace(args, num_minibatches=1)
-    native = config.agent != "sb3-ppo"
     # a two-canvas env gives the algorithm its spaces (SB3 needs a batch of at least 2 transitions)
-    algorithm = make_algorithm(config, args, make_env(config, 2, device, native=native))
+    env = make_env(config, 2, device, native=entry.native_env)
+    algorithm = make_algorithm(config.agent, env, args, amp=config.amp, seed=config.seed)
     try:
         algorithm.load_state_dict(algorithm_state, policy_only=True)
     except (KeyError, ValueError) as err:

@@ -63,8 +63,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from paintgym.experiments.config import ConfigError, coerce, dump_toml, load_toml, read_toml
+from paintgym.experiments.algorithms import algorithm_args_class
+from paintgym.experiments.config import ConfigError, dump_toml, load_toml, read_toml, resolve_options
+from paintgym.experiments.env_factory import make_env
 from paintgym.experiments.report import PER_RUN_KEYS, SUMMARY, SWEEP_LABEL
+from paintgym.experiments.train_config import TrainConfig, run_record
 
 RUN_CONFIG = "sweep_run.toml"
 """The child's ``--config`` file in each run directory."""
@@ -96,26 +99,19 @@ class Configuration:
 
         :raises SweepError: for an unknown agent, unknown option or wrong type, naming the key.
         """
-        from paintgym.experiments.trainer import TrainConfig, algorithm_args_class
-
         agent = self.options.get("agent", TrainConfig.agent)
         try:
             args_class = algorithm_args_class(agent)
         except ValueError as err:
             raise SweepError(f"agent in {self.origins.get('agent', '[base]')}: {err}") from None
-        run_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-        algo_keys = {f.name for f in dataclasses.fields(args_class)}
-        run_values, algo_values = {}, {}
+        layers: dict[str, dict[str, Any]] = {}
         for key, value in self.options.items():
-            origin = f"{self.origins[key]} (configuration {self.name!r})"
-            if key not in run_keys | algo_keys:
-                raise SweepError(f"unknown option {key!r} in {origin} for agent {agent}; valid: "
-                                 f"{', '.join(sorted(run_keys | algo_keys))}")
-            target = run_values if key in run_keys else algo_values
-            try:
-                target.update(coerce(TrainConfig if key in run_keys else args_class, {key: value}, origin))
-            except ConfigError as err:
-                raise SweepError(str(err)) from None
+            layers.setdefault(f"{self.origins[key]} (configuration {self.name!r})", {})[key] = value
+        try:
+            run_values, algo_values = resolve_options([TrainConfig, args_class], list(layers.items()),
+                                                      f" for agent {agent}")
+        except ConfigError as err:
+            raise SweepError(str(err)) from None
         return TrainConfig(**run_values), args_class(**algo_values)
 
 
@@ -256,7 +252,6 @@ def validate(sweep: Sweep) -> list[tuple[Any, Any]]:
     """
     from paintgym import rewards
     from paintgym.envs.core import resolve_device
-    from paintgym.experiments.trainer import make_env
 
     resolved = [configuration.resolve() for configuration in sweep.configurations]
     built: set[str] = set()
@@ -285,13 +280,6 @@ def validate(sweep: Sweep) -> list[tuple[Any, Any]]:
     return resolved
 
 
-def _record(config: Any, args: Any) -> dict[str, Any]:
-    """What the trainer writes to ``config.toml`` for ``config`` and ``args`` (see experiments.trainer)."""
-    record = {key: value for key, value in dataclasses.asdict(config).items() if key not in ("run_dir", "resume")}
-    record.update(dataclasses.asdict(args))
-    return record
-
-
 def plan(sweep: Sweep, resolved: list[tuple[Any, Any]]) -> list[PlannedRun]:
     """Every (configuration, seed) run, seed by seed, with its status from its run directory.
 
@@ -310,7 +298,7 @@ def plan(sweep: Sweep, resolved: list[tuple[Any, Any]]) -> list[PlannedRun]:
                     existing = load_toml(run_dir / "config.toml")
                 except ConfigError as err:
                     raise SweepError(f"cannot read the run in {run_dir}: {err}") from None
-                wanted = _record(dataclasses.replace(config, seed=seed), args)
+                wanted = run_record(dataclasses.replace(config, seed=seed), args)
                 for key in wanted.keys() | existing.keys():
                     if key not in ignored and existing.get(key) != wanted.get(key):
                         raise SweepError(f"{run_dir} holds a run with other options ({key} = {existing.get(key)!r} "

@@ -1,326 +1,48 @@
-"""The training loop around an algorithm: run directory, logs, checkpoints, evaluation, artefacts.
+"""The training loop around an algorithm (:class:`agents.common.Algorithm`): iterations, held-out
+evaluations, checkpoints, resume, and the run's files.
 
 A run directory holds::
 
     config.toml            the resolved configuration (``paintgym train --config`` reads it back)
-    checkpoint.pt          the latest checkpoint, written atomically (policy, optimiser, reward state,
-                           env episode counters, RNG states); ``--resume RUN_DIR`` continues exactly
-    metrics.csv            one row per iteration: returns, each reward term, losses, steps/s, and at
-                           evaluations the held-out return, L2, PSNR and reward terms
-    tb/                    TensorBoard scalars (the same numbers)
-    videos/step_*.mp4      the agent painting held-out targets, every ``--video-every`` steps
-    final_paintings.png    contact sheet: final paintings beside their held-out targets
-    learning_curve.png     returns and held-out L2 / PSNR against env steps
-    painting.mp4           the trained agent painting held-out targets
-    final_episodes.npz     the final evaluation's episodes: ``strokes`` (N, T*S, 13), ``paintings``
-                           (N, H, W, 3) uint8, ``targets`` (N, H, W, 3) uint8 when the task has them
-    summary.json           the final evaluation
+    checkpoint.pt          the latest checkpoint (:mod:`experiments.checkpoints`): policy, optimiser,
+                           reward state, env episode counters, RNG states; ``--resume RUN_DIR`` continues exactly
+    metrics.csv, tb/       one row per iteration (:mod:`experiments.logs`): returns, each reward term,
+                           losses, steps/s, and at evaluations the held-out return, L2, PSNR and reward terms
+    videos/, painting.mp4, final_paintings.png, learning_curve.png, final_episodes.npz, summary.json
+                           the output files (:mod:`experiments.artefacts`)
 
 Iterations end on episode boundaries (episodes have a fixed length), so a checkpoint holds no
 half-painted canvas: restoring the env needs only its episode counters. Ctrl-C finishes the current
-iteration, writes a checkpoint and stops; a second Ctrl-C stops at once. A NaN or infinite loss
-stops the run before anything is saved, so the last checkpoint on disk is the last good one.
+iteration, writes a checkpoint and stops; a second Ctrl-C stops at once (:mod:`experiments.signals`).
+A NaN or infinite loss stops the run before anything is saved, so the last checkpoint on disk is the
+last good one.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
-import json
 import math
-import random
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
-import torch
 
-from paintgym import envs  # noqa: F401  (registers the paintgym env ids)
-from paintgym.agents.common import TrainingDiverged, finite_or_raise, set_threads
-from paintgym.agents.model_based import ModelBased, ModelBasedArgs
-from paintgym.agents.ppo import PPO, PPOArgs
-from paintgym.agents.reinforce import Reinforce, ReinforceArgs
-from paintgym.envs.core import resolve_device
-from paintgym.envs.export import atomic_write_bytes, save_png
-from paintgym.envs.painting_video import default_frames_per_stroke, reward_captions, write_painting_video
-from paintgym.envs.targets import InOrderTargets
-from paintgym.envs.vector_env import CanvasVectorEnv
-from paintgym.envs.video import grid
+from paintgym.agents.common import Algorithm, TrainingDiverged, finite_or_raise
+from paintgym.envs.export import atomic_write_bytes
+from paintgym.experiments import artefacts
+from paintgym.experiments.algorithms import algorithm_entry, make_algorithm
+from paintgym.experiments.checkpoints import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint
 from paintgym.experiments.config import dump_toml
+from paintgym.experiments.device import resolve_device, set_threads
+from paintgym.experiments.env_factory import EVAL_SEED_OFFSET, make_env, make_eval_env
 from paintgym.experiments.evaluate import EvalResult, evaluate
-
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = "paintgym-checkpoint/1"
-FINAL_EPISODES = "final_episodes.npz"
-EVAL_SEED_OFFSET = 1_000_003  # evaluation env i is seeded config.seed + EVAL_SEED_OFFSET + i
-VIDEO_EPISODES = 8  # held-out episodes shown in the videos
-VIDEO_FPS = 24
-
-
-@dataclass
-class TrainConfig:
-    env: str = "paintgym/Reconstruct-v0"
-    """the registered env id (paintgym/Reconstruct-v0 or paintgym/Canvas-v0)"""
-    agent: str = "model-based"
-    """the algorithm: model-based (learns through the differentiable renderer), ppo, reinforce or sb3-ppo"""
-    reward: str | None = None
-    """reward spec, e.g. 'target:1.0, harmony:0.2' (None: the env's default)"""
-    targets: str | None = None
-    """target images: digits, faces, photos, a folder, .npy/.npz, gan:PATH, vae:PATH (None: the env's default)"""
-    eval_targets: str | None = None
-    """held-out target images for evaluation, all of them; every --targets image then trains (None: every 10th
-    image of --targets is held out)"""
-    target_augment: int = 0
-    """random views (crops of 60-100% of the side, mirrored half the time) added per training image (0: none)"""
-    num_envs: int = 64
-    """canvases painted in parallel"""
-    total_steps: int = 81_920
-    """env steps to train for (summed over envs)"""
-    device: str = "auto"
-    """where env, policy and storage live: auto (CUDA if available), cpu or cuda"""
-    seed: int = 1
-    """seed of the env, the policy and every random generator"""
-    run_dir: str | None = None
-    """the run directory (None: runs/AGENT-ENV-sSEED-TIME)"""
-    resume: str | None = None
-    """continue the run in this run directory (or from this checkpoint file)"""
-    eval_every: int = 16_384
-    """evaluate on held-out targets every this many env steps (0: only at the start and the end)"""
-    video_every: int = 0
-    """write a video of the agent painting every this many env steps (0: only at the end)"""
-    checkpoint_every: int = 16_384
-    """write a checkpoint every this many env steps (and always at the end)"""
-    eval_episodes: int = 32
-    """held-out episodes per evaluation"""
-    canvas_size: int = 32
-    """canvas side in pixels"""
-    max_steps: int = 8
-    """steps per episode"""
-    strokes_per_step: int = 1
-    """strokes painted per step"""
-    action_mode: str = "continuous"
-    """continuous (Beta policy) or discrete (one categorical per MultiDiscrete component)"""
-    obs_mode: str = "image"
-    """image or dict observations"""
-    amp: bool = False
-    """bfloat16 mixed precision for the network (CUDA only)"""
-    video_size: int = 128
-    """side of each painting in videos and the contact sheet (re-rendered from the strokes)"""
-    progress: bool = True
-    """show a progress bar"""
-    threads: int = 1
-    """CPU threads for torch and the renderer (0: all cores; 1 is steadier, idle OpenMP threads spin on busy CPUs)"""
-
-
-ALGORITHMS: dict[str, tuple[type, type]] = {"model-based": (ModelBased, ModelBasedArgs), "ppo": (PPO, PPOArgs),
-                                            "reinforce": (Reinforce, ReinforceArgs)}
-
-
-def algorithm_args_class(agent: str) -> type:
-    """The hyperparameter dataclass of ``agent``."""
-    if agent == "sb3-ppo":
-        from paintgym.agents.sb3_ppo import SB3PPOArgs
-
-        return SB3PPOArgs
-    if agent not in ALGORITHMS:
-        raise ValueError(f"unknown agent {agent!r}; choose one of {', '.join([*ALGORITHMS, 'sb3-ppo'])}")
-    return ALGORITHMS[agent][1]
-
-
-def env_options(config: TrainConfig, device: torch.device) -> dict[str, Any]:
-    """Keyword arguments for ``gymnasium.make_vec`` from the configuration (None: the env's default)."""
-    options: dict[str, Any] = {
-        "canvas_size": config.canvas_size, "max_steps": config.max_steps, "strokes_per_step": config.strokes_per_step,
-        "action_mode": config.action_mode, "obs_mode": config.obs_mode, "device": device,
-    }
-    if config.reward is not None:
-        options["reward"] = config.reward
-    if config.targets is not None:
-        options["targets"] = config.targets
-    if config.target_augment:
-        options["target_augment"] = config.target_augment
-    return options
-
-
-def make_env(config: TrainConfig, num_envs: int, device: torch.device, native: bool = True,
-             split: str = "train") -> CanvasVectorEnv:
-    """A vector env of ``config.env``: native (torch tensors, autoreset disabled) or for SB3 (numpy, SAME_STEP)."""
-    if config.env not in gym.registry:
-        raise ValueError(f"unknown env id {config.env!r}; paintgym registers {', '.join(envs.ENV_IDS)}")
-    options = env_options(config, device)
-    if split != "train":
-        options["target_split"] = split
-    mode = "disabled" if native else "same_step"
-    env = gym.make_vec(config.env, num_envs=num_envs, return_tensors=native, autoreset_mode=mode, **options)
-    if not isinstance(env.unwrapped, CanvasVectorEnv):
-        raise ValueError(f"env {config.env!r} is not a paintgym canvas env")
-    return env.unwrapped
-
-
-def make_eval_env(config: TrainConfig, num_envs: int, device: torch.device) -> CanvasVectorEnv:
-    """The held-out evaluation env: every image of ``--eval-targets``, else the test split of the
-    run's targets (the split means nothing to a task without targets), env ``i`` painting image ``i mod N``
-    (random draws would paint some images twice and leave others out)."""
-    if config.eval_targets is not None:
-        env = make_env(dataclasses.replace(config, targets=config.eval_targets), num_envs, device, split="all")
-    else:
-        env = make_env(config, num_envs, device, split="test")
-    pool = env.core.targets
-    if pool is not None:
-        env.core.targets = InOrderTargets(pool.images, device, pool.name)
-    return env
-
-
-def make_algorithm(config: TrainConfig, args: Any, env: CanvasVectorEnv) -> Any:
-    if config.agent == "sb3-ppo":
-        from paintgym.agents.sb3_ppo import SB3PPO
-
-        return SB3PPO(env, args, seed=config.seed, amp=config.amp)
-    algorithm_class, _ = ALGORITHMS[config.agent]
-    return algorithm_class(env, args, amp=config.amp)
-
-
-# ------------------------------------------------------------------------------------------ RNG
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002  (SB3 draws its minibatches from the legacy global generator)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def rng_state() -> dict[str, Any]:
-    """Every global generator's state, as tensors and plain values (loadable with ``weights_only``)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
-    version, internal, gauss_next = random.getstate()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached": float(cached)},
-             "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),  # noqa: NPY002
-                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached"]))
-    python_state = state["python"]
-    random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ------------------------------------------------------------------------------------ run files
-def default_run_dir(config: TrainConfig) -> Path:
-    name = config.env.split("/")[-1]
-    return Path("runs") / f"{config.agent}-{name}-s{config.seed}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """The checkpoint file of a run directory, or ``path`` itself if it is a file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; --resume takes a run directory holding {CHECKPOINT} "
-                                "or a checkpoint file")
-    return path
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :class:`Trainer` (tensors mapped to ``device``)."""
-    path = find_checkpoint(path)
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a paintgym training checkpoint")
-    return state
-
-
-class MetricsLog:
-    """``metrics.csv`` (columns fixed by the first row written) and TensorBoard scalars."""
-
-    def __init__(self, run_dir: Path, columns: list[str], resume_step: int | None) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.path = run_dir / "metrics.csv"
-        self.columns = columns
-        self.rows: list[dict[str, Any]] = []
-        if resume_step is not None and self.path.exists():  # keep the rows up to the checkpoint
-            with self.path.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                self.columns = list(reader.fieldnames or columns)
-                self.rows = [row for row in reader if int(row["step"]) <= resume_step]
-        atomic_write_bytes(self.path, self._render(self.rows).encode())
-        self._handle = self.path.open("a", newline="")
-        self._writer = csv.DictWriter(self._handle, self.columns, restval="", extrasaction="ignore")
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
-
-    def _render(self, rows: list[dict[str, Any]]) -> str:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, self.columns, restval="", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        return out.getvalue()
-
-    def write(self, step: int, values: dict[str, float]) -> None:
-        row = {"step": step, **{key: _fmt(value) for key, value in values.items()}}
-        self._writer.writerow(row)
-        self._handle.flush()
-        self.rows.append(row)
-        for key, value in values.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self.tb.add_scalar(key, value, step)
-        self.tb.flush()
-
-    def close(self) -> None:
-        self._handle.close()
-        self.tb.close()
-
-
-def _fmt(value: Any) -> Any:
-    return f"{value:.6g}" if isinstance(value, float) else value
-
-
-@contextmanager
-def _interruptible() -> Iterator[dict[str, bool]]:
-    """First Ctrl-C sets ``flag["stop"]`` (the loop saves and stops); a second one interrupts at once.
-
-    SIGTERM (a job scheduler's notice, or the kernel's when a ``paintgym sweep`` dies) also sets the
-    flag, however often it comes: it never makes the run quit without its checkpoint. Outside the
-    main thread (where Python allows no signal handlers) both behave as usual.
-    """
-    flag = {"stop": False}
-
-    def handler(signum: int, frame: Any) -> None:
-        if signum == signal.SIGINT:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            print("\nCtrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again to quit at once)",
-                  flush=True)
-        elif not flag["stop"]:
-            print("\nSIGTERM: finishing this iteration, then saving a checkpoint", flush=True)
-        flag["stop"] = True
-
-    try:
-        previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
-        previous = {}
-    try:
-        yield flag
-    finally:
-        for signum, old_handler in previous.items():
-            signal.signal(signum, old_handler)
+from paintgym.experiments.logs import MetricsLog, progress_bar
+from paintgym.experiments.rng import rng_state, seed_everything, set_rng_state
+from paintgym.experiments.run_dir import check_new_run, default_run_dir
+from paintgym.experiments.signals import stop_on_signals
+from paintgym.experiments.train_config import TrainConfig, run_record
 
 
 @dataclass
@@ -330,50 +52,41 @@ class TrainResult:
     run_dir: Path
     global_step: int
     final_eval: dict[str, float] | None
-    status: str  # "finished", "interrupted" or "diverged"
+    status: str  # "finished" or "interrupted"
 
 
 class Trainer:
     """Trains ``config.agent`` with hyperparameters ``args`` (see the module docstring).
 
     :param config: the run configuration.
-    :param args: the algorithm's hyperparameters (``PPOArgs``, ``ReinforceArgs`` or ``SB3PPOArgs``).
+    :param args: the algorithm's hyperparameters (``PPOArgs``, ``ReinforceArgs``, ...; see
+        :mod:`experiments.algorithms`).
     """
 
     def __init__(self, config: TrainConfig, args: Any) -> None:
-        expected = algorithm_args_class(config.agent)
-        if not isinstance(args, expected):
-            raise TypeError(f"--agent {config.agent} takes {expected.__name__}, got {type(args).__name__}")
-        for name in ("num_envs", "total_steps", "eval_episodes", "video_size"):
-            if getattr(config, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
-        for name in ("eval_every", "video_every", "checkpoint_every"):
-            if getattr(config, name) < 0:
-                raise ValueError(f"{name} must be 0 (off) or a positive number of steps, got {getattr(config, name)}")
+        entry = algorithm_entry(config.agent)
+        if not isinstance(args, entry.args_class):
+            raise TypeError(f"--agent {config.agent} takes {entry.args_class.__name__}, got {type(args).__name__}")
+        config.check()
         self.config, self.args = config, args
         self.device = resolve_device(config.device)
         self.checkpoint_state: dict[str, Any] | None = None
         if config.resume:
             self.checkpoint_state = load_checkpoint(config.resume, self.device)
-            ckpt = find_checkpoint(config.resume)
-            self.run_dir = Path(config.run_dir) if config.run_dir else ckpt.parent
+            self.run_dir = Path(config.run_dir) if config.run_dir else find_checkpoint(config.resume).parent
         else:
-            self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
-            if (self.run_dir / CHECKPOINT).exists():
-                raise FileExistsError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
-                                      "or choose another --run-dir")
+            self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.agent, config.env,
+                                                                                      config.seed)
+            check_new_run(self.run_dir, CHECKPOINT, f"--resume {self.run_dir}", "--run-dir")
 
-        if config.threads < 0:
-            raise ValueError(f"threads must be 0 (all cores) or a positive count, got {config.threads}")
         if config.threads:
             set_threads(config.threads)
         seed_everything(config.seed)
-        native = config.agent != "sb3-ppo"
         train_split = "all" if config.eval_targets is not None else "train"  # held-out images come from elsewhere
-        self.env = make_env(config, config.num_envs, self.device, native=native, split=train_split)
+        self.env = make_env(config, config.num_envs, self.device, native=entry.native_env, split=train_split)
         self.eval_env = make_eval_env(config, config.eval_episodes, self.device)
         self.eval_seed = config.seed + EVAL_SEED_OFFSET  # fixed: every evaluation paints the same targets
-        self.algo = make_algorithm(config, args, self.env)
+        self.algo: Algorithm = make_algorithm(config.agent, self.env, args, amp=config.amp, seed=config.seed)
         self.num_iterations = max(1, math.ceil(config.total_steps / self.algo.steps_per_iteration))
         self.iteration = 0
         self.global_step = 0
@@ -383,8 +96,7 @@ class Trainer:
     # ---------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Path:
         core = self.env.core
-        state = {
-            "format": CHECKPOINT_FORMAT,
+        self.last_checkpoint = save_checkpoint(self.run_dir / CHECKPOINT, {
             "config": asdict(self.config),
             "args": asdict(self.args),
             "algorithm": self.algo.state_dict(),
@@ -394,10 +106,7 @@ class Trainer:
             "iteration": self.iteration,
             "global_step": self.global_step,
             "elapsed": self.elapsed,
-        }
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        self.last_checkpoint = atomic_write_bytes(self.run_dir / CHECKPOINT, buffer.getvalue())
+        })
         return self.last_checkpoint
 
     def _start_env(self) -> Any:
@@ -429,40 +138,33 @@ class Trainer:
             self.eval_env.core.reward.load_state_dict(self.env.core.reward.state_dict())
         return evaluate(self.algo.act, self.eval_env, self.eval_seed)
 
-    def _write_video(self, result: EvalResult, path: Path) -> Path:
-        """The first held-out episodes painted stroke by stroke beside their targets, with the running
-        reward terms (:mod:`envs.painting_video`), about four seconds plus two on the final paintings."""
-        core, shown = self.eval_env.core, slice(0, VIDEO_EPISODES)
-        captions = reward_captions(result.step_rewards[shown], {key: value[shown] for key, value in
-                                                                result.step_terms.items()}, core.strokes_per_step)
-        per_stroke = default_frames_per_stroke(result.strokes.shape[1], VIDEO_FPS, seconds=4.0)
-        return write_painting_video(path, result.strokes[shown], self.config.video_size, fps=VIDEO_FPS,
-                                    frames_per_stroke=per_stroke, background=core.background,
-                                    targets=None if result.targets is None else result.targets[shown],
-                                    captions=captions)[0]
-
-    def _eval_metrics(self, result: EvalResult) -> dict[str, float]:
+    @staticmethod
+    def _eval_metrics(result: EvalResult) -> dict[str, float]:
         return {f"eval/{key}": value for key, value in result.metrics.items()}
+
+    def _eval_key_names(self) -> list[str]:
+        keys = ["return", *[f"term/{key}" for key in self.eval_env.core.reward.keys]]
+        return keys + (["l2", "psnr"] if self.eval_env.core.targets is not None else [])
 
     # -------------------------------------------------------------------------------- the loop
     def train(self) -> TrainResult:
         config = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        record = {key: value for key, value in asdict(config).items() if key not in ("run_dir", "resume")}
-        record.update(asdict(self.args))
         header = (f"paintgym train, resolved configuration ({datetime.now():%Y-%m-%d %H:%M:%S})\n"
                   f"rerun with: paintgym train --config {self.run_dir / 'config.toml'} --run-dir NEW_DIR")
-        atomic_write_bytes(self.run_dir / "config.toml", dump_toml(record, header).encode())
+        atomic_write_bytes(self.run_dir / "config.toml", dump_toml(run_record(config, self.args), header).encode())
 
         obs = self._start_env()
         self.algo.start(obs)
         eval_keys = [f"eval/{key}" for key in self._eval_key_names()]
         columns = ["step", "iteration", "time_s", "steps_per_s", *self.algo.metric_keys, *eval_keys]
         log = MetricsLog(self.run_dir, columns, self.global_step if self.checkpoint_state else None)
-        status = "finished"
-        progress = self._progress_bar()
+        status, final = "finished", None
+        steps = self.algo.steps_per_iteration
+        bar = progress_bar(self.num_iterations * steps, self.global_step, config.agent, config.progress,
+                           unit_scale=True)
         try:
-            with _interruptible() as interrupt:
+            with stop_on_signals("iteration") as stop:
                 if self.checkpoint_state is None:  # the untrained policy, for the learning curve
                     log.write(0, {"iteration": 0, "time_s": 0.0, **self._eval_metrics(self.evaluate())})
                 while self.iteration < self.num_iterations:
@@ -472,10 +174,10 @@ class Trainer:
                     took = time.perf_counter() - started
                     previous = self.global_step
                     self.iteration += 1
-                    self.global_step += self.algo.steps_per_iteration
+                    self.global_step += steps
                     self.elapsed += took
-                    row = {"iteration": self.iteration, "time_s": self.elapsed,
-                           "steps_per_s": self.algo.steps_per_iteration / took, **metrics}
+                    row = {"iteration": self.iteration, "time_s": self.elapsed, "steps_per_s": steps / took,
+                           **metrics}
                     last = self.iteration == self.num_iterations
                     scores = not last and _crossed(previous, self.global_step, config.eval_every)
                     video = not last and _crossed(previous, self.global_step, config.video_every)
@@ -484,81 +186,45 @@ class Trainer:
                         if scores:
                             row.update(self._eval_metrics(result))
                         if video:
-                            self._write_video(result, self.run_dir / "videos" / f"step_{self.global_step:09d}.mp4")
+                            artefacts.write_video(result, self.eval_env, config.video_size,
+                                                  self.run_dir / "videos" / f"step_{self.global_step:09d}.mp4")
                     log.write(self.global_step, row)
-                    if progress is not None:
-                        progress.update(self.algo.steps_per_iteration)
-                        progress.set_postfix_str(self._postfix(row), refresh=False)
-                    if last or interrupt["stop"] or _crossed(previous, self.global_step, config.checkpoint_every):
+                    bar.update(steps)
+                    bar.set_postfix_str(_postfix(row), refresh=False)
+                    if last or stop.requested or _crossed(previous, self.global_step, config.checkpoint_every):
                         self.save_checkpoint()
-                    if interrupt["stop"]:
+                    if stop.requested:
                         status = "interrupted"
                         break
+            bar.close()
+            if status == "finished":
+                final = self.finish(log)
         except TrainingDiverged as err:
             kept = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
                     else "no checkpoint had been written yet")
             raise TrainingDiverged(f"{err}; stopped, {kept}") from None
         finally:
-            if progress is not None:
-                progress.close()
+            bar.close()
             log.close()
-        final = None
-        if status == "finished":
-            final = self.finish(log)
         return TrainResult(self.run_dir, self.global_step, final, status)
-
-    def _eval_key_names(self) -> list[str]:
-        keys = ["return", *[f"term/{key}" for key in self.eval_env.core.reward.keys]]
-        return keys + (["l2", "psnr"] if self.eval_env.core.targets is not None else [])
-
-    def _progress_bar(self) -> Any:
-        if not self.config.progress:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=self.num_iterations * self.algo.steps_per_iteration, initial=self.global_step,
-                    unit="step", unit_scale=True, dynamic_ncols=True, desc=self.config.agent)
-
-    @staticmethod
-    def _postfix(row: dict[str, Any]) -> str:
-        parts = [f"return={row['return']:.4f}"] if math.isfinite(row.get("return", math.nan)) else []
-        if "eval/l2" in row:
-            parts.append(f"eval_l2={row['eval/l2']:.4f}")
-        parts.append(f"{row['steps_per_s']:.0f} steps/s")
-        return " ".join(parts)
 
     # ------------------------------------------------------------------------------- artefacts
     def finish(self, log: MetricsLog) -> dict[str, float]:
-        """Final evaluation, contact sheet, learning curve, video and summary."""
+        """Final evaluation, its row in ``metrics.csv``, and the output files (:mod:`experiments.artefacts`)."""
         result = self.evaluate()
         metrics = self._eval_metrics(result)
-        with open(log.path, "a", newline="") as handle:  # the final evaluation joins the last row's step
-            csv.DictWriter(handle, log.columns, restval="", extrasaction="ignore").writerow(
-                {"step": self.global_step, "iteration": self.iteration, **{k: _fmt(v) for k, v in metrics.items()}})
-        log.rows.append({"step": self.global_step, **metrics})
-        save_episodes(self.run_dir / FINAL_EPISODES, result)
-        sheet = self._contact_sheet(result)
-        save_png(self.run_dir / "final_paintings.png", sheet)
-        self._write_video(result, self.run_dir / "painting.mp4")
-        plot_learning_curve(log.rows, self.run_dir / "learning_curve.png",
-                            title=f"{self.config.agent} on {self.config.env}")
-        summary = {"global_step": self.global_step, "iterations": self.iteration, "train_seconds": self.elapsed,
-                   **metrics}
-        atomic_write_bytes(self.run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+        # the final evaluation joins the last row's step (in the CSV; TensorBoard has the step's training row)
+        log.write(self.global_step, {"iteration": self.iteration, **metrics}, tensorboard=False)
+        run_dir, size = self.run_dir, self.config.video_size
+        artefacts.save_episodes(run_dir / artefacts.FINAL_EPISODES, result)
+        artefacts.write_contact_sheet(self.eval_env, size, run_dir / "final_paintings.png")
+        artefacts.write_video(result, self.eval_env, size, run_dir / "painting.mp4")
+        artefacts.plot_learning_curve(log.rows, run_dir / "learning_curve.png",
+                                      title=f"{self.config.agent} on {self.config.env}")
+        artefacts.write_summary(run_dir / artefacts.SUMMARY, {"global_step": self.global_step,
+                                                              "iterations": self.iteration,
+                                                              "train_seconds": self.elapsed, **metrics})
         return metrics
-
-    def _contact_sheet(self, result: EvalResult, count: int = 16) -> np.ndarray:
-        return grid(self.eval_env.core.frames(self.config.video_size)[:count].cpu().numpy())
-
-
-def save_episodes(path: Path, result: EvalResult) -> Path:
-    """Write an evaluation's stroke histories, paintings and targets to ``path`` (``.npz``, atomically)."""
-    arrays = {"strokes": result.strokes, "paintings": result.paintings}
-    if result.targets is not None:
-        arrays["targets"] = result.targets
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _crossed(before: int, after: int, every: int) -> bool:
@@ -566,40 +232,13 @@ def _crossed(before: int, after: int, every: int) -> bool:
     return every > 0 and after // every > before // every
 
 
-def plot_learning_curve(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Training and held-out returns, and held-out L2 / PSNR when present, against env steps (a PNG)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    def series(key: str) -> tuple[list[float], list[float]]:
-        points = [(float(row["step"]), float(row[key])) for row in rows if row.get(key) not in (None, "")]
-        points = [(x, y) for x, y in points if math.isfinite(y)]
-        return [x for x, _ in points], [y for _, y in points]
-
-    has_l2 = bool(series("eval/l2")[0])
-    figure = Figure(figsize=(10 if has_l2 else 6, 4), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, 2 if has_l2 else 1, squeeze=False)[0]
-    for key, label, style in (("return", "training episodes", "-"), ("eval/return", "held-out evaluation", "o-")):
-        xs, ys = series(key)
-        if xs:
-            axes[0].plot(xs, ys, style, label=label, markersize=3)
-    axes[0].set(xlabel="env steps", ylabel="episode return", title=title)
-    axes[0].legend(loc="best")
-    if has_l2:
-        xs, ys = series("eval/l2")
-        axes[1].plot(xs, ys, "o-", color="tab:red", markersize=3)
-        axes[1].set(xlabel="env steps", ylabel="held-out L2 (lower is better)", title="held-out reconstruction")
-        twin = axes[1].twinx()
-        xs, ys = series("eval/psnr")
-        twin.plot(xs, ys, "s--", color="tab:green", markersize=3)
-        twin.set_ylabel("PSNR (dB)", color="tab:green")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return atomic_write_bytes(path, buffer.getvalue())
+def _postfix(row: dict[str, Any]) -> str:
+    """The progress bar's text: the training return, the held-out L2 when evaluated, the speed."""
+    parts = [f"return={row['return']:.4f}"] if math.isfinite(row.get("return", math.nan)) else []
+    if "eval/l2" in row:
+        parts.append(f"eval_l2={row['eval/l2']:.4f}")
+    parts.append(f"{row['steps_per_s']:.0f} steps/s")
+    return " ".join(parts)
 
 
 def train(config: TrainConfig, args: Any) -> TrainResult:
