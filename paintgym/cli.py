@@ -39,13 +39,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "paintgym.rewards.cli",
         "list the rewards with their options, or check a --reward spec"),
     "train-gan": (
-        "paintgym.generative.train_gan",
+        "paintgym.experiments.train_gan",
         "train a WGAN-GP generator and critic on images (reward model, prior)"),
     "train-vae": (
-        "paintgym.generative.train_vae",
+        "paintgym.experiments.train_vae",
         "train a VAE on images (embedding, prior, plausibility score)"),
     "train-classifier": (
-        "paintgym.generative.train_classifier",
+        "paintgym.experiments.train_classifier",
         "train a CNN classifier on labelled images (reward model)"),
 }
 
