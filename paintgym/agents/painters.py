@@ -36,6 +36,8 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch.utils.checkpoint import checkpoint
+from tqdm.auto import tqdm
 
 from paintgym.agents.episodes import image_l2, psnr
 from paintgym.envs.render import HAVE_NUMBA, paint_, render, stroke_coverage
@@ -241,8 +243,6 @@ class GreedyPainter:
 def _steps(count: int, progress: bool, desc: str, unit: str) -> Any:
     if not progress:
         return range(count)
-    from tqdm.auto import tqdm
-
     return tqdm(range(count), desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
@@ -384,8 +384,6 @@ class OptimisePainter:
         group = max(1, (self.memory_mb << 20) // per_stroke)
         if group >= count or (HAVE_NUMBA and strokes.device.type == "cpu"):
             return render(strokes, canvas)
-        from torch.utils.checkpoint import checkpoint
-
         for first in range(0, count, group):
             canvas = checkpoint(render, strokes[:, first:first + group], canvas, use_reentrant=False)
         return canvas

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -137,3 +138,18 @@ def dump_toml(values: dict[str, Any], header: str = "") -> str:
     for key, value in values.items():
         lines.append(f"# {key} = none" if value is None else f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
+
+
+def show_value(value: Any) -> str:
+    """An option's value as a configuration's name shows it: ``true``, ``0.001``, ``default`` for None."""
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def slug(text: str, limit: int = 80) -> str:
+    """``text`` as a folder or file name: runs of other characters than letters, digits and ``.+=-`` become
+    ``_``, at most ``limit`` characters (``config`` when nothing is left)."""
+    return re.sub(r"[^A-Za-z0-9.+=-]+", "_", text).strip("._")[:limit] or "config"

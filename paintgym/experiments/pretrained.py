@@ -19,12 +19,12 @@ import torch
 from paintgym.agents.common import Algorithm
 from paintgym.agents.networks import Observation
 from paintgym.agents.painters import check_int, check_request, resize_images
-from paintgym.envs.core import resolve_device
 from paintgym.envs.images import to_uint8
 from paintgym.envs.targets import InOrderTargets, TargetSource
 from paintgym.envs.vector_env import CanvasVectorEnv
 from paintgym.experiments.algorithms import algorithm_entry, make_algorithm
 from paintgym.experiments.checkpoints import find_checkpoint, load_checkpoint
+from paintgym.experiments.device import resolve_device
 from paintgym.experiments.env_factory import EVAL_SEED_OFFSET, make_env, make_eval_env
 from paintgym.experiments.evaluate import evaluate
 from paintgym.experiments.train_config import TrainConfig

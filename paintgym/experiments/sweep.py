@@ -46,11 +46,11 @@ end the report of every finished run (:mod:`experiments.report`) is written to `
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import itertools
 import json
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -63,10 +63,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from paintgym import rewards
+from paintgym.envs.export import atomic_write_bytes
 from paintgym.experiments.algorithms import algorithm_args_class
-from paintgym.experiments.config import ConfigError, dump_toml, load_toml, read_toml, resolve_options
+from paintgym.experiments.artefacts import SUMMARY
+from paintgym.experiments.config import (
+    ConfigError,
+    dump_toml,
+    load_toml,
+    read_toml,
+    resolve_options,
+    show_value,
+    slug,
+)
+from paintgym.experiments.device import resolve_device
 from paintgym.experiments.env_factory import make_env
-from paintgym.experiments.report import PER_RUN_KEYS, SUMMARY, SWEEP_LABEL
+from paintgym.experiments.report import PER_RUN_KEYS, SWEEP_LABEL, ReportError, write_report
 from paintgym.experiments.train_config import TrainConfig, run_record
 
 RUN_CONFIG = "sweep_run.toml"
@@ -147,16 +161,6 @@ def _key(key: str) -> str:
     return key.replace("-", "_")
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+=-]+", "_", name).strip("._")[:80] or "config"
-
-
 def _check_options(table: Any, where: str, allow_base_only: bool) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise SweepError(f"{where} must be a table of options (key = value lines)")
@@ -224,15 +228,15 @@ def load_sweep(path: str | os.PathLike, out: str | os.PathLike | None = None) ->
         for key in options:
             if key in grid:
                 raise SweepError(f"{key} is set in {where} and is a [grid] axis; keep one")
-        named = name or "; ".join(f"{key}={_show(value)}" for key, value in options.items())
+        named = name or "; ".join(f"{key}={show_value(value)}" for key, value in options.items())
         for values in itertools.product(*grid.values()):
             point = dict(zip(grid, values, strict=True))
-            shown = "; ".join(f"{key}={_show(value)}" for key, value in point.items() if len(grid[key]) > 1)
+            shown = "; ".join(f"{key}={show_value(value)}" for key, value in point.items() if len(grid[key]) > 1)
             full = "; ".join(part for part in (named, shown) if part) or "base"
             merged = {**base, **options, **point}
             origins = {**{key: "[base]" for key in base}, **{key: where for key in options},
                        **{key: "[grid]" for key in point}}
-            configurations.append(Configuration(full, _slug(full), merged, origins))
+            configurations.append(Configuration(full, slug(full), merged, origins))
     seen: dict[str, str] = {}
     for configuration in configurations:
         clash = seen.get(configuration.slug.lower())
@@ -250,8 +254,6 @@ def validate(sweep: Sweep) -> list[tuple[Any, Any]]:
 
     :raises SweepError: naming the configuration and the key at fault.
     """
-    from paintgym import rewards
-    from paintgym.envs.core import resolve_device
 
     resolved = [configuration.resolve() for configuration in sweep.configurations]
     built: set[str] = set()
@@ -349,7 +351,6 @@ def _stop_when_orphaned(sweep_pid: int) -> None:
 
     SIGTERM rather than SIGINT: the kernel signals once per thread of the dying sweep that the child is
     handed to, and a second SIGINT would make the trainer quit without its checkpoint."""
-    import ctypes
 
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
@@ -361,7 +362,6 @@ def _stop_when_orphaned(sweep_pid: int) -> None:
 
 def _start(run: PlannedRun) -> tuple[subprocess.Popen, Any]:
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    from paintgym.envs.export import atomic_write_bytes
 
     header = f"written by paintgym sweep from {run.configuration.name!r}; the run's own record is config.toml"
     atomic_write_bytes(run.run_dir / RUN_CONFIG, dump_toml(run.options, header).encode())
@@ -384,7 +384,6 @@ def _start(run: PlannedRun) -> tuple[subprocess.Popen, Any]:
 
 def execute(runs: list[PlannedRun], jobs: int = 1, progress: bool = True) -> Outcome:
     """Run the ``new`` and ``resume`` runs, ``jobs`` at a time, and say how each went."""
-    from tqdm.auto import tqdm
 
     outcome = Outcome({"finished": [], "skipped": [], "failed": [], "interrupted": []})
     pending = deque(run for run in runs if run.status != "done")
@@ -474,7 +473,7 @@ def _print_plan(sweep: Sweep, runs: list[PlannedRun]) -> None:
           f"{counts['done']} finished)")
     width = max(len(c.name) for c in sweep.configurations)
     for configuration in sweep.configurations:
-        options = ", ".join(f"{key}={_show(value)}" for key, value in configuration.options.items()
+        options = ", ".join(f"{key}={show_value(value)}" for key, value in configuration.options.items()
                             if key != "progress")
         print(f"  {configuration.name:<{width}}  {options}")
     for run in runs:
@@ -499,8 +498,6 @@ def main(argv: list[str] | None = None) -> int:
         _print_plan(sweep, runs)
         return 0
 
-    from paintgym.envs.export import atomic_write_bytes
-
     for run in runs:  # the configuration's name, for the report
         if run.status != "done" or not (run.run_dir / SWEEP_LABEL).is_file():
             label = {"config": run.configuration.name, "seed": run.seed, "sweep": str(sweep.path)}
@@ -524,7 +521,6 @@ def main(argv: list[str] | None = None) -> int:
     if not finished:
         print("paintgym sweep: no run finished; no report written", file=sys.stderr)
         return status or 1
-    from paintgym.experiments.report import ReportError, write_report
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
