@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from paintgym.experiments.checkpoints import load_checkpoint
 from paintgym.experiments.config import ConfigError, dump_toml, resolve_options
 from paintgym.experiments.flags import parse_flags
 from paintgym.experiments.generative_runs import parse_args
@@ -103,3 +104,13 @@ def test_metrics_log_keeps_the_rows_up_to_the_resumed_step(tmp_path):
     assert [(row["step"], row["loss"], row["score"]) for row in rows] == [("1", "0.1", ""), ("2", "0.2", ""),
                                                                           ("3", "0.5", "1")]
     assert [row["step"] for row in resumed.history] == [3] and len(resumed.rows) == 3
+
+
+def test_a_checkpoint_of_another_format_version_fails_with_one_line_naming_it(tmp_path):
+    torch.save({"format": "paintgym-checkpoint/2"}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="format paintgym-checkpoint/2; this paintgym reads paintgym-checkpoint/1"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="truncated, corrupt") as error:
+        load_checkpoint(tmp_path)
+    assert "\n" not in str(error.value)
