@@ -39,14 +39,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from paintgym.agents.common import set_threads  # noqa: E402
-from paintgym.agents.evaluate import evaluate, random_policy  # noqa: E402
 from paintgym.agents.ppo import PPOArgs  # noqa: E402
 from paintgym.agents.reinforce import ReinforceArgs  # noqa: E402
-from paintgym.agents.trainer import TrainConfig, make_algorithm, make_env  # noqa: E402
-from paintgym.envs.core import resolve_device  # noqa: E402
+from paintgym.agents.sb3_ppo import SB3PPOArgs  # noqa: E402
 from paintgym.envs.render import paint_  # noqa: E402
 from paintgym.envs.vector_env import CanvasVectorEnv  # noqa: E402
+from paintgym.experiments.algorithms import make_algorithm  # noqa: E402
+from paintgym.experiments.device import resolve_device, set_threads  # noqa: E402
+from paintgym.experiments.env_factory import make_env  # noqa: E402
+from paintgym.experiments.evaluate import evaluate, random_policy  # noqa: E402
+from paintgym.experiments.train_config import TrainConfig  # noqa: E402
 
 ROWS = ("ppo", "sb3-ppo", "sb3-ppo-ours", "reinforce", "random", "greedy")
 
@@ -86,11 +88,9 @@ def train_and_evaluate(name: str, config: TrainConfig, steps: int, eval_env: Can
     elif agent == "reinforce":
         args = ReinforceArgs(width=width)
     else:
-        from paintgym.agents.sb3_ppo import SB3PPOArgs
-
         shared = {f.name: getattr(ppo, f.name) for f in dataclasses.fields(SB3PPOArgs) if hasattr(ppo, f.name)}
         args = SB3PPOArgs(**{**shared, "policy": "paintgym" if name == "sb3-ppo-ours" else "CnnPolicy"})
-    algo = make_algorithm(config, args, env)
+    algo = make_algorithm(agent, env, args, amp=config.amp, seed=config.seed)
     obs, _ = env.reset(seed=config.seed)
     algo.start(obs)
     iterations = max(1, steps // algo.steps_per_iteration)

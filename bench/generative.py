@@ -5,7 +5,7 @@ script trains
 
 1. a small CNN classifier on the training split (labels only serve this classifier), whose
    penultimate layer is the feature space — a self-made "Inception" so that nothing is downloaded;
-2. a WGAN-GP and a VAE with ``paintgym``'s own trainers (``generative.train_gan`` / ``train_vae``);
+2. a WGAN-GP and a VAE with ``paintgym``'s own trainers (``experiments.train_gan`` / ``train_vae``);
 
 and reports the Fréchet distance (FD) between the features of the held-out images (every 10th
 image) and those of: the trained model's samples, the same model at step 0, random-stroke canvases
@@ -37,9 +37,9 @@ from torch.nn import functional as F  # noqa: E402
 
 from paintgym import generative  # noqa: E402
 from paintgym.envs.targets import split_indices  # noqa: E402
+from paintgym.experiments.device import resolve_device  # noqa: E402
 from paintgym.generative import GAN, VAE  # noqa: E402
 from paintgym.generative.data import adapt_images, as_float, load_dataset, random_stroke_canvases  # noqa: E402
-from paintgym.generative.training import resolve_device  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST = SHARED / "mnist-test" / "mnist_t10k.npz"
@@ -137,7 +137,7 @@ def samples(model: GAN | VAE, count: int, seed: int) -> torch.Tensor:
 
 
 def bench_dataset(data: Dataset, args: argparse.Namespace, device: torch.device, out: Path) -> list[dict]:
-    from paintgym.generative import train_gan, train_vae
+    from paintgym.experiments import train_gan, train_vae
 
     started = time.perf_counter()
     classifier, accuracy = train_classifier(data, args.classifier_steps, args.seed)

@@ -2,7 +2,7 @@
 
 Paints copies of the development images (``../shared/data``; the bundled photos without it) at the
 run's canvas size with its whole episode, in batches of ``--batch`` images, deterministically
-(:class:`agents.painters.PolicyPainter`: the model-based agent paints whole episodes without the env),
+(:class:`experiments.pretrained.PolicyPainter`: the model-based agent paints whole episodes without the env),
 and prints one table: images/s and strokes/s per row, median of ``--repeats`` timed passes after a
 warm-up, and the speed-up over the baseline row measured in the same run, greedy search (best of 64
 shapes per stroke with least-squares colours) painting the same images with the same stroke count.
@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.quality import DATA, load_dev_images  # noqa: E402
 from bench.timing import timed  # noqa: E402
-from paintgym.agents.common import set_threads  # noqa: E402
-from paintgym.agents.painters import GreedyPainter, PolicyPainter, refined  # noqa: E402
+from paintgym.agents.painters import GreedyPainter, refined  # noqa: E402
 from paintgym.envs.images import to_float  # noqa: E402
+from paintgym.experiments.device import set_threads  # noqa: E402
+from paintgym.experiments.pretrained import PolicyPainter  # noqa: E402
 
 
 def images_per_second(painter: object, targets: torch.Tensor, strokes: int, repeats: int) -> float:

@@ -14,38 +14,38 @@ import sys
 # name -> (module, one-line help); modules are imported only when their subcommand runs
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": (
-        "paintgym.agents.cli_train",
+        "paintgym.experiments.cli_train",
         "train an agent to paint: model-based (default), PPO, REINFORCE or SB3 PPO (digits, minutes on CPU)"),
     "demo": (
         "paintgym.envs.demo",
         "paint with a random policy and write a PNG and an MP4"),
     "paint": (
-        "paintgym.agents.cli_paint",
+        "paintgym.experiments.cli_paint",
         "run a trained agent and render a video of it painting (MP4, GIF, PNG frames, SVG)"),
     "eval": (
-        "paintgym.agents.cli_eval",
+        "paintgym.experiments.cli_eval",
         "paint targets with a trained agent or a painter (random, greedy, optimise) and "
         "measure PSNR, L2, SSIM after 1, 2, 4, ... N strokes"),
     "optimise": (
-        "paintgym.agents.cli_optimise",
+        "paintgym.experiments.cli_optimise",
         "paint one image by gradient descent on its strokes (PNG, SVG, JSON, MP4)"),
     "sweep": (
-        "paintgym.agents.sweep",
+        "paintgym.experiments.sweep",
         "run a grid of training runs (reward specs x seeds x ...) and write a report"),
     "report": (
-        "paintgym.agents.report",
+        "paintgym.experiments.report",
         "compare finished runs: metrics table, learning curves, contact sheets"),
     "rewards": (
         "paintgym.rewards.cli",
         "list the rewards with their options, or check a --reward spec"),
     "train-gan": (
-        "paintgym.generative.train_gan",
+        "paintgym.experiments.train_gan",
         "train a WGAN-GP generator and critic on images (reward model, prior)"),
     "train-vae": (
-        "paintgym.generative.train_vae",
+        "paintgym.experiments.train_vae",
         "train a VAE on images (embedding, prior, plausibility score)"),
     "train-classifier": (
-        "paintgym.generative.train_classifier",
+        "paintgym.experiments.train_classifier",
         "train a CNN classifier on labelled images (reward model)"),
 }
 

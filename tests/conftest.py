@@ -15,8 +15,8 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from paintgym.agents.common import set_threads
 from paintgym.envs import CanvasVectorEnv
+from paintgym.experiments.device import set_threads
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +30,12 @@ def one_thread() -> Iterator[None]:
 
 def make_tiny_env(num_envs: int, action_mode: str = "continuous", **options) -> CanvasVectorEnv:
     """16x16 canvases, 2 steps per episode, 4 digit targets (0-3), black ink on white; the native
-    tensor env the algorithms train on (``return_tensors=True``, autoreset disabled)."""
+    tensor env the algorithms train on (``return_tensors=True``, autoreset disabled) unless ``options`` say
+    otherwise."""
     digits = (255.0 - load_digits().images[:4] * 16.0).clip(0, 255).astype(np.uint8)
+    options = {"return_tensors": True, "autoreset_mode": "disabled", **options}
     return CanvasVectorEnv(num_envs, targets=digits, canvas_size=16, max_steps=2, action_mode=action_mode, grid=4,
-                           return_tensors=True, autoreset_mode="disabled", **options)
+                           **options)
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def _scratch(prefix: str) -> Path:
 @functools.cache
 def trained_gan() -> Path:
     """Run folder of a WGAN-GP trained for :data:`GAN_STEPS` steps on the digits (``ckpt.pt`` inside)."""
-    from paintgym.generative.train_gan import Args, train
+    from paintgym.experiments.train_gan import Args, train
 
     out = _scratch("paintgym-test-gan-") / "gan"
     with one_thread():

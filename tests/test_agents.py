@@ -10,12 +10,12 @@ from torch.distributions import Beta, Categorical
 
 from paintgym.agents.common import FlatGradients
 from paintgym.agents.distributions import BetaActions, MultiCategorical
-from paintgym.agents.evaluate import evaluate, random_policy
-from paintgym.agents.networks import ActorCritic, PatchBatches, obs_planes
+from paintgym.agents.networks import ActorCritic, PatchedObservations, obs_planes
 from paintgym.agents.ppo import PPO, PPOArgs
 from paintgym.agents.reinforce import Reinforce, ReinforceArgs
 from paintgym.agents.storage import compute_gae, reward_to_go
 from paintgym.envs import CanvasVectorEnv
+from paintgym.experiments.evaluate import evaluate, random_policy
 from paintgym.rewards import Reward
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py, as is tiny_env
@@ -66,17 +66,17 @@ def test_flat_gradients_zero_and_clip_as_zero_grad_and_clip_grad_norm():
     gradients = FlatGradients(net.parameters())
     for scale in (10.0, 0.01):  # clipped, then not
         x = torch.randn(5, 6) * scale
-        gradients.zero_()
+        gradients.zero_grad()
         (net(x) ** 2).sum().backward()
-        norm = gradients.clip_(0.5)
+        norm = gradients.clip_grad_norm_(0.5)
         copy.zero_grad(set_to_none=True)
         (copy(x) ** 2).sum().backward()
         expected = torch.nn.utils.clip_grad_norm_(copy.parameters(), 0.5)
         assert torch.allclose(norm, expected)
         for p, q in zip(net.parameters(), copy.parameters(), strict=True):
             assert torch.allclose(p.grad, q.grad, atol=1e-6)
-    net.zero_grad(set_to_none=True)  # someone else drops the gradients: zero_ re-attaches the views
-    gradients.zero_()
+    net.zero_grad(set_to_none=True)  # someone else drops the gradients: zero_grad re-attaches the views
+    gradients.zero_grad()
     (net(torch.randn(5, 6)) ** 2).sum().backward()
     assert torch.equal(gradients.flat[:24].view(4, 6), net.weight.grad)
 
@@ -129,14 +129,17 @@ def test_dict_and_image_observations_give_the_network_the_same_planes(tiny_env):
     assert torch.equal(obs_planes(a), obs_planes(b))
 
 
-def test_patch_batches_give_the_encoder_what_it_reads_from_observations(tiny_env):
+def test_patched_observations_score_actions_as_the_network_does_on_observations(tiny_env):
     env = tiny_env(6)
     agent = ActorCritic(env.single_observation_space, env.single_action_space, hidden=32)
     obs = torch.cat([env.reset(seed=0)[0], env.step(env.action_space.sample())[0]])  # (12, H, W, C) uint8
-    batches, index = PatchBatches(agent.encoder, obs), torch.tensor([7, 0, 3])
+    patched, index = PatchedObservations(agent, obs), torch.tensor([7, 0, 3])
+    actions = torch.rand(3, 13) * 2 - 1
     with torch.no_grad():
-        expected = agent.features(obs.index_select(0, index))
-        assert torch.allclose(agent.encoder.encode(batches.select(index), batches.scale), expected, atol=1e-5)
+        expected = agent.get_action_and_value(obs.index_select(0, index), actions)
+        got = patched.get_action_and_value(index, actions)
+        for want, have in zip(expected, got, strict=True):
+            assert torch.allclose(have, want, atol=1e-5)
 
 
 def test_a_policy_saved_with_another_network_layout_fails_to_load_with_a_clear_error(tiny_env):

@@ -10,12 +10,15 @@ import pytest
 import torch
 
 from paintgym import rewards
-from paintgym.agents import cli_train
 from paintgym.agents.common import TrainingDiverged
 from paintgym.agents.model_based import ModelBased, ModelBasedArgs, paint_and_score
-from paintgym.agents.painters import GreedyPainter, PolicyPainter, measure_quality
-from paintgym.agents.trainer import TrainConfig, Trainer, load_checkpoint
+from paintgym.agents.painters import GreedyPainter, measure_quality
 from paintgym.envs.targets import TargetSource
+from paintgym.experiments import cli_train
+from paintgym.experiments.checkpoints import load_checkpoint
+from paintgym.experiments.pretrained import PolicyPainter
+from paintgym.experiments.train_config import TrainConfig
+from paintgym.experiments.trainer import Trainer
 from tests.conftest import interrupt_during
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from paintgym.agents import cli_train
 from paintgym.agents.sb3_ppo import SB3PPOArgs
-from paintgym.agents.trainer import TrainConfig, Trainer, load_checkpoint
+from paintgym.experiments import cli_train
+from paintgym.experiments.checkpoints import load_checkpoint
+from paintgym.experiments.train_config import TrainConfig
+from paintgym.experiments.trainer import Trainer
 from tests.conftest import interrupt_during
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

@@ -16,10 +16,11 @@ from sklearn.datasets import load_digits
 
 from paintgym import generative, rewards
 from paintgym.envs.images import DatasetError, load_images, to_float
+from paintgym.experiments.generative_runs import TrainingError
+from paintgym.experiments.train_classifier import Args, train
 from paintgym.generative import CheckpointError, Classifier
 from paintgym.generative.data import load_labelled
-from paintgym.generative.train_classifier import Args, reject_examples, train
-from paintgym.generative.training import TrainingError
+from paintgym.generative.steps import reject_examples
 from paintgym.rewards.base import StepContext
 from tests.helpers_generative import _scratch, drawn_digits, one_thread
 
@@ -99,7 +100,7 @@ def test_resume_continues_exactly(tmp_path) -> None:
                {k: v for k, v in b.items() if not k.startswith("perf/")}
     for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
-    with pytest.raises(TrainingError, match="already holds a run"):
+    with pytest.raises(FileExistsError, match="already holds a run"):
         train(Args(steps=8, out=str(tmp_path / "split"), **TINY), progress=False)
     with pytest.raises(TrainingError, match="--width 16 \\(run has 8\\)"):
         train(Args(steps=8, out=str(tmp_path / "split"), resume=True, **{**TINY, "width": 16}), progress=False)

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from paintgym import cli as train
-from paintgym.agents import cli_eval, cli_optimise, cli_train
-from paintgym.agents.painters import PolicyPainter, make_painter, measure_quality, resize_images
+from paintgym.agents.painters import measure_quality, resize_images
 from paintgym.envs.images import load_images, to_float
+from paintgym.experiments import cli_eval, cli_optimise, cli_train
+from paintgym.experiments.pretrained import PolicyPainter
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -105,8 +106,7 @@ def test_eval_of_an_empty_folder_or_one_without_images_is_one_line(tmp_path, cap
 
 # ---------------------------------------------------------------------------------- trained runs
 def test_policy_painter_paints_targets_of_another_size(run_dir):
-    painter = make_painter("policy", run=run_dir, device="cpu")
-    assert isinstance(painter, PolicyPainter)
+    painter = PolicyPainter(run_dir, device="cpu")
     assert painter.name == "ppo" and painter.canvas_size == 16 and painter.max_strokes == 3
     targets = to_float(load_images("digits", 24)[:5])  # 24x24 targets for a 16x16 agent
     strokes = painter.paint(targets, 3)

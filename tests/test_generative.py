@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 
 import numpy as np
 import pytest
 import torch
 
 from paintgym import generative
+from paintgym.experiments.generative_runs import TrainingError, parse_args
 from paintgym.generative import GAN, VAE, CheckpointError, Critic, Generator
 from paintgym.generative.data import as_float, load_dataset, random_stroke_canvases
-from paintgym.generative.training import TrainingError, parse_args
 from tests.helpers_generative import GAN_OPTIONS, one_thread, trained_gan
 
 
@@ -136,13 +138,14 @@ def test_critic_loss_is_wgan_gp() -> None:
 
 
 def test_vae_training_lowers_heldout_reconstruction_error(tmp_path) -> None:
-    from paintgym.generative.train_vae import Args, evaluate, train
+    from paintgym.experiments.train_vae import Args, train
+    from paintgym.generative.steps import vae_heldout
 
     args = Args(data="digits", size=32, steps=150, batch_size=32, width=16, latent_dim=16, device="cpu",
                 out=str(tmp_path / "vae"), log_every=50, sample_every=1000, checkpoint_every=1000)
     heldout, channels = load_dataset("digits", 32, split="test")
     torch.manual_seed(args.seed)  # the same initial weights train() starts from
-    untrained = evaluate(VAE(32, channels, args.latent_dim, args.beta, args.width), heldout)["mse"]
+    untrained = vae_heldout(VAE(32, channels, args.latent_dim, args.beta, args.width), heldout)["mse"]
     with one_thread():
         result = train(args, progress=False)
     assert channels == 1 and result.step == 150
@@ -216,11 +219,11 @@ def test_load_errors_are_clear(tmp_path) -> None:
 
 def _tiny_run(kind: str, out, steps: int, resume: bool = False):
     if kind == "gan":
-        from paintgym.generative.train_gan import Args, train
+        from paintgym.experiments.train_gan import Args, train
 
         options = {**GAN_OPTIONS, "width": 8, "latent_dim": 8, "batch_size": 16}
     else:
-        from paintgym.generative.train_vae import Args, train
+        from paintgym.experiments.train_vae import Args, train
 
         options = dict(data="digits", size=32, width=8, latent_dim=8, batch_size=16, device="cpu",
                        sample_every=1000, checkpoint_every=1000)
@@ -244,13 +247,13 @@ def test_resume_continues_exactly(tmp_path, kind: str) -> None:
 
 def test_resume_and_overwrite_are_checked(tmp_path) -> None:
     _tiny_run("vae", tmp_path / "run", steps=2)
-    with pytest.raises(TrainingError, match="already holds a run"):
+    with pytest.raises(FileExistsError, match="already holds a run"):
         _tiny_run("vae", tmp_path / "run", steps=4)
     with pytest.raises(TrainingError, match="already at step 2"):
         _tiny_run("vae", tmp_path / "run", steps=2, resume=True)
     with pytest.raises(TrainingError, match="no checkpoint"):
         _tiny_run("vae", tmp_path / "elsewhere", steps=4, resume=True)
-    from paintgym.generative.train_vae import Args, train
+    from paintgym.experiments.train_vae import Args, train
 
     changed = Args(data="digits", size=32, width=16, latent_dim=8, batch_size=16, device="cpu", steps=4,
                    out=str(tmp_path / "run"), resume=True)
@@ -290,17 +293,18 @@ def test_bad_data_gets_a_one_line_error(tmp_path, capsys, command: str, case: st
     assert not (tmp_path / "out" / "ckpt.pt").exists()
 
 
-def test_cli_options_parse_from_the_args_dataclass() -> None:
-    from paintgym.generative.train_gan import Args
+def test_cli_options_parse_from_the_args_dataclass(tmp_path) -> None:
+    from paintgym.experiments.train_gan import Args
 
-    args = parse_args(Args, ["--size", "64", "--channels", "1", "--no-amp", "--gp-weight", "5", "--resume"],
-                      "paintgym train-gan", "test")
+    out = str(tmp_path / "gan")
+    args = parse_args(Args, ["--size", "64", "--channels", "1", "--no-amp", "--gp-weight", "5", "--resume",
+                             "--out", out], "paintgym train-gan", "test", "gan")
     assert (args.size, args.channels, args.amp, args.gp_weight, args.resume) == (64, 1, False, 5.0, True)
     assert dataclasses.replace(args, size=32).size == 32
     from paintgym import cli
 
-    assert cli.SUBCOMMANDS["train-gan"][0] == "paintgym.generative.train_gan"
-    assert cli.SUBCOMMANDS["train-vae"][0] == "paintgym.generative.train_vae"
+    assert cli.SUBCOMMANDS["train-gan"][0] == "paintgym.experiments.train_gan"
+    assert cli.SUBCOMMANDS["train-vae"][0] == "paintgym.experiments.train_vae"
 
 
 # ---------------------------------------------------------------- prior
@@ -321,18 +325,30 @@ def test_prior_images_feed_the_environment_targets(tmp_path) -> None:
         generative.prior_images("vae", path, size=32, count=2)
 
 
-def test_ctrl_c_saves_a_checkpoint_to_resume_from(tmp_path, monkeypatch, capsys) -> None:
-    import paintgym.generative.train_vae as train_vae
+def test_ctrl_c_finishes_the_step_and_saves_a_checkpoint_to_resume_from(tmp_path, monkeypatch, capsys) -> None:
+    import paintgym.experiments.train_vae as train_vae
 
-    real_evaluate = train_vae.evaluate
-    monkeypatch.setattr(train_vae, "evaluate", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Ctrl-C handling needs the main thread")
+    real_heldout = train_vae.vae_heldout
+
+    def ctrl_c_then_score(*args):  # the user presses Ctrl-C during step 3's evaluation
+        signal.raise_signal(signal.SIGINT)
+        return real_heldout(*args)
+
+    monkeypatch.setattr(train_vae, "vae_heldout", ctrl_c_then_score)
     args = train_vae.Args(data="digits", size=32, width=8, latent_dim=8, batch_size=16, device="cpu", steps=6,
-                          sample_every=3, out=str(tmp_path / "run"))
-    with one_thread(), pytest.raises(KeyboardInterrupt):
-        train_vae.train(args, progress=False)
-    assert "interrupted at step 3" in capsys.readouterr().err
-    assert generative.read_checkpoint(tmp_path / "run" / "ckpt.pt")["step"] == 3
-    monkeypatch.setattr(train_vae, "evaluate", real_evaluate)
+                          sample_every=3, log_every=1, out=str(tmp_path / "run"))
     with one_thread():
-        resumed = train_vae.train(dataclasses.replace(args, resume=True), progress=False)
-    assert resumed.step == 6
+        stopped = train_vae.train(args, progress=False)
+    assert stopped.interrupted and stopped.step == 3
+    assert "Ctrl-C: finishing this step" in capsys.readouterr().out
+    assert generative.read_checkpoint(tmp_path / "run" / "ckpt.pt")["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+    monkeypatch.setattr(train_vae, "vae_heldout", real_heldout)
+    with one_thread():  # the command line takes the run's options from its checkpoint
+        assert train_vae.main(["--out", str(tmp_path / "run"), "--resume", "--steps", "6", "--device", "cpu"]) == 0
+    assert generative.read_checkpoint(tmp_path / "run" / "ckpt.pt")["step"] == 6
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,loss/loss") and [row.split(",")[0] for row in rows[1:]] == list("123456")
+    assert "width = 8" in (tmp_path / "run" / "config.toml").read_text()

@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from paintgym.agents import cli_paint, cli_train
 from paintgym.envs import CanvasVectorEnv
 from paintgym.envs.export import render_strokes, save_png, save_svg, strokes_to_svg
 from paintgym.envs.images import to_uint8
@@ -24,6 +23,7 @@ from paintgym.envs.painting_video import (
     write_painting_video,
 )
 from paintgym.envs.video import grid
+from paintgym.experiments import cli_paint, cli_train
 
 TINY = ["--agent", "ppo",
         "--canvas-size", "16", "--max-steps", "3", "--num-envs", "8", "--eval-episodes", "4", "--video-size", "32",

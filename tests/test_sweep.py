@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from paintgym.agents import report, sweep
-from paintgym.agents.trainer import Trainer, load_checkpoint
+from paintgym.experiments import report, sweep
+from paintgym.experiments.checkpoints import load_checkpoint
+from paintgym.experiments.trainer import Trainer
 from paintgym.rewards.harmony import harmony_score
 from tests.conftest import interrupt_during
 
@@ -229,7 +230,7 @@ def test_trainings_are_interrupted_when_the_sweep_is_killed(tmp_path):
     path = write_sweep(tmp_path / "two.toml", f"seeds = [1, 2]\n{TINY}reward = 'target'\n")
     out = tmp_path / "out"
     fake = FAKE_TRAINING.replace("SIGINT", "SIGTERM")  # what the kernel sends the orphans
-    driver = (f"import sys; from paintgym.agents import sweep; "
+    driver = (f"import sys; from paintgym.experiments import sweep; "
               f"sweep.train_command = lambda run: [sys.executable, '-c', {fake!r}, str(run.run_dir)]; "
               f"sweep.main([{str(path)!r}, '--out', {str(out)!r}, '--jobs', '2', '--no-progress'])")
     process = subprocess.Popen([sys.executable, "-c", driver], cwd=Path(__file__).resolve().parents[1])

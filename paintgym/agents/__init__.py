@@ -1,25 +1,22 @@
-"""paintgym agents: networks, rollout storage, REINFORCE, PPO, Stable-Baselines3, the trainer, and the
-commands built on trained agents (painting videos, sweeps and reports).
+"""paintgym agents: the learners, behind one small typed interface (:class:`agents.common.Algorithm`).
 
-==========================  ===================================================================
-:mod:`agents.networks`      CoordConv actor-critic for canvas observations (Beta / categorical heads)
-:mod:`agents.distributions` the Beta action distribution on [-1, 1] and the multi-categorical one
-:mod:`agents.storage`       rollout storage on the env's device, GAE, reward-to-go, reward scaling
-:mod:`agents.episodes`      episode returns, reward terms and final L2 during training
-:mod:`agents.ppo`           PPO (CleanRL's reading order), ``PPOArgs``
-:mod:`agents.reinforce`     REINFORCE with a learned or running-mean baseline, ``ReinforceArgs``
-:mod:`agents.sb3_vec_env`   an SB3 ``VecEnv`` over the native vector env
-:mod:`agents.sb3_ppo`       SB3's PPO driven by the trainer (``--agent sb3-ppo``)
-:mod:`agents.evaluate`      held-out evaluation (return, reward terms, L2, PSNR), random policy
-:mod:`agents.trainer`       run directory, logs, checkpoints, resume, artefacts
-:mod:`agents.cli_train`     ``paintgym train`` / ``python train.py``
-:mod:`agents.common`        what the algorithms share: network and optimiser setup, AMP, threads
-:mod:`agents.config`        dataclass options <-> flags and TOML files
-:mod:`agents.pretrained`    load a trained agent from a run directory or checkpoint
-:mod:`agents.cli_paint`     ``paintgym paint``: videos and SVGs of a trained agent painting
-:mod:`agents.sweep`         ``paintgym sweep``: grids of training runs, resumable, ``--jobs``
-:mod:`agents.report`        ``paintgym report``: metrics table, learning curves, contact sheets
-==========================  ===================================================================
+==============================  ===============================================================
+:mod:`agents.common`            the :class:`~agents.common.Algorithm` interface the trainer drives, and what
+                                the algorithms share: network and optimiser setup, AMP, checks
+:mod:`agents.networks`          CoordConv actor-critic for canvas observations (Beta / categorical heads)
+:mod:`agents.distributions`     the Beta action distribution on [-1, 1] and the multi-categorical one
+:mod:`agents.storage`           rollout storage on the env's device, GAE, reward-to-go, reward scaling
+:mod:`agents.rollout`           one rollout of a policy into the storage (PPO and REINFORCE)
+:mod:`agents.episodes`          episode returns, reward terms and final L2 during training
+:mod:`agents.ppo`               PPO (CleanRL's reading order), ``PPOArgs``
+:mod:`agents.reinforce`         REINFORCE with a learned or running-mean baseline, ``ReinforceArgs``
+:mod:`agents.model_based`       the model-based agent, learning through the differentiable renderer
+:mod:`agents.sb3_vec_env`       an SB3 ``VecEnv`` over the native vector env
+:mod:`agents.sb3_ppo`           SB3's PPO behind the same interface (``--agent sb3-ppo``)
+:mod:`agents.painters`          painters that need no training (random, greedy, optimise) and quality measures
+==============================  ===============================================================
 
-Modules are imported on demand (``import agents.ppo``); importing the package loads nothing heavy.
+Training runs, checkpoints, logs and the commands live in :mod:`paintgym.experiments`, which uses this
+package; nothing here imports it. Modules are imported on demand (``import paintgym.agents.ppo``);
+importing the package loads nothing heavy.
 """

@@ -1,17 +1,16 @@
-"""Pieces every algorithm shares: the interface the trainer drives, the setup of the network and its
-optimiser, mixed precision, checks."""
+"""Pieces every algorithm shares: the interface the trainer drives (:class:`Algorithm`), the setup of
+the network and its optimiser, mixed precision, checks."""
 
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 from torch import optim
 
 from paintgym.agents.networks import ActorCritic, Observation
-from paintgym.agents.storage import RolloutStorage
 
 if TYPE_CHECKING:
     from paintgym.envs.vector_env import CanvasVectorEnv
@@ -21,31 +20,44 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the message names it and what to try."""
 
 
+@runtime_checkable
 class Algorithm(Protocol):
-    """What :mod:`agents.trainer` needs from an algorithm (PPO, REINFORCE, SB3 PPO).
+    """What the trainer (:mod:`experiments.trainer`) needs from a learner; PPO, REINFORCE, SB3's PPO and the
+    model-based agent implement it.
 
-    ``train_iteration`` collects one rollout and updates the policy; iterations end on episode
-    boundaries, so a checkpoint between two iterations holds no half-finished episode.
+    The trainer resets the training env and calls :meth:`start` once, then :meth:`train_iteration`
+    for ``iteration = 1 .. num_iterations``; each iteration plays whole episodes (the env steps
+    ``steps_per_iteration`` times in all) and updates the learner, so a checkpoint between two
+    iterations (:meth:`state_dict`) holds no half-finished episode. :meth:`act` is for evaluation.
     """
 
     name: str
-    steps_per_iteration: int  # env steps (summed over envs) per iteration
-    metric_keys: list[str]  # the names train_iteration returns
+    """the ``--agent`` name"""
+    steps_per_iteration: int
+    """env steps, summed over the envs, of one :meth:`train_iteration`"""
+    metric_keys: list[str]
+    """the names :meth:`train_iteration` returns values for (the columns of ``metrics.csv``)"""
 
-    def start(self, obs: Any) -> None:
-        """Continue from the training env's current observations (the trainer resets the env)."""
+    def start(self, obs: Observation) -> None:
+        """Continue from the training env's current observations ``(B, ...)`` (the trainer reset the env)."""
 
     def train_iteration(self, iteration: int, num_iterations: int) -> dict[str, float]:
-        """One rollout and update; ``iteration`` counts from 1 to ``num_iterations``."""
+        """One rollout and update; ``iteration`` counts from 1 to ``num_iterations`` (for annealing).
+
+        :return: ``{name: value}`` for the names of :attr:`metric_keys` (NaN where there was nothing to measure).
+        """
 
     def act(self, obs: Observation, deterministic: bool = True) -> torch.Tensor:
-        """Actions ``(B, A)`` on the env's device for a batch of observations (evaluation)."""
+        """Actions ``(B, A)`` on the env's device for a batch of observations (the mode, or a sample)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue training exactly (policy, optimiser, baselines)."""
+        """Everything needed to continue training exactly (policy, optimisers, baselines, normalisers)."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+    def load_state_dict(self, state: dict[str, Any], policy_only: bool = False) -> None:
+        """Restore :meth:`state_dict`; ``policy_only``: only what acting needs (for a trained agent).
+
+        :raises ValueError: the saved policy does not fit this network (one line, see :func:`load_policy`).
+        """
 
 
 # ------------------------------------------------------------------------------------ setup
@@ -58,11 +70,10 @@ def encoder_widths(width: int) -> tuple[int, int, int]:
 
 def adam_options(device: torch.device) -> dict[str, Any]:
     """Keyword arguments for ``torch.optim.Adam`` on ``device``: ``eps=1e-5`` (the PPO implementation
-    details) and ``fused=True`` where torch has a fused kernel for the device.
-
-    With a network of a dozen small tensors the unfused optimiser's per-tensor operations cost more
-    than its arithmetic (~2 ms against ~0.5 ms a step on one CPU core). Fused Adam runs on CUDA and,
-    from torch 2.4, on the CPU; both compute the same update.
+    details) and ``fused=True`` where torch has a fused kernel for the device (a speed-up: with a
+    network of a dozen small tensors the unfused optimiser's per-tensor operations cost more than
+    its arithmetic; measurements in bench/README.md). Fused Adam runs on CUDA and, from torch 2.4,
+    on the CPU; both compute the same update.
     """
     options: dict[str, Any] = {"eps": 1e-5}
     try:
@@ -94,13 +105,15 @@ def build_agent(env: CanvasVectorEnv, algorithm: str, width: int, hidden: int, l
 
 
 class FlatGradients:
-    """The gradients of ``parameters`` as views of one flat buffer, for updates of many small minibatches.
+    """The gradients of ``parameters`` as views of one flat buffer: ``zero_grad`` and ``clip_grad_norm_``
+    for updates of many small minibatches, computing what torch's do.
 
     Zeroing is one fill, the global gradient norm one reduction and clipping one multiply, where
-    ``zero_grad`` and ``clip_grad_norm_`` run a few operations per parameter tensor (on a CPU,
-    without foreach kernels, ~40 small operations a minibatch for this network). Backward passes
-    accumulate into the views in place. :meth:`zero_` re-attaches the views, so code elsewhere that
-    sets ``.grad`` to ``None`` (``zero_grad(set_to_none=True)``) cannot leave the buffer stale.
+    ``optimizer.zero_grad`` and ``nn.utils.clip_grad_norm_`` run a few operations per parameter
+    tensor (a speed-up on a CPU without foreach kernels; measurements in bench/README.md). Backward
+    passes accumulate into the views in place. :meth:`zero_grad` re-attaches the views, so code
+    elsewhere that sets ``.grad`` to ``None`` (``zero_grad(set_to_none=True)``) cannot leave the
+    buffer stale.
 
     :param parameters: the parameters (those that do not require gradients are left alone).
     """
@@ -114,14 +127,14 @@ class FlatGradients:
         self.views = list(self.flat.split([p.numel() for p in self.params]))
         self.views = [view.view_as(p) for view, p in zip(self.views, self.params, strict=True)]
 
-    def zero_(self) -> None:
+    def zero_grad(self) -> None:
         """Zero the gradients (and point every parameter's ``.grad`` at its view)."""
         self.flat.zero_()
         for p, view in zip(self.params, self.views, strict=True):
             if p.grad is not view:
                 p.grad = view
 
-    def clip_(self, max_norm: float) -> torch.Tensor:
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
         """Scale the gradients to a global norm of at most ``max_norm`` (``clip_grad_norm_``'s rule,
         ``max_norm / (norm + 1e-6)`` capped at 1); returns the norm before clipping."""
         norm = torch.linalg.vector_norm(self.flat)
@@ -165,24 +178,7 @@ def check_amp(device: torch.device, amp: bool) -> None:
                          "drop --amp or use --device cuda")
 
 
-# ---------------------------------------------------------------------------------- runtime
-def set_threads(threads: int) -> None:
-    """Use ``threads`` CPU threads for torch and for the renderer's numba kernels.
-
-    Numba's OpenMP threading layer resets the process's OpenMP thread count when it starts, which
-    would undo ``torch.set_num_threads``; so numba's layer is started (and sized) first.
-    """
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    try:
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:  # pragma: no cover - numba is a dependency
-        pass
-    torch.set_num_threads(threads)
-
-
+# ------------------------------------------------------------------------------------- checks
 def finite_or_raise(metrics: dict[str, float], names: list[str], step: int) -> None:
     """Raise :class:`TrainingDiverged` if any of ``names`` in ``metrics`` is NaN or infinite."""
     bad = {name: metrics[name] for name in names if name in metrics and not math.isfinite(metrics[name])}
@@ -190,27 +186,3 @@ def finite_or_raise(metrics: dict[str, float], names: list[str], step: int) -> N
         shown = ", ".join(f"{name}={value}" for name, value in bad.items())
         raise TrainingDiverged(f"loss became non-finite at step {step} ({shown}); try a lower --learning-rate "
                                "or --max-grad-norm")
-
-
-def collect_rollout(algo: Any) -> None:
-    """Play ``algo.num_steps`` steps in every env of ``algo.env`` into ``algo.storage`` (created on the
-    first call); the loop PPO and REINFORCE share. Finished envs are reset after their statistics and
-    the canvases are read (autoreset is disabled); ``algo.obs`` ends as the next observation."""
-    if algo.obs is None:
-        raise RuntimeError("call start(obs) before training")
-    env, obs = algo.env, algo.obs
-    for step in range(algo.num_steps):
-        with autocast(algo.device, algo.amp):
-            action, logprob, _, value = algo.agent.get_action_and_value(obs)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        done = terminated | truncated
-        algo.tracker.record(reward, info["reward_terms"])
-        if algo.storage is None:
-            algo.storage = RolloutStorage(algo.num_steps, env.num_envs, obs, action)
-        learn_reward = algo.reward_normalizer(reward, done) if algo.reward_normalizer else reward
-        algo.storage.insert(step, obs, action, logprob, value, learn_reward, done)
-        if done.any():  # all envs finish together; the finished canvases are still in the core here
-            algo.tracker.finish(done)
-            next_obs, _ = env.reset(options={"reset_mask": done})
-        obs = next_obs
-    algo.obs = obs

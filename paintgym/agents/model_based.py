@@ -276,7 +276,8 @@ def observation_state(obs: Observation, has_target: bool) -> tuple[torch.Tensor,
 
 class ModelBased:
     """The model-based agent on a :class:`CanvasVectorEnv` created with ``return_tensors=True,
-    autoreset_mode="disabled"`` and continuous actions (see the module docstring).
+    autoreset_mode="disabled"`` and continuous actions (see the module docstring); the
+    :class:`~agents.common.Algorithm` interface, and :meth:`paint` for whole episodes without an env.
 
     :param env: the training env.
     :param args: hyperparameters.
@@ -364,9 +365,9 @@ class ModelBased:
                     with autocast(self.device, self.amp):
                         gain = gain + discount * self.critic(canvas, target, self._progress(stop, canvas))
                 loss = -gain.mean()
-                self.actor_gradients.zero_()
+                self.actor_gradients.zero_grad()
                 loss.backward()
-                grad_norm += self.actor_gradients.clip_(args.max_grad_norm)
+                grad_norm += self.actor_gradients.clip_grad_norm_(args.max_grad_norm)
                 self.actor_optimizer.step()
                 policy_loss += loss.detach()
             group_states.append(torch.stack(states))
@@ -519,8 +520,11 @@ class ModelBased:
                 "actor_optimizer": self.actor_optimizer.state_dict(),
                 "critic_optimizer": self.critic_optimizer.state_dict(), "args": asdict(self.args)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], policy_only: bool = False) -> None:
         load_policy(self.agent, state["agent"])
+        if policy_only:
+            self.agent.eval()
+            return
         self.critic_target.load_state_dict(state["critic_target"])
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])

@@ -90,15 +90,12 @@ class CanvasEncoder(nn.Module):
     convolution's weight gradient is not). The input stays channel-last and uint8 until it is cut
     into patches, so the strided copy moves a quarter of the float bytes, and the ``1 / 255`` of
     uint8 planes goes into the small stem weight rather than over the large patches. The stem's
-    output is channel-last, and the convolutions take it so (a view, no transpose): oneDNN's
-    channel-last kernels were up to 2x faster than the NCHW ones for the first convolution's
-    backward pass in our measurements.
+    output is channel-last, and the convolutions take it so (a view, no transpose; oneDNN's
+    channel-last kernels are the faster ones for the first convolution's backward pass).
 
     The second downsampling is a 2x2 patch merge (a linear map of each 2x2 neighbourhood, as in Swin
-    transformers) rather than a second stride-2 3x3 convolution: on one CPU core it made PPO's
-    training ~20% faster at 64x64 (584-612 against 474-490 env steps/s in ``bench/agents.py``), for a
-    held-out L2 of 0.068-0.070 against 0.063 at the benchmark's budget. Replacing the first
-    convolution too (faster still) learned less reliably on 16x16 canvases.
+    transformers) rather than a second stride-2 3x3 convolution: faster on a CPU for a slightly
+    higher held-out L2 (measurements in bench/README.md).
 
     The coordinate planes (x and y in [0, 1]) enter only the linear stem, so
     ``stem(cat[patches, coord_patches]) = stem_image(patches) + stem_coords(coord_patches)`` and the
@@ -164,38 +161,6 @@ class CanvasEncoder(nn.Module):
             h, s = nn.functional.pad(h, (0, 0, 0, 1, 0, 1)), s + 1
         h = h.reshape(b, s // 2, 2, s // 2, 2, -1).permute(0, 1, 3, 2, 4, 5).reshape(b, (s // 2) ** 2, -1)
         return self.fc(torch.relu(self.merge(h)).flatten(1))
-
-
-class PatchBatches:
-    """Minibatches of one rollout's observations as encoder input, for the epochs of an update.
-
-    The observations are cut into patches once per update (uint8 stays uint8), and each minibatch's
-    rows are gathered and converted to floats into two buffers that every minibatch reuses. Cutting
-    and converting per minibatch cost more than the stem's matrix product on a CPU: ~2-4 ms per
-    64 observations at 64x64, most of it page faults of freshly allocated megabyte tensors; the
-    reused buffers take ~0.3 ms.
-
-    The tensor :meth:`select` returns is overwritten by the next call: use it (forward and backward)
-    before selecting the next minibatch. Pass :attr:`scale` to :meth:`CanvasEncoder.encode` with it.
-
-    :param encoder: the encoder that will read the patches.
-    :param obs: the rollout's observations, one flat ``(N, ...)`` batch.
-    """
-
-    def __init__(self, encoder: CanvasEncoder, obs: Observation) -> None:
-        self.patches = encoder.patches(obs_planes(obs)).contiguous()  # (N, G * G, P)
-        self.scale = 1.0 / 255.0 if self.patches.dtype == torch.uint8 else 1.0
-        self._rows: torch.Tensor | None = None
-        self._floats: torch.Tensor | None = None
-
-    def select(self, index: torch.Tensor) -> torch.Tensor:
-        """``(M, G * G, P)`` float patches of rows ``index``, unscaled (valid until the next call)."""
-        shape = (index.numel(), *self.patches.shape[1:])
-        if self._rows is None or self._rows.shape != shape:
-            self._rows = self.patches.new_empty(shape)
-            self._floats = self._rows.float() if self.patches.dtype != torch.float32 else None
-        torch.index_select(self.patches, 0, index, out=self._rows)
-        return self._rows if self._floats is None else self._floats.copy_(self._rows)
 
 
 class ActorCritic(nn.Module):
@@ -269,6 +234,44 @@ class ActorCritic(nn.Module):
     def extra_repr(self) -> str:
         kind = "discrete" if self.discrete else "continuous (Beta)"
         return f"actions={kind} x {self.action_dim}"
+
+
+class PatchedObservations:
+    """A rollout's observations cut into the encoder's patches once, for the many minibatches of an update.
+
+    ``PatchedObservations(agent, obs).get_action_and_value(index, action)`` is
+    ``agent.get_action_and_value(obs[index], action)``, faster: the observations are cut into
+    patches once per update (uint8 stays uint8), and each minibatch's rows are gathered and converted
+    to floats into two buffers that every minibatch reuses, where cutting and converting per
+    minibatch allocates fresh megabyte tensors each time (a speed-up on a CPU; measurements in
+    bench/README.md).
+
+    :param agent: the network that reads the observations.
+    :param obs: the rollout's observations, one flat ``(N, ...)`` batch.
+    """
+
+    def __init__(self, agent: ActorCritic, obs: Observation) -> None:
+        self.agent = agent
+        self.patches = agent.encoder.patches(obs_planes(obs)).contiguous()  # (N, G * G, P)
+        self.scale = 1.0 / 255.0 if self.patches.dtype == torch.uint8 else 1.0
+        self._rows: torch.Tensor | None = None
+        self._floats: torch.Tensor | None = None
+
+    def select(self, index: torch.Tensor) -> torch.Tensor:
+        """``(M, G * G, P)`` float patches of rows ``index``, unscaled (:attr:`scale`); overwritten by the
+        next call, so use them (forward and backward) before selecting the next minibatch."""
+        shape = (index.numel(), *self.patches.shape[1:])
+        if self._rows is None or self._rows.shape != shape:
+            self._rows = self.patches.new_empty(shape)
+            self._floats = self._rows.float() if self.patches.dtype != torch.float32 else None
+        torch.index_select(self.patches, 0, index, out=self._rows)
+        return self._rows if self._floats is None else self._floats.copy_(self._rows)
+
+    def get_action_and_value(self, index: torch.Tensor, action: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`ActorCritic.get_action_and_value` of observations ``index`` ``(M,)`` and ``action`` ``(M, A)``."""
+        features = self.agent.encoder.encode(self.select(index), self.scale)
+        return self.agent.heads(features, action)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,4 +1,4 @@
-"""Painters that need no training, trained agents as painters, and how well a painting matches its target.
+"""Painters that need no training, and how well a painting matches its target.
 
 A painter turns target images into strokes::
 
@@ -16,9 +16,9 @@ seed, targets and batch give the same strokes.
 ``optimise``   :class:`OptimisePainter`: Adam on every number of every stroke at once through the
                differentiable renderer (:func:`envs.render.render`), started from the greedy painting,
                optionally at half resolution first; the quality ceiling
-``policy``     :class:`PolicyPainter`: a trained agent (``paintgym train``) painting in its own env
 =============  =========================================================================================
 
+A trained agent paints as :class:`experiments.pretrained.PolicyPainter` (it reads a run directory).
 :func:`make_painter` builds one by name. :func:`measure_quality` renders the first ``n`` strokes of
 paintings for ``n = 1, 2, 4, ..., N`` and measures L2, PSNR and SSIM to the targets;
 :func:`paint_and_measure` paints a set of targets in batches, times the painting and measures it
@@ -32,20 +32,17 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch.utils.checkpoint import checkpoint
+from tqdm.auto import tqdm
 
 from paintgym.agents.episodes import image_l2, psnr
-from paintgym.envs.images import to_uint8
 from paintgym.envs.render import HAVE_NUMBA, paint_, render, stroke_coverage
 from paintgym.envs.strokes import STROKE_DIM
 from paintgym.rewards.target import ssim
-
-if TYPE_CHECKING:
-    from paintgym.agents.pretrained import PretrainedAgent
 
 BACKGROUND = 1.0
 """Grey level of the blank canvas every painter starts from (white, as the envs)."""
@@ -99,7 +96,8 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
+def check_int(name: str, value: Any, low: int) -> int:
+    """``value`` if it is an integer of at least ``low``; else a ``ValueError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return value
@@ -215,7 +213,7 @@ class GreedyPainter:
     incremental = True
 
     def __init__(self, candidates: int = 64, seed: int = 0, progress: bool = False) -> None:
-        self.candidates = _check_int("candidates", candidates, 1)
+        self.candidates = check_int("candidates", candidates, 1)
         self.seed = int(seed)
         self.progress = bool(progress)
 
@@ -245,8 +243,6 @@ class GreedyPainter:
 def _steps(count: int, progress: bool, desc: str, unit: str) -> Any:
     if not progress:
         return range(count)
-    from tqdm.auto import tqdm
-
     return tqdm(range(count), desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
@@ -285,7 +281,7 @@ class OptimisePainter:
     :param progress: show a progress bar over the steps.
 
     ``init`` may also be another painter (anything with ``paint(targets, num_strokes)``, e.g. a
-    trained agent's :class:`PolicyPainter`): its painting is then refined. That is how a trained
+    trained agent's :class:`experiments.pretrained.PolicyPainter`): its painting is then refined. That is how a trained
     agent's painting is refined through the renderer (``paintgym eval RUN --refine K``).
     """
 
@@ -294,7 +290,7 @@ class OptimisePainter:
     def __init__(self, steps: int = 200, lr: float = 0.03, init: str | Painter = "greedy", candidates: int = 64,
                  coarse_to_fine: float = 0.5, init_size: int = 64, loss: Loss | None = None, seed: int = 0,
                  memory_mb: int = 2048, prefix_weight: float = 0.0, progress: bool = False) -> None:
-        self.steps = _check_int("steps", steps, 0)
+        self.steps = check_int("steps", steps, 0)
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr must be a positive number, got {lr!r}")
         if not (init in ("greedy", "random") or callable(getattr(init, "paint", None))):
@@ -307,11 +303,11 @@ class OptimisePainter:
             raise ValueError(f"coarse_to_fine is the fraction of steps at half resolution, in [0, 1); "
                              f"got {coarse_to_fine!r}")
         self.lr, self.init, self.coarse_to_fine = float(lr), init, float(coarse_to_fine)
-        self.candidates = _check_int("candidates", candidates, 1)
-        self.init_size = _check_int("init_size", init_size, 8)
+        self.candidates = check_int("candidates", candidates, 1)
+        self.init_size = check_int("init_size", init_size, 8)
         self.loss = loss if loss is not None else image_l2
         self.seed, self.progress = int(seed), bool(progress)
-        self.memory_mb = _check_int("memory_mb", memory_mb, 16)
+        self.memory_mb = check_int("memory_mb", memory_mb, 16)
 
     def start(self, targets: torch.Tensor, num_strokes: int) -> torch.Tensor:
         """The strokes the optimisation starts from: ``(B, N, 13)`` in [0, 1]."""
@@ -388,8 +384,6 @@ class OptimisePainter:
         group = max(1, (self.memory_mb << 20) // per_stroke)
         if group >= count or (HAVE_NUMBA and strokes.device.type == "cpu"):
             return render(strokes, canvas)
-        from torch.utils.checkpoint import checkpoint
-
         for first in range(0, count, group):
             canvas = checkpoint(render, strokes[:, first:first + group], canvas, use_reentrant=False)
         return canvas
@@ -408,78 +402,9 @@ def refined(painter: Painter, steps: int) -> OptimisePainter:
     return optimiser
 
 
-# ------------------------------------------------------------------------------------------ policy
-class PolicyPainter:
-    """A trained agent (``paintgym train``) painting targets in its own env, deterministic actions.
-
-    An agent that can paint whole episodes without the env (``algorithm.paint(targets)``, as the
-    model-based agent does) paints that way: the same strokes but for the observations' uint8
-    rounding, several times faster.
-
-    The agent paints ``max_steps * strokes_per_step`` strokes per episode (:attr:`max_strokes`);
-    asking for fewer keeps the first ones, asking for more is an error. Targets of another size
-    than the run's canvas are resized to it for the agent (area averaging or bicubic); the strokes
-    do not depend on the resolution, so :func:`measure_quality` re-renders them at the targets' size.
-
-    :param run: a run directory of ``paintgym train``, its checkpoint file, or a loaded
-        :class:`agents.pretrained.PretrainedAgent`.
-    :param device: where the agent runs (``auto``: CUDA if available); ignored for a loaded agent.
-    :param batch_size: canvases painted at once.
-    :raises ValueError: the agent was trained without targets (``paintgym/Canvas-v0``).
-    """
-
-    incremental = True
-
-    def __init__(self, run: str | Path | PretrainedAgent, device: str | torch.device = "auto",
-                 batch_size: int = 64) -> None:
-        from paintgym.agents.pretrained import PretrainedAgent, load_agent
-
-        self.agent = run if isinstance(run, PretrainedAgent) else load_agent(run, device)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        config = self.agent.config
-        probe = self.agent.make_env(1)
-        trained_on_targets = probe.core.targets is not None
-        probe.close()
-        if not trained_on_targets:
-            raise ValueError(f"the agent of {self.agent.checkpoint} was trained on {config.env} without target images, "
-                             "so there is nothing to compare its paintings with; evaluate an agent trained on "
-                             "paintgym/Reconstruct-v0")
-        self.name = config.agent
-        self.canvas_size = config.canvas_size
-        self.max_strokes = config.max_steps * config.strokes_per_step
-
-    def paint(self, targets: torch.Tensor, num_strokes: int) -> torch.Tensor:
-        """Strokes ``(B, N, 13)`` on the targets' device: the first N of each episode."""
-        from paintgym.agents.evaluate import evaluate
-        from paintgym.envs.targets import InOrderTargets
-
-        check_request(targets, num_strokes)
-        if num_strokes > self.max_strokes:
-            raise ValueError(f"the agent of {self.agent.checkpoint} paints {self.max_strokes} strokes per episode "
-                             f"(max_steps {self.agent.config.max_steps} x strokes_per_step "
-                             f"{self.agent.config.strokes_per_step}); ask for at most {self.max_strokes}")
-        device = self.agent.device
-        algorithm = self.agent.algorithm
-        if callable(getattr(algorithm, "paint", None)):  # a whole episode without the env (the model-based agent)
-            resized = resize_images(targets.detach().float(), self.canvas_size).to(device)
-            out = [algorithm.paint(resized[first:first + self.batch_size])[:, :num_strokes]
-                   for first in range(0, resized.shape[0], self.batch_size)]
-            return torch.cat(out).to(targets.device)
-        images = to_uint8(resize_images(targets.detach().float(), self.canvas_size).to(device))
-        out = []
-        for first in range(0, images.shape[0], self.batch_size):
-            chunk = images[first:first + self.batch_size]
-            env = self.agent.make_env(chunk.shape[0], InOrderTargets(chunk, device, "eval"))
-            result = evaluate(lambda obs: self.agent.act(obs, True), env, self.agent.eval_seed)
-            env.close()
-            out.append(torch.as_tensor(result.strokes[:, :num_strokes]))
-        return torch.cat(out).to(targets.device)
-
-
 # ---------------------------------------------------------------------------------------- registry
-PAINTERS: dict[str, type] = {"random": RandomPainter, "greedy": GreedyPainter, "optimise": OptimisePainter,
-                             "policy": PolicyPainter}
-"""Painters by name (``policy`` needs ``run=PATH``)."""
+PAINTERS: dict[str, type] = {"random": RandomPainter, "greedy": GreedyPainter, "optimise": OptimisePainter}
+"""Painters by name. A trained agent paints as :class:`experiments.pretrained.PolicyPainter`."""
 
 
 def painter_options(name: str) -> dict[str, Any]:
@@ -514,7 +439,7 @@ def make_painter(name: str, **options: Any) -> Painter:
 # ----------------------------------------------------------------------------------------- quality
 def prefix_counts(num_strokes: int, extra: tuple[int, ...] | list[int] = ()) -> list[int]:
     """Stroke counts to measure a painting of N strokes at: ``1, 2, 4, ...`` below N, N, and ``extra`` up to N."""
-    _check_int("num_strokes", num_strokes, 1)
+    check_int("num_strokes", num_strokes, 1)
     counts = {1 << i for i in range(num_strokes.bit_length()) if 1 << i <= num_strokes}
     counts |= {num_strokes} | {n for n in extra if 1 <= n <= num_strokes}
     return sorted(counts)
@@ -608,7 +533,7 @@ def paint_and_measure(painter: Painter, targets: torch.Tensor, num_strokes: int,
     :param warm_up: first paint one image with one stroke, untimed (compiled kernels load on first use).
     """
     check_request(targets, num_strokes)
-    _check_int("batch_size", batch_size, 1)
+    check_int("batch_size", batch_size, 1)
     if warm_up:
         painter.paint(targets[:1], 1)
     strokes, seconds = [], 0.0

@@ -12,6 +12,12 @@ always ends on an episode boundary — which is also what makes checkpoints exac
 
 The env runs with ``autoreset_mode="disabled"``: at an episode end the finished canvases are still in
 the core (for statistics and rewards that learn), then the loop resets the finished envs itself.
+
+Two speed-ups keep CleanRL's lines but not its objects: ``b_obs`` is a
+:class:`~agents.networks.PatchedObservations` (the rollout cut into the encoder's patches once per
+update, not once per minibatch) and the gradients live in one :class:`~agents.common.FlatGradients`
+buffer (``zero_grad`` and ``clip_grad_norm_`` in one operation each). The losses of every
+minibatch are summed on the device and read once per update.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from typing import Any
 
 import torch
 
-from paintgym.agents.common import FlatGradients, autocast, build_agent, collect_rollout, load_policy, minibatch_size
+from paintgym.agents.common import FlatGradients, autocast, build_agent, load_policy, minibatch_size
 from paintgym.agents.episodes import EpisodeTracker
-from paintgym.agents.networks import Observation, PatchBatches
+from paintgym.agents.networks import Observation, PatchedObservations
+from paintgym.agents.rollout import collect_rollout
 from paintgym.agents.storage import RewardNormalizer, RolloutStorage, compute_gae
 from paintgym.envs.vector_env import CanvasVectorEnv
 
@@ -70,7 +77,8 @@ LOSS_KEYS = ["policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl
 
 
 class PPO:
-    """PPO on a :class:`CanvasVectorEnv` created with ``return_tensors=True, autoreset_mode="disabled"``.
+    """PPO on a :class:`CanvasVectorEnv` created with ``return_tensors=True, autoreset_mode="disabled"``
+    (the :class:`~agents.common.Algorithm` interface).
 
     :param env: the training env.
     :param args: hyperparameters.
@@ -85,10 +93,11 @@ class PPO:
         self.agent, self.optimizer = build_agent(env, "PPO", args.width, args.hidden, args.learning_rate, amp)
         self.env, self.args, self.device, self.amp = env, args, env.device, amp
         self.num_steps = args.rollout_episodes * env.core.max_steps
-        self.steps_per_iteration = self.num_steps * env.num_envs  # the batch size
-        self.minibatch_size = minibatch_size(self.steps_per_iteration, args.num_minibatches)
+        self.batch_size = self.num_steps * env.num_envs
+        self.minibatch_size = minibatch_size(self.batch_size, args.num_minibatches)
+        self.steps_per_iteration = self.batch_size
         self.reward_normalizer = RewardNormalizer(env.num_envs, args.gamma, self.device) if args.norm_reward else None
-        self.gradients = FlatGradients(self.agent.parameters())  # one buffer: cheap zeroing and clipping
+        self.gradients = FlatGradients(self.agent.parameters())
         self.tracker = EpisodeTracker(env)
         self.metric_keys = [*self.tracker.metric_keys, *LOSS_KEYS, "explained_variance", "learning_rate"]
         self.obs: Observation | None = None
@@ -100,49 +109,48 @@ class PPO:
 
     # ------------------------------------------------------------------------------ one iteration
     def train_iteration(self, iteration: int, num_iterations: int) -> dict[str, float]:
-        args = self.args
-        if args.anneal_lr:  # linear decay to 0, as CleanRL
+        """Rollout, GAE, then epochs of minibatch updates (CleanRL's loop body)."""
+        if self.obs is None:
+            raise RuntimeError("call start(obs) before training")
+        args, agent = self.args, self.agent
+        # annealing the learning rate, linearly to 0
+        if args.anneal_lr:
             self.optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
-        next_value = self.rollout()
-        advantages, returns = compute_gae(self.storage.rewards, self.storage.values, self.storage.dones,
-                                          next_value, args.gamma, args.gae_lambda)
-        metrics = self.update(advantages, returns)
-        metrics["learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        return {**self.tracker.summary(), **metrics}
 
-    @torch.no_grad()
-    def rollout(self) -> torch.Tensor:
-        """Play ``num_steps`` steps in every env into the storage; returns the bootstrap value ``(B,)``."""
-        collect_rollout(self)
-        with autocast(self.device, self.amp):
-            return self.agent.get_value(self.obs)
+        # the rollout: num_steps steps in every env (finished envs are reset after their statistics are read)
+        storage, self.obs = collect_rollout(self.env, agent, self.obs, self.num_steps, self.tracker, self.storage,
+                                            self.reward_normalizer, self.amp)
+        self.storage = storage
 
-    def update(self, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
-        """Epochs of minibatch updates of the clipped objective; returns the mean losses."""
-        args, storage = self.args, self.storage
-        b_patches = PatchBatches(self.agent.encoder, storage.flat_obs())  # cut once, not per minibatch
+        # bootstrap value if not done, and generalised advantage estimation
+        with torch.no_grad(), autocast(self.device, self.amp):
+            next_value = agent.get_value(self.obs)
+        advantages, returns = compute_gae(storage.rewards, storage.values, storage.dones, next_value,
+                                          args.gamma, args.gae_lambda)
+
+        # flatten the batch
+        b_obs = PatchedObservations(agent, storage.flat_obs())
         b_actions = storage.actions.flatten(0, 1)
         b_logprobs, b_values = storage.logprobs.flatten(), storage.values.flatten()
         b_advantages, b_returns = advantages.flatten(), returns.flatten()
 
-        sums = torch.zeros(len(LOSS_KEYS), device=self.device)  # summed on the device, read once
+        # optimise the policy and value network
+        loss_sums = torch.zeros(len(LOSS_KEYS), device=self.device)
         updates = 0
         for _epoch in range(args.update_epochs):
-            order = torch.randperm(self.steps_per_iteration, device=self.device)
-            for start in range(0, self.steps_per_iteration - self.minibatch_size + 1, self.minibatch_size):
-                mb = order[start:start + self.minibatch_size]
-                mb_returns, mb_values = b_returns.index_select(0, mb), b_values.index_select(0, mb)
+            b_inds = torch.randperm(self.batch_size, device=self.device)
+            for start in range(0, self.batch_size - self.minibatch_size + 1, self.minibatch_size):
+                mb_inds = b_inds[start:start + self.minibatch_size]
                 with autocast(self.device, self.amp):
-                    features = self.agent.encoder.encode(b_patches.select(mb), b_patches.scale)
-                    _, newlogprob, entropy, newvalue = self.agent.heads(features, b_actions.index_select(0, mb))
-                logratio = newlogprob - b_logprobs.index_select(0, mb)
+                    _, newlogprob, entropy, newvalue = b_obs.get_action_and_value(mb_inds, b_actions[mb_inds])
+                logratio = newlogprob - b_logprobs[mb_inds]
                 ratio = logratio.exp()
                 with torch.no_grad():  # http://joschu.net/blog/kl-approx.html
                     old_approx_kl = (-logratio).mean()
                     approx_kl = ((ratio - 1.0) - logratio).mean()
                     clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
 
-                mb_advantages = b_advantages.index_select(0, mb)
+                mb_advantages = b_advantages[mb_inds]
                 if args.norm_adv:
                     mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
 
@@ -153,23 +161,24 @@ class PPO:
 
                 # value loss, optionally clipped around the rollout's estimates
                 if args.clip_vloss:
-                    v_loss_unclipped = (newvalue - mb_returns).square()
-                    v_clipped = mb_values + torch.clamp(newvalue - mb_values, -args.clip_coef, args.clip_coef)
-                    v_loss_clipped = (v_clipped - mb_returns).square()
+                    v_loss_unclipped = (newvalue - b_returns[mb_inds]).square()
+                    v_clipped = b_values[mb_inds] + torch.clamp(newvalue - b_values[mb_inds], -args.clip_coef,
+                                                                args.clip_coef)
+                    v_loss_clipped = (v_clipped - b_returns[mb_inds]).square()
                     v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
                 else:
-                    v_loss = 0.5 * (newvalue - mb_returns).square().mean()
+                    v_loss = 0.5 * (newvalue - b_returns[mb_inds]).square().mean()
 
                 entropy_loss = entropy.mean()
                 loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
 
-                self.gradients.zero_()
+                self.gradients.zero_grad()
                 loss.backward()
-                self.gradients.clip_(args.max_grad_norm)
+                self.gradients.clip_grad_norm_(args.max_grad_norm)
                 self.optimizer.step()
 
-                sums += torch.stack([pg_loss.detach(), v_loss.detach(), entropy_loss.detach(), old_approx_kl,
-                                     approx_kl, clipfrac])
+                loss_sums += torch.stack([pg_loss.detach(), v_loss.detach(), entropy_loss.detach(), old_approx_kl,
+                                          approx_kl, clipfrac])
                 updates += 1
             if args.target_kl is not None and float(approx_kl) > args.target_kl:
                 break
@@ -177,8 +186,9 @@ class PPO:
         y_pred, y_true = b_values, b_returns
         var_y = y_true.var()
         explained_var = 1.0 - (y_true - y_pred).var() / var_y  # NaN when the returns do not vary
-        values = torch.cat([sums / max(updates, 1), explained_var.view(1)]).tolist()  # one transfer
-        return dict(zip([*LOSS_KEYS, "explained_variance"], values, strict=True))
+        values = torch.cat([loss_sums / max(updates, 1), explained_var.view(1)]).tolist()  # one transfer
+        losses = dict(zip([*LOSS_KEYS, "explained_variance"], values, strict=True))
+        return {**self.tracker.summary(), **losses, "learning_rate": self.optimizer.param_groups[0]["lr"]}
 
     # ---------------------------------------------------------------------------- acting, saving
     @torch.no_grad()
@@ -192,8 +202,11 @@ class PPO:
             state["reward_normalizer"] = self.reward_normalizer.state_dict()
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], policy_only: bool = False) -> None:
         load_policy(self.agent, state["agent"])
+        if policy_only:
+            self.agent.eval()
+            return
         self.optimizer.load_state_dict(state["optimizer"])
         if self.reward_normalizer is not None:
             self.reward_normalizer.load_state_dict(state["reward_normalizer"])

@@ -24,9 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from paintgym.agents.common import autocast, build_agent, collect_rollout, load_policy
+from paintgym.agents.common import autocast, build_agent, load_policy
 from paintgym.agents.episodes import EpisodeTracker
 from paintgym.agents.networks import Observation
+from paintgym.agents.rollout import collect_rollout
 from paintgym.agents.storage import RewardNormalizer, RolloutStorage, reward_to_go
 from paintgym.envs.vector_env import CanvasVectorEnv
 
@@ -67,7 +68,8 @@ LOSS_KEYS = ["policy_loss", "value_loss", "entropy"]
 
 
 class Reinforce:
-    """REINFORCE on a :class:`CanvasVectorEnv` created with ``return_tensors=True, autoreset_mode="disabled"``.
+    """REINFORCE on a :class:`CanvasVectorEnv` created with ``return_tensors=True, autoreset_mode="disabled"``
+    (the :class:`~agents.common.Algorithm` interface).
 
     :param env: the training env.
     :param args: hyperparameters.
@@ -99,20 +101,18 @@ class Reinforce:
         self.obs = obs
 
     def train_iteration(self, iteration: int, num_iterations: int) -> dict[str, float]:
+        """Play ``rollout_episodes`` whole episodes in every env, then one gradient step on them."""
+        if self.obs is None:
+            raise RuntimeError("call start(obs) before training")
         args = self.args
         if args.anneal_lr:
             self.optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
-        self.rollout()
-        storage = self.storage
-        returns = reward_to_go(storage.rewards, storage.dones, args.gamma)  # (T, B)
+        self.storage, self.obs = collect_rollout(self.env, self.agent, self.obs, self.num_steps, self.tracker,
+                                                 self.storage, self.reward_normalizer, self.amp)
+        returns = reward_to_go(self.storage.rewards, self.storage.dones, args.gamma)  # (T, B)
         metrics = self.update(returns)
         metrics["learning_rate"] = self.optimizer.param_groups[0]["lr"]
         return {**self.tracker.summary(), **metrics}
-
-    @torch.no_grad()
-    def rollout(self) -> None:
-        """Play ``rollout_episodes`` whole episodes in every env into the storage."""
-        collect_rollout(self)
 
     def update(self, returns: torch.Tensor) -> dict[str, float]:
         """One gradient step on the whole batch of episodes; returns the losses."""
@@ -165,8 +165,11 @@ class Reinforce:
             state["reward_normalizer"] = self.reward_normalizer.state_dict()
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], policy_only: bool = False) -> None:
         load_policy(self.agent, state["agent"])
+        if policy_only:
+            self.agent.eval()
+            return
         self.optimizer.load_state_dict(state["optimizer"])
         self.running_mean.copy_(state["running_mean"])
         self.running_seen = bool(state["running_seen"])

@@ -161,7 +161,8 @@ class _EpisodeStats(BaseCallback):
 
 
 class SB3PPO:
-    """SB3's PPO as an algorithm the trainer drives (see the module docstring).
+    """SB3's PPO as an algorithm the trainer drives (the :class:`~agents.common.Algorithm` interface; see
+    the module docstring).
 
     :param env: a :class:`CanvasVectorEnv` with ``return_tensors=False`` and SAME_STEP autoreset.
     :param args: hyperparameters.
@@ -245,7 +246,14 @@ class SB3PPO:
         return {"policy": self.model.policy.state_dict(), "optimizer": self.model.policy.optimizer.state_dict(),
                 "num_timesteps": self.model.num_timesteps, "args": asdict(self.args)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.policy.load_state_dict(state["policy"])
+    def load_state_dict(self, state: dict[str, Any], policy_only: bool = False) -> None:
+        try:
+            self.model.policy.load_state_dict(state["policy"])
+        except RuntimeError as err:
+            raise ValueError(f"the saved SB3 policy does not fit this network ({' '.join(str(err).split())[:200]}); "
+                             "it was trained with another --policy, --width or --hidden") from err
+        if policy_only:
+            self.model.policy.set_training_mode(False)
+            return
         self.model.policy.optimizer.load_state_dict(state["optimizer"])
         self.model.num_timesteps = int(state["num_timesteps"])

@@ -2,7 +2,7 @@
 
 Everything is a ``(T, B, ...)`` tensor: ``T`` steps of ``B`` envs. Observations stay uint8 (four
 times less memory than floats; PPO's update converts one minibatch at a time, see
-:class:`agents.networks.PatchBatches`).
+:class:`agents.networks.PatchedObservations`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Generative models for paintgym: a WGAN-GP (DCGAN generator and critic), a convolutional VAE and a CNN classifier.
 
-Trained with ``paintgym train-gan`` / ``train-vae`` / ``train-classifier``; used by the rest of paintgym as
+Trained with ``paintgym train-gan`` / ``train-vae`` / ``train-classifier`` (their loops and run folders are
+:mod:`experiments`'s; one update of each model is :mod:`generative.steps`); used by the rest of paintgym as
 
 * a reward model — the critic scores canvases, or (target, canvas) pairs (``rewards.gan``);
 * an embedding — the VAE encoder's mean (the ``novelty`` reward);

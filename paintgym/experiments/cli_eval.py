@@ -25,6 +25,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from paintgym.agents.painters import make_painter, paint_and_measure, refined, resize_images
+from paintgym.envs.export import atomic_write_bytes, render_strokes, save_png, save_svg
+from paintgym.envs.images import load_images, to_float, to_uint8
+from paintgym.envs.targets import TargetSource
+from paintgym.envs.video import grid
+from paintgym.experiments.device import resolve_device, set_threads
+from paintgym.experiments.pretrained import PolicyPainter
+
 EXAMPLES = """examples:
   paintgym eval --painter greedy --strokes 8 16 32 --out eval/greedy
   paintgym eval --painter optimise --targets photos --size 64 --strokes 32 --limit 8
@@ -124,9 +136,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 def load_targets(specs: list[str], size: int, limit: int | None) -> tuple[Any, list[str]]:
     """The images of every spec, in order, at ``size``: ``(N, size, size, 3)`` uint8 and a name per image."""
-    import numpy as np
 
-    from paintgym.envs.images import load_images
 
     arrays, names = [], []
     for spec in specs:
@@ -141,9 +151,7 @@ def load_targets(specs: list[str], size: int, limit: int | None) -> tuple[Any, l
 
 def run_targets(agent: Any, size: int) -> Any:
     """A trained run's held-out targets at ``size``: ``(N, size, size, 3)`` uint8."""
-    import gymnasium as gym
 
-    from paintgym.envs.targets import TargetSource
 
     spec = agent.config.targets or gym.registry[agent.config.env].kwargs.get("targets")
     if spec is None:
@@ -186,8 +194,6 @@ def quality_csv(runs: list[Any], names: list[str]) -> bytes:
 
 def _tiles(images: Any, size: int) -> Any:
     """``(B, H, H, 3)`` uint8 -> the same images at ``size`` x ``size`` (area averaging or bicubic)."""
-    from paintgym.agents.painters import resize_images
-    from paintgym.envs.images import to_float, to_uint8
 
     return to_uint8(resize_images(to_float(images), size)).numpy()
 
@@ -196,10 +202,7 @@ def write_outputs(out: Path, runs: list[Any], strokes: list[int], targets_u8: An
                   png_size: int) -> list[Path]:
     """Write quality.csv, each final painting as PNG (at ``png_size``) and SVG, and a contact sheet per
     painter and N; return the files written."""
-    import numpy as np
 
-    from paintgym.envs.export import atomic_write_bytes, render_strokes, save_png, save_svg
-    from paintgym.envs.video import grid
 
     written = [atomic_write_bytes(out / "quality.csv", quality_csv(runs, names))]
     shown = min(len(names), SHEET_IMAGES)
@@ -231,12 +234,7 @@ def paintings_of(runs: list[Any], strokes: list[int]) -> list[tuple[Any, int]]:
 
 def evaluate_cli(args: argparse.Namespace) -> list[Any]:
     """Paint, measure, print the table and write the outputs; returns the painting runs."""
-    from tqdm.auto import tqdm
 
-    from paintgym.agents.common import set_threads
-    from paintgym.agents.painters import PolicyPainter, make_painter, paint_and_measure, refined
-    from paintgym.envs.core import resolve_device
-    from paintgym.envs.images import to_float
 
     check_args(args)
     set_threads(args.threads)

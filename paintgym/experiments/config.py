@@ -1,22 +1,23 @@
-"""Configuration dataclasses <-> command-line flags and TOML files.
+"""Configuration dataclasses <-> TOML files, and the layering every training command resolves its options by.
 
-Hyperparameters are documented once, CleanRL style: a dataclass field followed by a one-line
-docstring. :func:`field_docs` reads those docstrings (from the class source) for ``--help``;
-:func:`add_dataclass_arguments` turns the fields into flags (``learning_rate`` -> ``--learning-rate``,
-booleans as ``--flag/--no-flag``); :func:`load_toml` and :func:`dump_toml` read and write flat TOML
-files with the same keys.
+Options are dataclass fields, documented once, CleanRL style: the field, then a one-line docstring
+(``--help`` shows it; :mod:`experiments.flags` turns the fields into flags). A run's options come
+from layers, in rising precedence::
+
+    the dataclass defaults  <  the checkpoint's options (--resume)  <  a TOML file (--config)  <  the flags given
+
+:func:`resolve_options` merges the first three (checking every key and type, naming the layer at
+fault), and the flags are parsed on top of the result. :func:`load_toml` and :func:`dump_toml` read
+and write flat TOML files with the same keys (``learning_rate`` or ``learning-rate``).
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
-import inspect
 import json
 import math
 import os
-import textwrap
+import re
 import types
 import typing
 from pathlib import Path
@@ -30,21 +31,6 @@ except ModuleNotFoundError:  # Python 3.10
 
 class ConfigError(ValueError):
     """A configuration file or value is wrong; the message says which key and what is expected."""
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The one-line docstring under each field of dataclass ``cls`` (empty if the source is missing)."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError, SyntaxError):
-        return {}
-    docs: dict[str, str] = {}
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    for node, following in zip(body, body[1:], strict=False):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
-            docs[node.target.id] = " ".join(following.value.value.split())
-    return docs
 
 
 def field_types(cls: type) -> dict[str, tuple[type, bool]]:
@@ -62,30 +48,29 @@ def field_types(cls: type) -> dict[str, tuple[type, bool]]:
     return out
 
 
-def _optional(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        return None if text.lower() in ("none", "") else kind(text)
+def resolve_options(classes: list[type], layers: list[tuple[str, dict[str, Any]]], context: str = ""
+                    ) -> list[dict[str, Any]]:
+    """Merge layers of options, lowest precedence first, into keyword arguments for each of ``classes``.
 
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
-                            skip: tuple[str, ...] = ()) -> None:
-    """Add a flag per field of ``cls``; defaults are suppressed so that only given flags are parsed."""
-    docs, kinds = field_docs(cls), field_types(cls)
-    for field in dataclasses.fields(cls):
-        if field.name in skip:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        kind, optional = kinds[field.name]
-        default = field.default
-        help_text = f"{docs.get(field.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
-        else:
-            parser.add_argument(flag, type=_optional(kind) if optional else kind, default=argparse.SUPPRESS,
-                                metavar=kind.__name__.upper(), help=help_text)
+    :param classes: dataclasses whose fields share one namespace (e.g. ``TrainConfig`` and ``PPOArgs``).
+    :param layers: ``(origin, {key: value})``; keys as the fields or the flags (``-`` or ``_``).
+    :param context: appended to the origin in messages (e.g. ``" for --agent ppo"``).
+    :return: per class, the options the layers set (as the class's types: ints become floats where due).
+    :raises ConfigError: an unknown key or a wrong type, naming the key, the layer and what is valid.
+    """
+    owners = {field.name: cls for cls in classes for field in dataclasses.fields(cls)}
+    merged: list[dict[str, Any]] = [{} for _ in classes]
+    for origin, values in layers:
+        values = {key.replace("-", "_"): value for key, value in values.items()}
+        unknown = [key for key in values if key not in owners]
+        if unknown:
+            listed = ", ".join(repr(key) for key in unknown)
+            raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} {listed} in {origin}{context}; "
+                              f"valid: {', '.join(sorted(owners))}")
+        for index, cls in enumerate(classes):
+            mine = {key: value for key, value in values.items() if owners[key] is cls}
+            merged[index].update(coerce(cls, mine, origin))
+    return merged
 
 
 def coerce(cls: type, values: dict[str, Any], origin: str) -> dict[str, Any]:
@@ -153,3 +138,18 @@ def dump_toml(values: dict[str, Any], header: str = "") -> str:
     for key, value in values.items():
         lines.append(f"# {key} = none" if value is None else f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
+
+
+def show_value(value: Any) -> str:
+    """An option's value as a configuration's name shows it: ``true``, ``0.001``, ``default`` for None."""
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def slug(text: str, limit: int = 80) -> str:
+    """``text`` as a folder or file name: runs of other characters than letters, digits and ``.+=-`` become
+    ``_``, at most ``limit`` characters (``config`` when nothing is left)."""
+    return re.sub(r"[^A-Za-z0-9.+=-]+", "_", text).strip("._")[:limit] or "config"

@@ -11,11 +11,17 @@ strokes painted one by one, each drawn along its curve, beside the target).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-from paintgym.agents.cli_eval import OPTIMISE_EXAMPLES, one_line
+from paintgym.agents.painters import OptimisePainter, measure_quality
+from paintgym.envs.export import render_strokes, save_json, save_png, save_svg
+from paintgym.envs.images import load_images, to_float
+from paintgym.envs.painting_video import write_painting_video
+from paintgym.experiments.cli_eval import OPTIMISE_EXAMPLES, one_line
+from paintgym.experiments.device import resolve_device, set_threads
 
 SUFFIXES = (".png", ".svg", ".json", ".mp4", ".gif")
 DESCRIPTION = ("Paint one image with N strokes: the greedy painting (the best of K random shapes per stroke, "
@@ -78,14 +84,7 @@ def check_args(args: argparse.Namespace) -> list[Path]:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Paint the image and write the outputs; returns their paths."""
-    import os
 
-    from paintgym.agents.common import set_threads
-    from paintgym.agents.painters import OptimisePainter, measure_quality
-    from paintgym.envs.core import resolve_device
-    from paintgym.envs.export import render_strokes, save_json, save_png, save_svg
-    from paintgym.envs.images import load_images, to_float
-    from paintgym.envs.painting_video import write_painting_video
 
     outputs = check_args(args)
     set_threads(args.threads or os.cpu_count() or 1)

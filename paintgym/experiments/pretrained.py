@@ -1,9 +1,10 @@
-"""Load a trained agent from a run directory or checkpoint, to act and to paint (``paintgym paint``).
+"""Load a trained agent from a run directory or checkpoint, to act and to paint (``paintgym paint``, ``eval``).
 
 :func:`load_agent` rebuilds the run's configuration, its policy network (PPO, REINFORCE or SB3's
 PPO) with the trained weights, and the state of its reward (a learning reward's critic or archive),
 on the device asked for. :meth:`PretrainedAgent.make_env` then makes evaluation envs like the
 trainer's: the run's env options, the held-out target split, the reward restored.
+:class:`PolicyPainter` is a trained agent as a painter (:mod:`agents.painters`): targets in, strokes out.
 """
 
 from __future__ import annotations
@@ -15,34 +16,18 @@ from typing import Any
 
 import torch
 
+from paintgym.agents.common import Algorithm
 from paintgym.agents.networks import Observation
-from paintgym.agents.trainer import (
-    CHECKPOINT,
-    EVAL_SEED_OFFSET,
-    TrainConfig,
-    algorithm_args_class,
-    load_checkpoint,
-    make_algorithm,
-    make_env,
-    make_eval_env,
-)
-from paintgym.envs.core import resolve_device
+from paintgym.agents.painters import check_int, check_request, resize_images
+from paintgym.envs.images import to_uint8
 from paintgym.envs.targets import InOrderTargets, TargetSource
 from paintgym.envs.vector_env import CanvasVectorEnv
-
-
-def checkpoint_path(path: str | Path) -> Path:
-    """The checkpoint of a run directory, or ``path`` itself if it is a file.
-
-    :raises FileNotFoundError: with what to pass instead.
-    """
-    path = Path(path)
-    found = path / CHECKPOINT if path.is_dir() else path
-    if not found.is_file():
-        where = f"{path} holds no {CHECKPOINT}" if path.is_dir() else f"{path} does not exist"
-        raise FileNotFoundError(f"no trained agent at {path}: {where}; pass a run directory written by "
-                                "paintgym train (holding checkpoint.pt) or a checkpoint file")
-    return found
+from paintgym.experiments.algorithms import algorithm_entry, make_algorithm
+from paintgym.experiments.checkpoints import find_checkpoint, load_checkpoint
+from paintgym.experiments.device import resolve_device
+from paintgym.experiments.env_factory import EVAL_SEED_OFFSET, make_env, make_eval_env
+from paintgym.experiments.evaluate import evaluate
+from paintgym.experiments.train_config import TrainConfig
 
 
 @dataclass
@@ -59,7 +44,7 @@ class PretrainedAgent:
 
     config: TrainConfig
     args: Any
-    algorithm: Any
+    algorithm: Algorithm
     reward_state: dict[str, Any]
     checkpoint: Path
     global_step: int
@@ -116,39 +101,90 @@ def load_agent(path: str | Path, device: str | torch.device = "auto") -> Pretrai
     :raises ValueError: the file is not a paintgym checkpoint, or does not match its own configuration.
     """
     device = resolve_device(device)
-    ckpt = checkpoint_path(path)
-    try:
-        state = load_checkpoint(ckpt, device)
-    except ValueError as err:
-        if err.__cause__ is None:  # readable, but not a paintgym checkpoint: the message says so
-            raise
-        # torch's unpickling errors run over many lines (and suggest weights_only=False): one line instead
-        raise ValueError(f"cannot read checkpoint {ckpt}: the file is truncated, corrupt or not written by "
-                         f"paintgym train ({type(err.__cause__).__name__})") from err
+    ckpt = find_checkpoint(path, what="trained agent", hint="pass")
+    state = load_checkpoint(ckpt, device)
     try:
         known = {field.name for field in dataclasses.fields(TrainConfig)}
         config = TrainConfig(**{key: value for key, value in state["config"].items() if key in known})
-        args_class = algorithm_args_class(config.agent)
+        entry = algorithm_entry(config.agent)
+        args_class = entry.args_class
         arg_names = {field.name for field in dataclasses.fields(args_class)}
         args = args_class(**{key: value for key, value in state["args"].items() if key in arg_names})
         algorithm_state, reward_state = state["algorithm"], state["reward"]
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{ckpt} is not a complete paintgym checkpoint ({err})") from err
     # acting needs neither the run's batch layout nor mixed precision on a CPU
     config = dataclasses.replace(config, device=str(device), run_dir=None, resume=None,
                                  amp=config.amp and device.type == "cuda")
     if hasattr(args, "num_minibatches"):
         args = dataclasses.replace(args, num_minibatches=1)
-    native = config.agent != "sb3-ppo"
     # a two-canvas env gives the algorithm its spaces (SB3 needs a batch of at least 2 transitions)
-    algorithm = make_algorithm(config, args, make_env(config, 2, device, native=native))
+    env = make_env(config, 2, device, native=entry.native_env)
+    algorithm = make_algorithm(config.agent, env, args, amp=config.amp, seed=config.seed)
     try:
-        if native:
-            algorithm.agent.load_state_dict(algorithm_state["agent"])
-            algorithm.agent.eval()
-        else:
-            algorithm.model.policy.load_state_dict(algorithm_state["policy"])
-            algorithm.model.policy.set_training_mode(False)
-    except (KeyError, RuntimeError) as err:
+        algorithm.load_state_dict(algorithm_state, policy_only=True)
+    except (KeyError, ValueError) as err:
         raise ValueError(f"the policy in {ckpt} does not match its configuration ({err})") from err
     return PretrainedAgent(config, args, algorithm, reward_state, ckpt, int(state.get("global_step", 0)))
+
+
+class PolicyPainter:
+    """A trained agent (``paintgym train``) painting targets in its own env, deterministic actions.
+
+    An agent that can paint whole episodes without the env (``algorithm.paint(targets)``, as the
+    model-based agent does) paints that way: the same strokes but for the observations' uint8
+    rounding, several times faster.
+
+    The agent paints ``max_steps * strokes_per_step`` strokes per episode (:attr:`max_strokes`);
+    asking for fewer keeps the first ones, asking for more is an error. Targets of another size
+    than the run's canvas are resized to it for the agent (area averaging or bicubic); the strokes
+    do not depend on the resolution, so :func:`measure_quality` re-renders them at the targets' size.
+
+    :param run: a run directory of ``paintgym train``, its checkpoint file, or a loaded
+        :class:`experiments.pretrained.PretrainedAgent`.
+    :param device: where the agent runs (``auto``: CUDA if available); ignored for a loaded agent.
+    :param batch_size: canvases painted at once.
+    :raises ValueError: the agent was trained without targets (``paintgym/Canvas-v0``).
+    """
+
+    incremental = True
+
+    def __init__(self, run: str | Path | PretrainedAgent, device: str | torch.device = "auto",
+                 batch_size: int = 64) -> None:
+        self.agent = run if isinstance(run, PretrainedAgent) else load_agent(run, device)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        config = self.agent.config
+        probe = self.agent.make_env(1)
+        trained_on_targets = probe.core.targets is not None
+        probe.close()
+        if not trained_on_targets:
+            raise ValueError(f"the agent of {self.agent.checkpoint} was trained on {config.env} without target images, "
+                             "so there is nothing to compare its paintings with; evaluate an agent trained on "
+                             "paintgym/Reconstruct-v0")
+        self.name = config.agent
+        self.canvas_size = config.canvas_size
+        self.max_strokes = config.max_steps * config.strokes_per_step
+
+    def paint(self, targets: torch.Tensor, num_strokes: int) -> torch.Tensor:
+        """Strokes ``(B, N, 13)`` on the targets' device: the first N of each episode."""
+        check_request(targets, num_strokes)
+        if num_strokes > self.max_strokes:
+            raise ValueError(f"the agent of {self.agent.checkpoint} paints {self.max_strokes} strokes per episode "
+                             f"(max_steps {self.agent.config.max_steps} x strokes_per_step "
+                             f"{self.agent.config.strokes_per_step}); ask for at most {self.max_strokes}")
+        device = self.agent.device
+        algorithm = self.agent.algorithm
+        if callable(getattr(algorithm, "paint", None)):  # a whole episode without the env (the model-based agent)
+            resized = resize_images(targets.detach().float(), self.canvas_size).to(device)
+            out = [algorithm.paint(resized[first:first + self.batch_size])[:, :num_strokes]
+                   for first in range(0, resized.shape[0], self.batch_size)]
+            return torch.cat(out).to(targets.device)
+        images = to_uint8(resize_images(targets.detach().float(), self.canvas_size).to(device))
+        out = []
+        for first in range(0, images.shape[0], self.batch_size):
+            chunk = images[first:first + self.batch_size]
+            env = self.agent.make_env(chunk.shape[0], InOrderTargets(chunk, device, "eval"))
+            result = evaluate(lambda obs: self.agent.act(obs, True), env, self.agent.eval_seed)
+            env.close()
+            out.append(torch.as_tensor(result.strokes[:, :num_strokes]))
+        return torch.cat(out).to(targets.device)

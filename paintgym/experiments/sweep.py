@@ -40,17 +40,17 @@ Each run is a normal ``paintgym train --config OUT/NAME/seedS/sweep_run.toml`` i
 second Ctrl-C stops them at once); rerun the command to continue. If the sweep itself is killed (even
 by SIGKILL), Linux sends its trainings SIGTERM, on which they checkpoint and stop too, so none runs on
 alone. A failed run is reported with its log and the others go on; the exit status is then 1. At the
-end the report of every finished run (:mod:`agents.report`) is written to ``OUT/report``.
+end the report of every finished run (:mod:`experiments.report`) is written to ``OUT/report``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import itertools
 import json
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -63,8 +63,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from paintgym.agents.config import ConfigError, coerce, dump_toml, load_toml, read_toml
-from paintgym.agents.report import PER_RUN_KEYS, SUMMARY, SWEEP_LABEL
+from tqdm.auto import tqdm
+
+from paintgym import rewards
+from paintgym.envs.export import atomic_write_bytes
+from paintgym.experiments.algorithms import algorithm_args_class
+from paintgym.experiments.artefacts import SUMMARY
+from paintgym.experiments.config import (
+    ConfigError,
+    dump_toml,
+    load_toml,
+    read_toml,
+    resolve_options,
+    show_value,
+    slug,
+)
+from paintgym.experiments.device import resolve_device
+from paintgym.experiments.env_factory import make_env
+from paintgym.experiments.report import PER_RUN_KEYS, SWEEP_LABEL, ReportError, write_report
+from paintgym.experiments.train_config import TrainConfig, run_record
 
 RUN_CONFIG = "sweep_run.toml"
 """The child's ``--config`` file in each run directory."""
@@ -96,26 +113,19 @@ class Configuration:
 
         :raises SweepError: for an unknown agent, unknown option or wrong type, naming the key.
         """
-        from paintgym.agents.trainer import TrainConfig, algorithm_args_class
-
         agent = self.options.get("agent", TrainConfig.agent)
         try:
             args_class = algorithm_args_class(agent)
         except ValueError as err:
             raise SweepError(f"agent in {self.origins.get('agent', '[base]')}: {err}") from None
-        run_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-        algo_keys = {f.name for f in dataclasses.fields(args_class)}
-        run_values, algo_values = {}, {}
+        layers: dict[str, dict[str, Any]] = {}
         for key, value in self.options.items():
-            origin = f"{self.origins[key]} (configuration {self.name!r})"
-            if key not in run_keys | algo_keys:
-                raise SweepError(f"unknown option {key!r} in {origin} for agent {agent}; valid: "
-                                 f"{', '.join(sorted(run_keys | algo_keys))}")
-            target = run_values if key in run_keys else algo_values
-            try:
-                target.update(coerce(TrainConfig if key in run_keys else args_class, {key: value}, origin))
-            except ConfigError as err:
-                raise SweepError(str(err)) from None
+            layers.setdefault(f"{self.origins[key]} (configuration {self.name!r})", {})[key] = value
+        try:
+            run_values, algo_values = resolve_options([TrainConfig, args_class], list(layers.items()),
+                                                      f" for agent {agent}")
+        except ConfigError as err:
+            raise SweepError(str(err)) from None
         return TrainConfig(**run_values), args_class(**algo_values)
 
 
@@ -149,16 +159,6 @@ class PlannedRun:
 # ---------------------------------------------------------------------------------------- parsing
 def _key(key: str) -> str:
     return key.replace("-", "_")
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+=-]+", "_", name).strip("._")[:80] or "config"
 
 
 def _check_options(table: Any, where: str, allow_base_only: bool) -> dict[str, Any]:
@@ -228,15 +228,15 @@ def load_sweep(path: str | os.PathLike, out: str | os.PathLike | None = None) ->
         for key in options:
             if key in grid:
                 raise SweepError(f"{key} is set in {where} and is a [grid] axis; keep one")
-        named = name or "; ".join(f"{key}={_show(value)}" for key, value in options.items())
+        named = name or "; ".join(f"{key}={show_value(value)}" for key, value in options.items())
         for values in itertools.product(*grid.values()):
             point = dict(zip(grid, values, strict=True))
-            shown = "; ".join(f"{key}={_show(value)}" for key, value in point.items() if len(grid[key]) > 1)
+            shown = "; ".join(f"{key}={show_value(value)}" for key, value in point.items() if len(grid[key]) > 1)
             full = "; ".join(part for part in (named, shown) if part) or "base"
             merged = {**base, **options, **point}
             origins = {**{key: "[base]" for key in base}, **{key: where for key in options},
                        **{key: "[grid]" for key in point}}
-            configurations.append(Configuration(full, _slug(full), merged, origins))
+            configurations.append(Configuration(full, slug(full), merged, origins))
     seen: dict[str, str] = {}
     for configuration in configurations:
         clash = seen.get(configuration.slug.lower())
@@ -254,9 +254,6 @@ def validate(sweep: Sweep) -> list[tuple[Any, Any]]:
 
     :raises SweepError: naming the configuration and the key at fault.
     """
-    from paintgym import rewards
-    from paintgym.agents.trainer import make_env
-    from paintgym.envs.core import resolve_device
 
     resolved = [configuration.resolve() for configuration in sweep.configurations]
     built: set[str] = set()
@@ -285,13 +282,6 @@ def validate(sweep: Sweep) -> list[tuple[Any, Any]]:
     return resolved
 
 
-def _record(config: Any, args: Any) -> dict[str, Any]:
-    """What the trainer writes to ``config.toml`` for ``config`` and ``args`` (see agents.trainer)."""
-    record = {key: value for key, value in dataclasses.asdict(config).items() if key not in ("run_dir", "resume")}
-    record.update(dataclasses.asdict(args))
-    return record
-
-
 def plan(sweep: Sweep, resolved: list[tuple[Any, Any]]) -> list[PlannedRun]:
     """Every (configuration, seed) run, seed by seed, with its status from its run directory.
 
@@ -310,7 +300,7 @@ def plan(sweep: Sweep, resolved: list[tuple[Any, Any]]) -> list[PlannedRun]:
                     existing = load_toml(run_dir / "config.toml")
                 except ConfigError as err:
                     raise SweepError(f"cannot read the run in {run_dir}: {err}") from None
-                wanted = _record(dataclasses.replace(config, seed=seed), args)
+                wanted = run_record(dataclasses.replace(config, seed=seed), args)
                 for key in wanted.keys() | existing.keys():
                     if key not in ignored and existing.get(key) != wanted.get(key):
                         raise SweepError(f"{run_dir} holds a run with other options ({key} = {existing.get(key)!r} "
@@ -361,7 +351,6 @@ def _stop_when_orphaned(sweep_pid: int) -> None:
 
     SIGTERM rather than SIGINT: the kernel signals once per thread of the dying sweep that the child is
     handed to, and a second SIGINT would make the trainer quit without its checkpoint."""
-    import ctypes
 
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
@@ -373,7 +362,6 @@ def _stop_when_orphaned(sweep_pid: int) -> None:
 
 def _start(run: PlannedRun) -> tuple[subprocess.Popen, Any]:
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    from paintgym.envs.export import atomic_write_bytes
 
     header = f"written by paintgym sweep from {run.configuration.name!r}; the run's own record is config.toml"
     atomic_write_bytes(run.run_dir / RUN_CONFIG, dump_toml(run.options, header).encode())
@@ -396,7 +384,6 @@ def _start(run: PlannedRun) -> tuple[subprocess.Popen, Any]:
 
 def execute(runs: list[PlannedRun], jobs: int = 1, progress: bool = True) -> Outcome:
     """Run the ``new`` and ``resume`` runs, ``jobs`` at a time, and say how each went."""
-    from tqdm.auto import tqdm
 
     outcome = Outcome({"finished": [], "skipped": [], "failed": [], "interrupted": []})
     pending = deque(run for run in runs if run.status != "done")
@@ -466,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paintgym sweep", description="Train a grid of configurations (reward specs x seeds x agents or env "
         "options), each a normal training run, and write a report comparing them.",
-        epilog="the sweep file's format is documented in agents/sweep.py; example: examples/reward_sweep.toml\n"
+        epilog="the sweep file's format is documented in experiments/sweep.py; example: examples/reward_sweep.toml\n"
                "  paintgym sweep examples/reward_sweep.toml --jobs 2\n"
                "  paintgym sweep examples/reward_sweep.toml --dry-run     # what would run, nothing started",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -486,7 +473,7 @@ def _print_plan(sweep: Sweep, runs: list[PlannedRun]) -> None:
           f"{counts['done']} finished)")
     width = max(len(c.name) for c in sweep.configurations)
     for configuration in sweep.configurations:
-        options = ", ".join(f"{key}={_show(value)}" for key, value in configuration.options.items()
+        options = ", ".join(f"{key}={show_value(value)}" for key, value in configuration.options.items()
                             if key != "progress")
         print(f"  {configuration.name:<{width}}  {options}")
     for run in runs:
@@ -511,8 +498,6 @@ def main(argv: list[str] | None = None) -> int:
         _print_plan(sweep, runs)
         return 0
 
-    from paintgym.envs.export import atomic_write_bytes
-
     for run in runs:  # the configuration's name, for the report
         if run.status != "done" or not (run.run_dir / SWEEP_LABEL).is_file():
             label = {"config": run.configuration.name, "seed": run.seed, "sweep": str(sweep.path)}
@@ -536,7 +521,6 @@ def main(argv: list[str] | None = None) -> int:
     if not finished:
         print("paintgym sweep: no run finished; no report written", file=sys.stderr)
         return status or 1
-    from paintgym.agents.report import ReportError, write_report
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -45,7 +45,6 @@ import io
 import json
 import math
 import os
-import re
 import sys
 import tempfile
 import warnings
@@ -54,12 +53,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from paintgym.envs.export import atomic_write_bytes, render_strokes, save_png
+from paintgym.envs.images import to_float, to_uint8
+from paintgym.envs.render import paint_
+from paintgym.envs.video import grid
+from paintgym.experiments.artefacts import FINAL_EPISODES, SUMMARY
+from paintgym.experiments.config import ConfigError, load_toml, show_value, slug
+from paintgym.rewards.harmony import harmony_score
+from paintgym.rewards.novelty import EMBED_DIM, RandomConvNet
 
 PER_RUN_KEYS = ("seed", "run_dir", "resume", "progress", "threads")
 """Options that differ between the seeds of one configuration (or do not change its results)."""
-SUMMARY = "summary.json"
 SWEEP_LABEL = "sweep.json"
 RUN_MARKERS = ("config.toml", "checkpoint.pt", SUMMARY)
 """Files a training run directory holds (any one marks a run, :func:`find_runs`)."""
@@ -81,8 +92,6 @@ def strokes_used(strokes: np.ndarray | torch.Tensor, size: int, background: floa
     :param background: the blank canvas's grey level.
     :return: ``(N,)`` int64 counts in [0, K].
     """
-    from paintgym.envs.images import to_uint8
-    from paintgym.envs.render import paint_
 
     strokes = torch.as_tensor(np.asarray(strokes, dtype=np.float32)) if not isinstance(strokes, torch.Tensor) \
         else strokes.detach().float().cpu()
@@ -104,8 +113,6 @@ def diversity(paintings: np.ndarray | torch.Tensor) -> float:
 
     :param paintings: ``(N, H, W, 3)`` uint8 images, ``N >= 2`` (NaN for fewer).
     """
-    from paintgym.envs.images import to_float
-    from paintgym.rewards.novelty import EMBED_DIM, RandomConvNet
 
     images = to_float(np.asarray(paintings))
     if images.shape[0] < 2:
@@ -123,8 +130,6 @@ def episode_metrics(strokes: np.ndarray, paintings: np.ndarray) -> dict[str, flo
     :param strokes: ``(N, K, 13)`` stroke histories.
     :param paintings: ``(N, H, W, 3)`` uint8 final paintings.
     """
-    from paintgym.envs.images import to_float
-    from paintgym.rewards.harmony import harmony_score
 
     harmony = harmony_score(to_float(np.asarray(paintings)))
     return {"harmony": float(harmony.mean()), "novelty": diversity(paintings),
@@ -202,7 +207,6 @@ def load_run(path: str | os.PathLike) -> Run:
 
     :raises ReportError: when the run is not finished or its files cannot be read.
     """
-    from paintgym.agents.config import ConfigError, load_toml
 
     path = Path(path)
     if not (path / SUMMARY).is_file():
@@ -215,7 +219,7 @@ def load_run(path: str | os.PathLike) -> Run:
         raise ReportError(f"cannot read run {path}: {err}") from None
     metrics = {key: float(value) for key, value in summary.items() if isinstance(value, (int, float))}
     run = Run(path, config, metrics, _read_curves(path / "metrics.csv"))
-    episodes = path / "final_episodes.npz"
+    episodes = path / FINAL_EPISODES
     if episodes.is_file():
         try:
             with np.load(episodes) as data:
@@ -255,16 +259,6 @@ class Group:
         return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else math.nan, int(values.size)
 
 
-def _show(value: Any) -> str:
-    if value is None:
-        return "default"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def group_runs(runs: list[Run]) -> list[Group]:
     """Group runs into configurations (in order of first appearance) and name them."""
     groups: dict[str, list[Run]] = {}
@@ -278,7 +272,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
         differing = [key for key in ("agent", "reward") if key in keys]
     out = []
     for group, identity in zip(members, identities, strict=True):
-        options = "; ".join(f"{key}={_show(identity.get(key))}" for key in differing)
+        options = "; ".join(f"{key}={show_value(identity.get(key))}" for key in differing)
         out.append(Group(options, options, sorted(group, key=lambda run: (str(run.seed), str(run.path)))))
     labels = [{run.label for run in group.runs} for group in out]
     if all(len(names) == 1 and None not in names for names in labels):
@@ -316,10 +310,7 @@ def _cell(mean: float, std: float) -> str:
 def plot_learning_curves(groups: list[Group], path: Path) -> Path:
     """Held-out return (and L2 when any run has targets) per configuration against env steps: the mean
     over seeds and a band of one standard deviation, at the steps every seed evaluated."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    from paintgym.envs.export import atomic_write_bytes
 
     panels = [("eval/return", "held-out return")]
     if any(run.curves["eval/l2"] for group in groups for run in group.runs):
@@ -357,10 +348,7 @@ def contact_sheet(group: Group, tile: int = 64, episodes: int = SHEET_EPISODES) 
     """``(H, W, 3)`` uint8: per seed, a caption and a row of its first final paintings re-rendered
     from their strokes at ``tile`` pixels (each above its target when there are targets); None when
     no run has its final episodes."""
-    import cv2
 
-    from paintgym.envs.export import render_strokes
-    from paintgym.envs.video import grid
 
     rows = []
     for run in group.runs:
@@ -385,10 +373,6 @@ def contact_sheet(group: Group, tile: int = 64, episodes: int = SHEET_EPISODES) 
 
 
 # ------------------------------------------------------------------------------------- the document
-def _slug(text: str, limit: int = 60) -> str:
-    return re.sub(r"[^A-Za-z0-9.+=-]+", "_", text).strip("._")[:limit] or "config"
-
-
 class Page:
     """A document of headings, paragraphs, lists, tables and images, written as Markdown and HTML."""
 
@@ -486,7 +470,6 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, title: 
     :param progress: show a progress bar while the runs are read.
     :raises ReportError: for paths without runs, no finished run, unreadable runs or an unwritable ``out``.
     """
-    from paintgym.envs.export import atomic_write_bytes, save_png
 
     finished, unfinished = runs_found if runs_found is not None else find_runs(paths)
     out = Path(out)
@@ -496,7 +479,6 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, title: 
                       f"{path}", stacklevel=2)
     if not finished:
         raise ReportError(f"no finished run (with {SUMMARY}) among {', '.join(map(str, paths))}")
-    from tqdm.auto import tqdm
 
     runs = [load_run(path) for path in tqdm(finished, desc="report: reading runs", unit="run", leave=False,
                                                    disable=not progress)]
@@ -523,7 +505,7 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, title: 
         tile = max(64, min(128, int(group.runs[0].config.get("canvas_size", 64))))
         sheet = contact_sheet(group, tile)
         if sheet is not None:
-            name = f"sheets/{index + 1:02d}-{_slug(group.name)}.png"
+            name = f"sheets/{index + 1:02d}-{slug(group.name, 60)}.png"
             files[name] = save_png(out / name, sheet)
             sheets[index] = name
 

@@ -17,6 +17,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from paintgym.envs.export import save_svg
+from paintgym.envs.painting_video import reward_captions, write_painting_video
+from paintgym.experiments.device import set_threads
+from paintgym.experiments.evaluate import evaluate
+from paintgym.experiments.pretrained import load_agent
+
 EXAMPLES = """examples:
   paintgym paint runs/ppo-Reconstruct-v0-s1-20250101-120000 --out painting.mp4
   paintgym paint RUN_DIR --targets photos --size 512 --out photos.mp4 --svg photos.svg
@@ -120,14 +129,7 @@ def svg_paths(path: Path, count: int) -> list[Path]:
 
 def run(args: argparse.Namespace) -> Path:
     """Paint and write the video (and SVGs); returns the video's path."""
-    import numpy as np
-    import torch
 
-    from paintgym.agents.common import set_threads
-    from paintgym.agents.evaluate import evaluate
-    from paintgym.agents.pretrained import load_agent
-    from paintgym.envs.export import save_svg
-    from paintgym.envs.painting_video import reward_captions, write_painting_video
 
     check_args(args)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None

@@ -1,0 +1,291 @@
+"""What the generative trainers (``train-gan``, ``train-vae``, ``train-classifier``) share: their common
+options, and the run layer around their training steps (:mod:`generative.steps`).
+
+A run folder (``--out``) holds::
+
+    ckpt.pt          the latest checkpoint (:mod:`generative.checkpoint`'s format), written atomically:
+                     the model, and the optimisers, the step, the options and every random stream
+    config.toml      the resolved options (``--config OUT/config.toml`` reads them back)
+    metrics.csv, tb/ the logged statistics (:mod:`experiments.logs`), TensorBoard images too
+    samples/ ...     the trainer's pictures
+
+Options come from the defaults < the checkpoint's (``--resume``) < a TOML file (``--config``) < the
+flags given. ``--resume`` restores the model, the optimisers, the step and every random stream from
+``ckpt.pt``, so that a resumed run computes exactly what an uninterrupted one would. Ctrl-C (or
+SIGTERM) finishes the step, writes a checkpoint and stops (:mod:`experiments.signals`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from paintgym.envs.export import atomic_write_bytes, save_png
+from paintgym.envs.images import to_uint8
+from paintgym.envs.video import grid
+from paintgym.experiments.config import ConfigError, dump_toml, load_toml, resolve_options
+from paintgym.experiments.device import resolve_device, use_amp
+from paintgym.experiments.flags import parse_flags, peek
+from paintgym.experiments.logs import MetricsLog, progress_bar
+from paintgym.experiments.rng import make_generator, rng_state, set_rng_state
+from paintgym.experiments.run_dir import check_new_run
+from paintgym.experiments.signals import StopRequest, stop_on_signals
+from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint, save_checkpoint
+from paintgym.generative.data import to_rgb
+from paintgym.generative.models import CHANNELS, SIZES
+
+RESUME_FREE = ("steps", "out", "resume", "device", "sample_every", "eval_every", "checkpoint_every", "log_every",
+               "amp")
+"""Options that may change when a run is resumed; every other option must match the checkpoint's."""
+
+
+class TrainingError(ConfigError):
+    """Bad training options or run folder; the message says what to change."""
+
+
+@dataclass
+class GenerativeRunArgs:
+    """The options every generative trainer has (each trainer's ``Args`` adds its own, and may change a
+    default or a docstring by declaring the field again)."""
+
+    data: str = "digits"
+    """training images: digits, faces, photos, a folder of images or a .npy/.npz array"""
+    size: int = 32
+    """image side the model works at: 32, 64 or 128"""
+    channels: int | None = None
+    """1 (grey) or 3 (RGB); default: 1 if every training image is grey, else 3"""
+    steps: int = 1000
+    """optimiser steps to train for (in total, counting those before a --resume)"""
+    batch_size: int = 64
+    """images per batch"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    width: int = 32
+    """channels of the first convolution (doubling at each halving)"""
+    device: str = "auto"
+    """auto (CUDA if available), cpu or cuda"""
+    amp: bool = True
+    """bfloat16 mixed precision on CUDA (the CPU always trains in float32)"""
+    seed: int = 0
+    """random seed: the same seed and options give the same run"""
+    out: str = "runs/generative"
+    """run folder: ckpt.pt, config.toml, metrics.csv, tb/ (TensorBoard)"""
+    resume: bool = False
+    """continue the run in --out from its checkpoint, exactly"""
+    log_every: int = 10
+    """steps between logged statistics (metrics.csv, TensorBoard) and progress-bar updates"""
+    checkpoint_every: int = 500
+    """steps between checkpoints (one is also written at the end and on Ctrl-C)"""
+
+    def check(self) -> None:
+        """Raise :class:`TrainingError` for option values that cannot work, saying what to change."""
+        if self.size not in SIZES:
+            raise TrainingError(f"--size {self.size} is not supported; choose one of {', '.join(map(str, SIZES))}")
+        if self.channels is not None and self.channels not in CHANNELS:
+            raise TrainingError(f"--channels must be 1 or 3 (or omitted to follow the data), got {self.channels}")
+        for name in ("steps", "batch_size", "sample_every", "eval_every", "checkpoint_every", "log_every", "width",
+                     "latent_dim", "features"):
+            if hasattr(self, name) and getattr(self, name) < 1:  # the options this trainer has
+                raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise TrainingError(f"--lr must be positive, got {self.lr}")
+
+
+# ---------------------------------------------------------------- options
+
+
+def description(doc: str) -> str:
+    """``--help``'s text from a trainer's module docstring: its first line and its indented examples."""
+    lines = doc.replace("``", "").splitlines()
+    examples = [line.strip() for line in lines if line.startswith("    paintgym ")]
+    return lines[0] + ("\n\nexamples:\n  " + "\n  ".join(examples) if examples else "")
+
+
+def parse_args(cls: type, argv: list[str], prog: str, description: str, kind: str) -> Any:
+    """The options of a generative trainer for a command line: defaults < the checkpoint's (``--resume``:
+    ``OUT/ckpt.pt``) < ``--config FILE`` < flags.
+
+    :param cls: the trainer's ``Args`` (a :class:`GenerativeRunArgs`).
+    :param kind: the model kind its checkpoints hold (``gan``, ``vae``, ``classifier``).
+    :raises ConfigError: an unknown option or a wrong type in the config file.
+    :raises CheckpointError: ``--resume`` finds a checkpoint of another kind, or an unreadable one.
+    """
+    known = peek(argv, {"--config": {}, "--out": {}, "--resume": {"action": argparse.BooleanOptionalAction}})
+    from_file = load_toml(known.config) if known.config else {}
+    out = known.out or from_file.get("out") or cls.out
+    resume = known.resume if known.resume is not None else from_file.get("resume", False)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    ckpt = Path(out).expanduser() / CHECKPOINT_NAME
+    if resume is True and ckpt.is_file():
+        saved = read_checkpoint(ckpt, kind).get("train", {}).get("args", {})
+        names = {field.name for field in dataclasses.fields(cls)} - {"out", "resume"}
+        layers.append((f"checkpoint {ckpt}", {key: value for key, value in saved.items() if key in names}))
+    if known.config:
+        layers.append((f"config file {known.config}", from_file))
+    (values,) = resolve_options([cls], layers)
+    (args,) = parse_flags([(kind, cls(**values))], argv, prog, description)
+    return args
+
+
+def prepare_run(args: GenerativeRunArgs, kind: str) -> tuple[Path, dict[str, Any] | None]:
+    """The run folder and, with ``--resume``, the checkpoint to continue (checked against ``args``).
+
+    :raises TrainingError: when ``--resume`` finds no checkpoint or different options.
+    :raises FileExistsError: when a new run would overwrite an existing one.
+    """
+    out = Path(args.out).expanduser()
+    ckpt = out / CHECKPOINT_NAME
+    if not args.resume:
+        check_new_run(out, CHECKPOINT_NAME, "--resume", "--out")
+        return out, None
+    if not ckpt.exists():
+        raise TrainingError(f"--resume: no checkpoint at {ckpt}; start the run without --resume")
+    try:
+        payload = read_checkpoint(ckpt, kind)
+    except CheckpointError as err:
+        raise TrainingError(f"--resume: {err}") from err
+    if "train" not in payload:
+        raise TrainingError(f"--resume: {ckpt} holds a model without training state; it cannot be resumed")
+    saved = payload["train"]["args"]
+    now = dataclasses.asdict(args)
+    changed = {k: (saved.get(k), v) for k, v in now.items() if k not in RESUME_FREE and saved.get(k) != v}
+    if changed:
+        listed = ", ".join(f"--{k.replace('_', '-')} {new!r} (run has {old!r})" for k, (old, new) in changed.items())
+        raise TrainingError(f"--resume: options differ from the run being resumed: {listed}; "
+                            "resume with the same options or start a new --out")
+    if payload["step"] >= args.steps:
+        raise TrainingError(f"--resume: the run is already at step {payload['step']} of --steps {args.steps}; "
+                            "raise --steps to train further")
+    return out, payload
+
+
+# ---------------------------------------------------------------- the run
+
+
+class GenerativeRun:
+    """The run layer around one generative trainer's loop: device, mixed precision, run folder, resume,
+    random streams, checkpoints, ``metrics.csv`` + TensorBoard, progress bar, signals.
+
+    :param args: the trainer's options (checked here).
+    :param kind: the model kind (``gan``, ``vae``, ``classifier``), for checkpoints.
+    :param command: the subcommand, for ``config.toml``'s header and the progress bar.
+    :param progress: show the progress bar.
+    """
+
+    def __init__(self, args: GenerativeRunArgs, kind: str, command: str, progress: bool = True) -> None:
+        args.check()
+        self.args, self.kind, self.command, self.progress = args, kind, command, progress
+        self.device = resolve_device(args.device)
+        self.out, self.resumed = prepare_run(args, kind)
+        self.amp = use_amp(self.device, args.amp)
+        self.step = 0
+        self.streams = {"data": make_generator(self.device, args.seed),
+                        "noise": make_generator(self.device, args.seed + 1)}
+        self.log: MetricsLog | None = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT_NAME
+
+    def restore(self, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        """With ``--resume``: load the model, the optimisers, the step and the random streams."""
+        if self.resumed is None:
+            return
+        model.load_state_dict(self.resumed["model"])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(self.resumed["train"][name])
+        self.step = int(self.resumed["step"])
+        set_rng_state(self.resumed["train"]["rng"], self.streams, reseed=self.args.seed * 1_000_003 + self.step)
+
+    def save(self, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> Path:
+        """Write the checkpoint of the current step."""
+        train_state = {"args": dataclasses.asdict(self.args), **{name: opt.state_dict() for name, opt in
+                                                                 optimizers.items()},
+                       "rng": rng_state(self.streams)}
+        return save_checkpoint(self.checkpoint_path, model, self.step, train_state)
+
+    @contextmanager
+    def loop(self, columns: list[str], images_per_step: int) -> Iterator[StopRequest]:
+        """Open the logs (``config.toml``, ``metrics.csv``, TensorBoard, progress bar) around the training
+        loop, with Ctrl-C / SIGTERM asking it to stop after the step it is in (the loop checks
+        ``stop.requested``, saves and breaks); the logs are closed however the loop ends.
+
+        :param columns: the statistics the loop logs (``metrics.csv``'s columns after ``step``).
+        :param images_per_step: training images one step consumes (for ``perf/images_per_s``).
+        """
+        self.out.mkdir(parents=True, exist_ok=True)
+        record = {key: value for key, value in dataclasses.asdict(self.args).items() if key not in ("out", "resume")}
+        header = (f"paintgym {self.command}, resolved options ({datetime.now():%Y-%m-%d %H:%M:%S})\n"
+                  f"rerun with: paintgym {self.command} --config {self.out / 'config.toml'} --out NEW_DIR")
+        atomic_write_bytes(self.out / "config.toml", dump_toml(record, header).encode())
+        self.log = MetricsLog(self.out, ["step", *columns, "perf/images_per_s"],
+                              self.step if self.resumed is not None else None)
+        self.bar = progress_bar(self.args.steps, self.step, self.command, self.progress)
+        self._images_per_step, self._started, self._start_step = images_per_step, time.perf_counter(), self.step
+        try:
+            with stop_on_signals("step") as stop:
+                yield stop
+        finally:
+            self.bar.close()
+            self.log.close()
+
+    def advance(self) -> None:
+        """Count one finished training step."""
+        self.step += 1
+        self.bar.update(1)
+
+    def images_per_second(self) -> float:
+        """Training images per second since the loop started."""
+        done = (self.step - self._start_step) * self._images_per_step
+        return done / max(time.perf_counter() - self._started, 1e-9)
+
+    def write(self, values: dict[str, float | torch.Tensor]) -> dict[str, float]:
+        """Log ``values`` (tensors are read) and ``perf/images_per_s`` at the current step; returns the row."""
+        assert self.log is not None, "write() belongs inside loop()"
+        row = {key: float(value) for key, value in values.items()}
+        row["perf/images_per_s"] = self.images_per_second()
+        return self.log.write(self.step, row)
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """The rows logged by this run (since it started or resumed), ``step`` included."""
+        return self.log.history if self.log is not None else []
+
+    def write_sheet(self, path: Path, images: torch.Tensor, tag: str, columns: int | None = None) -> Path:
+        """Save an image sheet of ``images`` (:func:`image_sheet`) as PNG, and add it to TensorBoard."""
+        assert self.log is not None, "write_sheet() belongs inside loop()"
+        sheet = image_sheet(images, columns)
+        self.log.tb.add_image(tag, sheet, self.step, dataformats="HWC")
+        return save_png(path, sheet)
+
+
+def interrupted_message(step: int, path: Path | str) -> str:
+    """What a trainer says when a signal stopped it."""
+    return f"interrupted at step {step}; checkpoint saved to {path}; continue with the same command and --resume"
+
+
+# ---------------------------------------------------------------- images
+
+
+def image_sheet(images: torch.Tensor, columns: int | None = None, min_tile: int = 64) -> np.ndarray:
+    """Tile ``(N, C, H, W)`` float images in [0, 1] into one ``(rows*H', columns*W', 3)`` uint8 RGB sheet.
+
+    Small images are enlarged (nearest neighbour) to at least ``min_tile`` pixels so that grids of
+    32x32 digits stay legible.
+    """
+    images = to_rgb(images.detach().float().clamp(0.0, 1.0))
+    if images.shape[-1] < min_tile:
+        factor = -(-min_tile // images.shape[-1])
+        images = F.interpolate(images, scale_factor=factor, mode="nearest")
+    return grid(to_uint8(images).cpu().numpy(), columns)

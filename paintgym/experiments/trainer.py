@@ -1,0 +1,246 @@
+"""The training loop around an algorithm (:class:`agents.common.Algorithm`): iterations, held-out
+evaluations, checkpoints, resume, and the run's files.
+
+A run directory holds::
+
+    config.toml            the resolved configuration (``paintgym train --config`` reads it back)
+    checkpoint.pt          the latest checkpoint (:mod:`experiments.checkpoints`): policy, optimiser,
+                           reward state, env episode counters, RNG states; ``--resume RUN_DIR`` continues exactly
+    metrics.csv, tb/       one row per iteration (:mod:`experiments.logs`): returns, each reward term,
+                           losses, steps/s, and at evaluations the held-out return, L2, PSNR and reward terms
+    videos/, painting.mp4, final_paintings.png, learning_curve.png, final_episodes.npz, summary.json
+                           the output files (:mod:`experiments.artefacts`)
+
+Iterations end on episode boundaries (episodes have a fixed length), so a checkpoint holds no
+half-painted canvas: restoring the env needs only its episode counters. Ctrl-C finishes the current
+iteration, writes a checkpoint and stops; a second Ctrl-C stops at once (:mod:`experiments.signals`).
+A NaN or infinite loss stops the run before anything is saved, so the last checkpoint on disk is the
+last good one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paintgym.agents.common import Algorithm, TrainingDiverged, finite_or_raise
+from paintgym.envs.export import atomic_write_bytes
+from paintgym.experiments import artefacts
+from paintgym.experiments.algorithms import algorithm_entry, make_algorithm
+from paintgym.experiments.checkpoints import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint
+from paintgym.experiments.config import dump_toml
+from paintgym.experiments.device import resolve_device, set_threads
+from paintgym.experiments.env_factory import EVAL_SEED_OFFSET, make_env, make_eval_env
+from paintgym.experiments.evaluate import EvalResult, evaluate
+from paintgym.experiments.logs import MetricsLog, progress_bar
+from paintgym.experiments.rng import rng_state, seed_everything, set_rng_state
+from paintgym.experiments.run_dir import check_new_run, default_run_dir
+from paintgym.experiments.signals import stop_on_signals
+from paintgym.experiments.train_config import TrainConfig, run_record
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did: the run directory, the steps trained, the final evaluation, and why it stopped."""
+
+    run_dir: Path
+    global_step: int
+    final_eval: dict[str, float] | None
+    status: str  # "finished" or "interrupted"
+
+
+class Trainer:
+    """Trains ``config.agent`` with hyperparameters ``args`` (see the module docstring).
+
+    :param config: the run configuration.
+    :param args: the algorithm's hyperparameters (``PPOArgs``, ``ReinforceArgs``, ...; see
+        :mod:`experiments.algorithms`).
+    """
+
+    def __init__(self, config: TrainConfig, args: Any) -> None:
+        entry = algorithm_entry(config.agent)
+        if not isinstance(args, entry.args_class):
+            raise TypeError(f"--agent {config.agent} takes {entry.args_class.__name__}, got {type(args).__name__}")
+        config.check()
+        self.config, self.args = config, args
+        self.device = resolve_device(config.device)
+        self.checkpoint_state: dict[str, Any] | None = None
+        if config.resume:
+            self.checkpoint_state = load_checkpoint(config.resume, self.device)
+            self.run_dir = Path(config.run_dir) if config.run_dir else find_checkpoint(config.resume).parent
+        else:
+            self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.agent, config.env,
+                                                                                      config.seed)
+            check_new_run(self.run_dir, CHECKPOINT, f"--resume {self.run_dir}", "--run-dir")
+
+        if config.threads:
+            set_threads(config.threads)
+        seed_everything(config.seed)
+        train_split = "all" if config.eval_targets is not None else "train"  # held-out images come from elsewhere
+        self.env = make_env(config, config.num_envs, self.device, native=entry.native_env, split=train_split)
+        self.eval_env = make_eval_env(config, config.eval_episodes, self.device)
+        self.eval_seed = config.seed + EVAL_SEED_OFFSET  # fixed: every evaluation paints the same targets
+        self.algo: Algorithm = make_algorithm(config.agent, self.env, args, amp=config.amp, seed=config.seed)
+        self.num_iterations = max(1, math.ceil(config.total_steps / self.algo.steps_per_iteration))
+        self.iteration = 0
+        self.global_step = 0
+        self.elapsed = 0.0
+        self.last_checkpoint: Path | None = None
+
+    # ---------------------------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> Path:
+        core = self.env.core
+        self.last_checkpoint = save_checkpoint(self.run_dir / CHECKPOINT, {
+            "config": asdict(self.config),
+            "args": asdict(self.args),
+            "algorithm": self.algo.state_dict(),
+            "reward": core.reward.state_dict(),
+            "env": {"env_seeds": core.env_seeds.clone(), "episodes": core.episodes.clone()},
+            "rng": rng_state(),
+            "iteration": self.iteration,
+            "global_step": self.global_step,
+            "elapsed": self.elapsed,
+        })
+        return self.last_checkpoint
+
+    def _start_env(self) -> Any:
+        """Reset the training env; when resuming, move it to the checkpoint's episodes and restore state."""
+        env, core = self.env, self.env.core
+        obs, _ = env.reset(seed=self.config.seed)
+        state = self.checkpoint_state
+        if state is None:
+            return obs
+        saved = state["env"]
+        if saved["episodes"].shape != core.episodes.shape:
+            raise ValueError(f"the checkpoint was trained with {saved['episodes'].shape[0]} envs; "
+                             f"resume with --num-envs {saved['episodes'].shape[0]}")
+        self.algo.load_state_dict(state["algorithm"])
+        core.reward.load_state_dict(state["reward"])
+        core.env_seeds.copy_(saved["env_seeds"])
+        core.episodes.copy_(saved["episodes"] - 1)  # the reset below moves every env to its saved episode
+        obs, _ = env.reset(options={"reset_mask": np.ones(env.num_envs, dtype=bool)})
+        set_rng_state(state["rng"])
+        self.iteration, self.global_step = int(state["iteration"]), int(state["global_step"])
+        self.elapsed = float(state["elapsed"])
+        self.last_checkpoint = find_checkpoint(self.config.resume)
+        return obs
+
+    # ------------------------------------------------------------------------------- evaluation
+    def evaluate(self) -> EvalResult:
+        # rewards that learn (novelty archive, online GAN critic) score held-out episodes as trained so far
+        if self.env.core.reward.learns:
+            self.eval_env.core.reward.load_state_dict(self.env.core.reward.state_dict())
+        return evaluate(self.algo.act, self.eval_env, self.eval_seed)
+
+    @staticmethod
+    def _eval_metrics(result: EvalResult) -> dict[str, float]:
+        return {f"eval/{key}": value for key, value in result.metrics.items()}
+
+    def _eval_key_names(self) -> list[str]:
+        keys = ["return", *[f"term/{key}" for key in self.eval_env.core.reward.keys]]
+        return keys + (["l2", "psnr"] if self.eval_env.core.targets is not None else [])
+
+    # -------------------------------------------------------------------------------- the loop
+    def train(self) -> TrainResult:
+        config = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        header = (f"paintgym train, resolved configuration ({datetime.now():%Y-%m-%d %H:%M:%S})\n"
+                  f"rerun with: paintgym train --config {self.run_dir / 'config.toml'} --run-dir NEW_DIR")
+        atomic_write_bytes(self.run_dir / "config.toml", dump_toml(run_record(config, self.args), header).encode())
+
+        obs = self._start_env()
+        self.algo.start(obs)
+        eval_keys = [f"eval/{key}" for key in self._eval_key_names()]
+        columns = ["step", "iteration", "time_s", "steps_per_s", *self.algo.metric_keys, *eval_keys]
+        log = MetricsLog(self.run_dir, columns, self.global_step if self.checkpoint_state else None)
+        status, final = "finished", None
+        steps = self.algo.steps_per_iteration
+        bar = progress_bar(self.num_iterations * steps, self.global_step, config.agent, config.progress,
+                           unit_scale=True)
+        try:
+            with stop_on_signals("iteration") as stop:
+                if self.checkpoint_state is None:  # the untrained policy, for the learning curve
+                    log.write(0, {"iteration": 0, "time_s": 0.0, **self._eval_metrics(self.evaluate())})
+                while self.iteration < self.num_iterations:
+                    started = time.perf_counter()
+                    metrics = self.algo.train_iteration(self.iteration + 1, self.num_iterations)
+                    finite_or_raise(metrics, ["policy_loss", "value_loss", "entropy"], self.global_step)
+                    took = time.perf_counter() - started
+                    previous = self.global_step
+                    self.iteration += 1
+                    self.global_step += steps
+                    self.elapsed += took
+                    row = {"iteration": self.iteration, "time_s": self.elapsed, "steps_per_s": steps / took,
+                           **metrics}
+                    last = self.iteration == self.num_iterations
+                    scores = not last and _crossed(previous, self.global_step, config.eval_every)
+                    video = not last and _crossed(previous, self.global_step, config.video_every)
+                    if scores or video:  # the last iteration's evaluation is finish()'s
+                        result = self.evaluate()
+                        if scores:
+                            row.update(self._eval_metrics(result))
+                        if video:
+                            artefacts.write_video(result, self.eval_env, config.video_size,
+                                                  self.run_dir / "videos" / f"step_{self.global_step:09d}.mp4")
+                    log.write(self.global_step, row)
+                    bar.update(steps)
+                    bar.set_postfix_str(_postfix(row), refresh=False)
+                    if last or stop.requested or _crossed(previous, self.global_step, config.checkpoint_every):
+                        self.save_checkpoint()
+                    if stop.requested:
+                        status = "interrupted"
+                        break
+            bar.close()
+            if status == "finished":
+                final = self.finish(log)
+        except TrainingDiverged as err:
+            kept = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
+                    else "no checkpoint had been written yet")
+            raise TrainingDiverged(f"{err}; stopped, {kept}") from None
+        finally:
+            bar.close()
+            log.close()
+        return TrainResult(self.run_dir, self.global_step, final, status)
+
+    # ------------------------------------------------------------------------------- artefacts
+    def finish(self, log: MetricsLog) -> dict[str, float]:
+        """Final evaluation, its row in ``metrics.csv``, and the output files (:mod:`experiments.artefacts`)."""
+        result = self.evaluate()
+        metrics = self._eval_metrics(result)
+        # the final evaluation joins the last row's step (in the CSV; TensorBoard has the step's training row)
+        log.write(self.global_step, {"iteration": self.iteration, **metrics}, tensorboard=False)
+        run_dir, size = self.run_dir, self.config.video_size
+        artefacts.save_episodes(run_dir / artefacts.FINAL_EPISODES, result)
+        artefacts.write_contact_sheet(self.eval_env, size, run_dir / "final_paintings.png")
+        artefacts.write_video(result, self.eval_env, size, run_dir / "painting.mp4")
+        artefacts.plot_learning_curve(log.rows, run_dir / "learning_curve.png",
+                                      title=f"{self.config.agent} on {self.config.env}")
+        artefacts.write_summary(run_dir / artefacts.SUMMARY, {"global_step": self.global_step,
+                                                              "iterations": self.iteration,
+                                                              "train_seconds": self.elapsed, **metrics})
+        return metrics
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+    """Did the step count pass a multiple of ``every`` (0: never)?"""
+    return every > 0 and after // every > before // every
+
+
+def _postfix(row: dict[str, Any]) -> str:
+    """The progress bar's text: the training return, the held-out L2 when evaluated, the speed."""
+    parts = [f"return={row['return']:.4f}"] if math.isfinite(row.get("return", math.nan)) else []
+    if "eval/l2" in row:
+        parts.append(f"eval_l2={row['eval/l2']:.4f}")
+    parts.append(f"{row['steps_per_s']:.0f} steps/s")
+    return " ".join(parts)
+
+
+def train(config: TrainConfig, args: Any) -> TrainResult:
+    """Train ``config.agent`` with ``args``; see :class:`Trainer`."""
+    return Trainer(config, args).train()
