@@ -10,7 +10,7 @@ Baselines in the same run:
 
 * ``random``: uniformly random strokes;
 * ``greedy``: at every step, the best of K random strokes, found by painting each candidate on a
-  copy of the canvas (``envs.render.paint_``) and keeping the one closest to the target — a strong,
+  copy of the canvas (``canvas.render.paint_``) and keeping the one closest to the target — a strong,
   target-peeking search baseline that learns nothing;
 * ``sb3-ppo``: Stable-Baselines3's PPO with the same PPO hyperparameters as ours and the same
   optimiser (Adam, eps 1e-5, torch's fused kernel where it has one), on the native env through
@@ -44,8 +44,8 @@ from paintgym.agents.evaluate import evaluate, random_policy  # noqa: E402
 from paintgym.agents.ppo import PPOArgs  # noqa: E402
 from paintgym.agents.reinforce import ReinforceArgs  # noqa: E402
 from paintgym.agents.trainer import TrainConfig, make_algorithm, make_env  # noqa: E402
+from paintgym.canvas.render import paint_  # noqa: E402
 from paintgym.envs.core import resolve_device  # noqa: E402
-from paintgym.envs.render import paint_  # noqa: E402
 from paintgym.envs.vector_env import CanvasVectorEnv  # noqa: E402
 
 ROWS = ("ppo", "sb3-ppo", "sb3-ppo-ours", "reinforce", "random", "greedy")

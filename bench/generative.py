@@ -36,7 +36,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from paintgym import generative  # noqa: E402
-from paintgym.envs.targets import split_indices  # noqa: E402
+from paintgym.canvas.images import split_indices  # noqa: E402
 from paintgym.generative import GAN, VAE  # noqa: E402
 from paintgym.generative.data import adapt_images, as_float, load_dataset, random_stroke_canvases  # noqa: E402
 from paintgym.generative.training import resolve_device  # noqa: E402

@@ -26,7 +26,7 @@ from bench.quality import DATA, load_dev_images  # noqa: E402
 from bench.timing import timed  # noqa: E402
 from paintgym.agents.common import set_threads  # noqa: E402
 from paintgym.agents.painters import GreedyPainter, PolicyPainter, refined  # noqa: E402
-from paintgym.envs.images import to_float  # noqa: E402
+from paintgym.canvas.images import to_float  # noqa: E402
 
 
 def images_per_second(painter: object, targets: torch.Tensor, strokes: int, repeats: int) -> float:

@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from paintgym.agents.common import set_threads  # noqa: E402
 from paintgym.agents.painters import PaintingRun, PolicyPainter, make_painter, paint_and_measure, refined  # noqa: E402
+from paintgym.canvas.export import atomic_write_bytes  # noqa: E402
+from paintgym.canvas.images import load_images, to_float  # noqa: E402
 from paintgym.envs.core import resolve_device  # noqa: E402
-from paintgym.envs.export import atomic_write_bytes  # noqa: E402
-from paintgym.envs.images import load_images, to_float  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEV_SETS = ("paintings-dev/paintings_dev.npz", "photos-coco20/photos_coco20.npz")

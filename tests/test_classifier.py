@@ -15,7 +15,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from paintgym import generative, rewards
-from paintgym.envs.images import DatasetError, load_images, to_float
+from paintgym.canvas.images import DatasetError, load_images, to_float
 from paintgym.generative import CheckpointError, Classifier
 from paintgym.generative.data import load_labelled
 from paintgym.generative.train_classifier import Args, reject_examples, train

@@ -14,7 +14,7 @@ import torch
 from paintgym import cli as train
 from paintgym.agents import cli_eval, cli_optimise, cli_train
 from paintgym.agents.painters import PolicyPainter, make_painter, measure_quality, resize_images
-from paintgym.envs.images import load_images, to_float
+from paintgym.canvas.images import load_images, to_float
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

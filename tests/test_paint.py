@@ -13,17 +13,17 @@ import torch
 from PIL import Image
 
 from paintgym.agents import cli_paint, cli_train
-from paintgym.envs import CanvasVectorEnv
-from paintgym.envs.export import render_strokes, save_png, save_svg, strokes_to_svg
-from paintgym.envs.images import to_uint8
-from paintgym.envs.painting_video import (
+from paintgym.canvas.export import render_strokes, save_png, save_svg, strokes_to_svg
+from paintgym.canvas.images import to_uint8
+from paintgym.canvas.painting_video import (
     count_frames,
     partial_strokes,
     reward_captions,
     stroke_frames,
     write_painting_video,
 )
-from paintgym.envs.video import grid
+from paintgym.canvas.video import grid
+from paintgym.envs import CanvasVectorEnv
 
 TINY = ["--agent", "ppo",
         "--canvas-size", "16", "--max-steps", "3", "--num-envs", "8", "--eval-episodes", "4", "--video-size", "32",

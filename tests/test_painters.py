@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import paintgym.envs.render as render_module
+import paintgym.canvas.render as render_module
 from paintgym.agents.episodes import image_l2, psnr
 from paintgym.agents.painters import (
     BACKGROUND,
@@ -21,8 +21,8 @@ from paintgym.agents.painters import (
     prefix_counts,
     score_candidates,
 )
-from paintgym.envs.images import load_images, to_float
-from paintgym.envs.render import paint_, paint_fitted_, render, stroke_alpha, stroke_coverage
+from paintgym.canvas.images import load_images, to_float
+from paintgym.canvas.render import paint_, paint_fitted_, render, stroke_alpha, stroke_coverage
 from paintgym.rewards.target import ssim
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

@@ -5,9 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paintgym.envs import render as render_module
-from paintgym.envs.render import paint_, render
-from paintgym.envs.strokes import MAX_RADIUS, MIN_RADIUS, decode_discrete, flatten_segments
+from paintgym.canvas import fastpath
+from paintgym.canvas import render as render_module
+from paintgym.canvas.render import paint_, render
+from paintgym.canvas.strokes import MAX_RADIUS, MIN_RADIUS, decode_discrete, flatten_segments
 
 
 def stroke(x0, y0, x1, y1, x2, y2, r0=0.0, r1=0.0, a0=1.0, a1=1.0, rgb=(0.0, 0.0, 0.0)):
@@ -292,7 +293,7 @@ def test_numba_render_is_differentiable_once():
 
 
 def test_numba_parallel_path_equals_serial():
-    batch = render_module.PARALLEL_MIN_BATCH  # the smallest batch that runs the prange kernels on 2 threads
+    batch = fastpath.PARALLEL_MIN_BATCH  # the smallest batch that runs the prange kernels on 2 threads
     strokes = random_strokes(batch, 2, seed=5)
     gen = torch.Generator().manual_seed(6)
     canvas, target = torch.rand(batch, 3, 16, 16, generator=gen), torch.rand(batch, 3, 16, 16, generator=gen)

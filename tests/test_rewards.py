@@ -9,9 +9,10 @@ import torch
 from skimage.metrics import structural_similarity
 
 from paintgym import envs, rewards
-from paintgym.envs.images import load_images, to_float
-from paintgym.envs.strokes import FIELDS
-from paintgym.rewards import cli, fastpath
+from paintgym.canvas import fastpath
+from paintgym.canvas.images import load_images, to_float
+from paintgym.canvas.strokes import FIELDS
+from paintgym.rewards import cli
 from paintgym.rewards.base import Reward, StepContext
 from paintgym.rewards.target import ssim
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from paintgym import generative, rewards
-from paintgym.envs.images import load_images, to_float
+from paintgym.canvas.images import load_images, to_float
 from paintgym.generative.data import random_stroke_canvases
 from paintgym.rewards.base import StepContext
 from paintgym.rewards.gan import GANReward

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from paintgym import rewards
-from paintgym.envs.images import load_images, to_float
+from paintgym.canvas.images import load_images, to_float
 from paintgym.rewards.novelty import UNRELATED, NoveltyReward
 
 

@@ -126,7 +126,7 @@ def load_targets(specs: list[str], size: int, limit: int | None) -> tuple[Any, l
     """The images of every spec, in order, at ``size``: ``(N, size, size, 3)`` uint8 and a name per image."""
     import numpy as np
 
-    from paintgym.envs.images import load_images
+    from paintgym.canvas.images import load_images
 
     arrays, names = [], []
     for spec in specs:
@@ -187,7 +187,7 @@ def quality_csv(runs: list[Any], names: list[str]) -> bytes:
 def _tiles(images: Any, size: int) -> Any:
     """``(B, H, H, 3)`` uint8 -> the same images at ``size`` x ``size`` (area averaging or bicubic)."""
     from paintgym.agents.painters import resize_images
-    from paintgym.envs.images import to_float, to_uint8
+    from paintgym.canvas.images import to_float, to_uint8
 
     return to_uint8(resize_images(to_float(images), size)).numpy()
 
@@ -198,8 +198,8 @@ def write_outputs(out: Path, runs: list[Any], strokes: list[int], targets_u8: An
     painter and N; return the files written."""
     import numpy as np
 
-    from paintgym.envs.export import atomic_write_bytes, render_strokes, save_png, save_svg
-    from paintgym.envs.video import grid
+    from paintgym.canvas.export import atomic_write_bytes, render_strokes, save_png, save_svg
+    from paintgym.canvas.video import grid
 
     written = [atomic_write_bytes(out / "quality.csv", quality_csv(runs, names))]
     shown = min(len(names), SHEET_IMAGES)
@@ -235,8 +235,8 @@ def evaluate_cli(args: argparse.Namespace) -> list[Any]:
 
     from paintgym.agents.common import set_threads
     from paintgym.agents.painters import PolicyPainter, make_painter, paint_and_measure, refined
+    from paintgym.canvas.images import to_float
     from paintgym.envs.core import resolve_device
-    from paintgym.envs.images import to_float
 
     check_args(args)
     set_threads(args.threads)

@@ -82,10 +82,10 @@ def run(args: argparse.Namespace) -> list[Path]:
 
     from paintgym.agents.common import set_threads
     from paintgym.agents.painters import OptimisePainter, measure_quality
+    from paintgym.canvas.export import render_strokes, save_json, save_png, save_svg
+    from paintgym.canvas.images import load_images, to_float
+    from paintgym.canvas.painting_video import write_painting_video
     from paintgym.envs.core import resolve_device
-    from paintgym.envs.export import render_strokes, save_json, save_png, save_svg
-    from paintgym.envs.images import load_images, to_float
-    from paintgym.envs.painting_video import write_painting_video
 
     outputs = check_args(args)
     set_threads(args.threads or os.cpu_count() or 1)

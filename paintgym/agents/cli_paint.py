@@ -126,8 +126,8 @@ def run(args: argparse.Namespace) -> Path:
     from paintgym.agents.common import set_threads
     from paintgym.agents.evaluate import evaluate
     from paintgym.agents.pretrained import load_agent
-    from paintgym.envs.export import save_svg
-    from paintgym.envs.painting_video import reward_captions, write_painting_video
+    from paintgym.canvas.export import save_svg
+    from paintgym.canvas.painting_video import reward_captions, write_painting_video
 
     check_args(args)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None

@@ -81,8 +81,8 @@ def strokes_used(strokes: np.ndarray | torch.Tensor, size: int, background: floa
     :param background: the blank canvas's grey level.
     :return: ``(N,)`` int64 counts in [0, K].
     """
-    from paintgym.envs.images import to_uint8
-    from paintgym.envs.render import paint_
+    from paintgym.canvas.images import to_uint8
+    from paintgym.canvas.render import paint_
 
     strokes = torch.as_tensor(np.asarray(strokes, dtype=np.float32)) if not isinstance(strokes, torch.Tensor) \
         else strokes.detach().float().cpu()
@@ -104,7 +104,7 @@ def diversity(paintings: np.ndarray | torch.Tensor) -> float:
 
     :param paintings: ``(N, H, W, 3)`` uint8 images, ``N >= 2`` (NaN for fewer).
     """
-    from paintgym.envs.images import to_float
+    from paintgym.canvas.images import to_float
     from paintgym.rewards.novelty import EMBED_DIM, RandomConvNet
 
     images = to_float(np.asarray(paintings))
@@ -123,7 +123,7 @@ def episode_metrics(strokes: np.ndarray, paintings: np.ndarray) -> dict[str, flo
     :param strokes: ``(N, K, 13)`` stroke histories.
     :param paintings: ``(N, H, W, 3)`` uint8 final paintings.
     """
-    from paintgym.envs.images import to_float
+    from paintgym.canvas.images import to_float
     from paintgym.rewards.harmony import harmony_score
 
     harmony = harmony_score(to_float(np.asarray(paintings)))
@@ -319,7 +319,7 @@ def plot_learning_curves(groups: list[Group], path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from paintgym.envs.export import atomic_write_bytes
+    from paintgym.canvas.export import atomic_write_bytes
 
     panels = [("eval/return", "held-out return")]
     if any(run.curves["eval/l2"] for group in groups for run in group.runs):
@@ -359,8 +359,8 @@ def contact_sheet(group: Group, tile: int = 64, episodes: int = SHEET_EPISODES) 
     no run has its final episodes."""
     import cv2
 
-    from paintgym.envs.export import render_strokes
-    from paintgym.envs.video import grid
+    from paintgym.canvas.export import render_strokes
+    from paintgym.canvas.video import grid
 
     rows = []
     for run in group.runs:
@@ -486,7 +486,7 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, title: 
     :param progress: show a progress bar while the runs are read.
     :raises ReportError: for paths without runs, no finished run, unreadable runs or an unwritable ``out``.
     """
-    from paintgym.envs.export import atomic_write_bytes, save_png
+    from paintgym.canvas.export import atomic_write_bytes, save_png
 
     finished, unfinished = runs_found if runs_found is not None else find_runs(paths)
     out = Path(out)

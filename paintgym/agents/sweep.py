@@ -373,7 +373,7 @@ def _stop_when_orphaned(sweep_pid: int) -> None:
 
 def _start(run: PlannedRun) -> tuple[subprocess.Popen, Any]:
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    from paintgym.envs.export import atomic_write_bytes
+    from paintgym.canvas.export import atomic_write_bytes
 
     header = f"written by paintgym sweep from {run.configuration.name!r}; the run's own record is config.toml"
     atomic_write_bytes(run.run_dir / RUN_CONFIG, dump_toml(run.options, header).encode())
@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_plan(sweep, runs)
         return 0
 
-    from paintgym.envs.export import atomic_write_bytes
+    from paintgym.canvas.export import atomic_write_bytes
 
     for run in runs:  # the configuration's name, for the report
         if run.status != "done" or not (run.run_dir / SWEEP_LABEL).is_file():

@@ -50,12 +50,12 @@ from paintgym.agents.evaluate import EvalResult, evaluate
 from paintgym.agents.model_based import ModelBased, ModelBasedArgs
 from paintgym.agents.ppo import PPO, PPOArgs
 from paintgym.agents.reinforce import Reinforce, ReinforceArgs
+from paintgym.canvas.export import atomic_write_bytes, save_png
+from paintgym.canvas.painting_video import default_frames_per_stroke, reward_captions, write_painting_video
+from paintgym.canvas.video import grid
 from paintgym.envs.core import resolve_device
-from paintgym.envs.export import atomic_write_bytes, save_png
-from paintgym.envs.painting_video import default_frames_per_stroke, reward_captions, write_painting_video
 from paintgym.envs.targets import InOrderTargets
 from paintgym.envs.vector_env import CanvasVectorEnv
-from paintgym.envs.video import grid
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "paintgym-checkpoint/1"

@@ -33,10 +33,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from paintgym.envs.export import atomic_write_bytes
-from paintgym.envs.images import DatasetError
-from paintgym.envs.render import render
-from paintgym.envs.targets import split_indices
+from paintgym.canvas.export import atomic_write_bytes
+from paintgym.canvas.images import DatasetError, split_indices
+from paintgym.canvas.render import render
 from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
 from paintgym.generative.classifier import REJECT_NAME, Classifier
 from paintgym.generative.data import adapt_images, as_float, load_labelled

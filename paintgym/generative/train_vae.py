@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from paintgym.envs.images import DatasetError
+from paintgym.canvas.images import DatasetError
 from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
 from paintgym.generative.data import as_float, load_dataset
 from paintgym.generative.models import VAE

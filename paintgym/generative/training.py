@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from paintgym.envs.export import save_png
-from paintgym.envs.images import to_uint8
-from paintgym.envs.video import grid
+from paintgym.canvas.export import save_png
+from paintgym.canvas.images import to_uint8
+from paintgym.canvas.video import grid
 from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint
 from paintgym.generative.data import to_rgb
 from paintgym.generative.models import CHANNELS, SIZES
