@@ -17,7 +17,7 @@ SMALL = {"canvas_size": 16, "max_steps": 4}
 
 @pytest.mark.parametrize("options", [{}, {"obs_mode": "dict"}, {"action_mode": "discrete"}])
 def test_torchrl_gym_env_passes_its_spec_check(options):
-    pytest.importorskip("torchrl")
+    pytest.importorskip("torchrl", exc_type=ImportError)  # absent, or built for another torch
     from torchrl.envs import GymEnv
     from torchrl.envs.utils import check_env_specs
 
@@ -30,7 +30,7 @@ def test_torchrl_gym_env_passes_its_spec_check(options):
 def test_torchrl_wraps_the_native_vector_env_without_autoreset():
     """TorchRL steps vector envs best with autoreset off (it resets envs with ``reset_mask``, which ours takes).
     With autoreset on, TorchRL 0.14 reads the info dict and cannot stack the nested ``reward_terms``."""
-    pytest.importorskip("torchrl")
+    pytest.importorskip("torchrl", exc_type=ImportError)  # absent, or built for another torch
     from torchrl.envs import GymWrapper
     from torchrl.envs.utils import check_env_specs
 
@@ -43,7 +43,7 @@ def test_torchrl_wraps_the_native_vector_env_without_autoreset():
 
 @pytest.mark.parametrize("vector", [False, True])
 def test_skrl_wrapper_resets_and_steps(vector):
-    pytest.importorskip("skrl")
+    pytest.importorskip("skrl", exc_type=ImportError)
     from skrl.envs.wrappers.torch import wrap_env
 
     made = gym.make_vec("paintgym/Reconstruct-v0", num_envs=3, **SMALL) if vector else gym.make(
