@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from paintgym.canvas.render import render
+from paintgym.generative.train_gan import Args, train
 
 # tiny settings that still learn within seconds on one CPU core (digits upscaled to 32x32)
 GAN_OPTIONS = dict(data="digits", size=32, latent_dim=32, width=16, batch_size=32, n_critic=2, device="cpu",
@@ -40,8 +41,6 @@ def _scratch(prefix: str) -> Path:
 @functools.cache
 def trained_gan() -> Path:
     """Run folder of a WGAN-GP trained for :data:`GAN_STEPS` steps on the digits (``ckpt.pt`` inside)."""
-    from paintgym.generative.train_gan import Args, train
-
     out = _scratch("paintgym-test-gan-") / "gan"
     with one_thread():
         train(Args(steps=GAN_STEPS, out=str(out), **GAN_OPTIONS), progress=False)

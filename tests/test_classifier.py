@@ -16,6 +16,8 @@ from sklearn.datasets import load_digits
 
 from paintgym import generative, rewards
 from paintgym.canvas.images import DatasetError, load_images, to_float
+from paintgym.cli import cli
+from paintgym.envs.targets import TargetSource
 from paintgym.generative import CheckpointError, Classifier
 from paintgym.generative.data import load_labelled
 from paintgym.generative.train_classifier import Args, reject_examples, train
@@ -144,8 +146,6 @@ def test_labelled_npz_and_class_folders(tmp_path) -> None:
 
 
 def test_command_line_trains_and_reports_one_line_errors(tmp_path, capsys) -> None:
-    from paintgym.cli import cli
-
     assert cli(["train-classifier", "--data", "faces", "--out", str(tmp_path / "a")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("paintgym train-classifier: error:") and "no class labels" in error
@@ -246,8 +246,6 @@ def test_bad_reward_options_and_checkpoint_kinds_get_one_line_errors(tmp_path) -
         with pytest.raises(rewards.RewardSpecError, match=message) as caught:
             rewards.build(spec)
         assert "\n" not in str(caught.value), spec
-    from paintgym.envs.targets import TargetSource
-
     with pytest.raises(CheckpointError, match="is a CLASSIFIER checkpoint, not a GAN one"):
         TargetSource.from_spec(f"gan:{out / 'ckpt.pt'}", 32)  # targets=gan:PATH
     assert "class" in rewards.reward_options(rewards.available()["classifier"])

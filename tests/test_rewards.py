@@ -8,6 +8,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
+from paintgym import cli as paintgym_cli
 from paintgym import envs, rewards
 from paintgym.canvas import fastpath
 from paintgym.canvas.images import load_images, to_float
@@ -68,9 +69,7 @@ def test_cli_lists_rewards_and_checks_specs(capsys):
 
 
 def test_paintgym_cli_has_the_rewards_subcommand(capsys):
-    from paintgym import cli as train
-
-    assert train.cli(["rewards"]) == 0
+    assert paintgym_cli.cli(["rewards"]) == 0
     assert "harmony" in capsys.readouterr().out
 
 

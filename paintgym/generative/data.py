@@ -161,7 +161,7 @@ def load_labelled(source: str | os.PathLike, size: int, channels: int | None = N
     path = Path(source).expanduser()
     names = None
     if str(source) == "digits":
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # about a second to import: only the digits need it
 
         images, labels = load_images("digits", size), load_digits().target.astype(np.int64)
     elif isinstance(source, str) and source in BUILTIN_DATASETS:
