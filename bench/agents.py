@@ -45,6 +45,7 @@ from paintgym.agents.ppo import PPOArgs  # noqa: E402
 from paintgym.agents.reinforce import ReinforceArgs  # noqa: E402
 from paintgym.agents.trainer import TrainConfig, make_algorithm, make_env  # noqa: E402
 from paintgym.canvas.render import paint_  # noqa: E402
+from paintgym.canvas.strokes import decode_continuous  # noqa: E402
 from paintgym.envs.core import resolve_device  # noqa: E402
 from paintgym.envs.vector_env import CanvasVectorEnv  # noqa: E402
 
@@ -61,7 +62,7 @@ def greedy_policy(env: CanvasVectorEnv, candidates: int, generator: torch.Genera
         b, k = env.num_envs, candidates
         actions = torch.rand((b, k, core.strokes_per_step * 13), device=env.device, generator=generator) * 2 - 1
         copies = core.canvas.repeat_interleave(k, dim=0)  # (B * K, 3, H, W)
-        strokes = ((actions + 1.0) * 0.5).view(b * k, core.strokes_per_step, 13).contiguous()
+        strokes = decode_continuous(actions.view(b * k, -1), core.strokes_per_step)
         paint_(copies, strokes)
         target = core.target.repeat_interleave(k, dim=0)
         l2 = (copies - target).square().flatten(1).mean(dim=1).view(b, k)

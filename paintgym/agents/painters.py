@@ -39,8 +39,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from paintgym.agents.episodes import image_l2, psnr
+from paintgym.canvas.fastpath import HAVE_NUMBA
 from paintgym.canvas.images import to_uint8
-from paintgym.canvas.render import HAVE_NUMBA, paint_, render, stroke_coverage
+from paintgym.canvas.render import paint_, render, stroke_coverage
 from paintgym.canvas.strokes import STROKE_DIM
 from paintgym.rewards.target import ssim
 

@@ -13,6 +13,10 @@ Each kernel comes as a pair over a batch of independent items (canvases, images)
 :func:`launch` picks one: small batches run the serial kernel, because threads cost more than they
 save there, and a process that never started numba's OpenMP threads can still fork safely
 (``gymnasium`` async vector envs).
+
+Numba's cache (``cache=True``) checks only the file of the kernel it compiled: after editing a helper that
+kernels in other files inline (:func:`chunk_range`, ``canvas.strokes.radius_fraction``), delete their
+``__pycache__/*.nbi`` / ``*.nbc`` files (or touch those files) so that they compile again.
 """
 
 from __future__ import annotations
