@@ -10,7 +10,7 @@ Baselines in the same run:
 
 * ``random``: uniformly random strokes;
 * ``greedy``: at every step, the best of K random strokes, found by painting each candidate on a
-  copy of the canvas (``envs.render.paint_``) and keeping the one closest to the target — a strong,
+  copy of the canvas (``canvas.render.paint_``) and keeping the one closest to the target — a strong,
   target-peeking search baseline that learns nothing;
 * ``sb3-ppo``: Stable-Baselines3's PPO with the same PPO hyperparameters as ours and the same
   optimiser (Adam, eps 1e-5, torch's fused kernel where it has one), on the native env through
@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from paintgym.agents.ppo import PPOArgs  # noqa: E402
 from paintgym.agents.reinforce import ReinforceArgs  # noqa: E402
 from paintgym.agents.sb3_ppo import SB3PPOArgs  # noqa: E402
-from paintgym.envs.render import paint_  # noqa: E402
+from paintgym.canvas.render import paint_  # noqa: E402
+from paintgym.canvas.strokes import decode_continuous  # noqa: E402
 from paintgym.envs.vector_env import CanvasVectorEnv  # noqa: E402
 from paintgym.experiments.algorithms import make_algorithm  # noqa: E402
 from paintgym.experiments.device import resolve_device, set_threads  # noqa: E402
@@ -63,7 +64,7 @@ def greedy_policy(env: CanvasVectorEnv, candidates: int, generator: torch.Genera
         b, k = env.num_envs, candidates
         actions = torch.rand((b, k, core.strokes_per_step * 13), device=env.device, generator=generator) * 2 - 1
         copies = core.canvas.repeat_interleave(k, dim=0)  # (B * K, 3, H, W)
-        strokes = ((actions + 1.0) * 0.5).view(b * k, core.strokes_per_step, 13).contiguous()
+        strokes = decode_continuous(actions.view(b * k, -1), core.strokes_per_step)
         paint_(copies, strokes)
         target = core.target.repeat_interleave(k, dim=0)
         l2 = (copies - target).square().flatten(1).mean(dim=1).view(b, k)

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from bench.timing import timed  # noqa: E402
 from paintgym import envs  # noqa: E402
-from paintgym.envs.render import paint_, render  # noqa: E402
+from paintgym.canvas.render import paint_, render  # noqa: E402
 
 
 def ltp_draw(f: np.ndarray, width: int) -> np.ndarray:

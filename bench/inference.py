@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.quality import DATA, load_dev_images  # noqa: E402
 from bench.timing import timed  # noqa: E402
 from paintgym.agents.painters import GreedyPainter, refined  # noqa: E402
-from paintgym.envs.images import to_float  # noqa: E402
+from paintgym.canvas.images import to_float  # noqa: E402
 from paintgym.experiments.device import set_threads  # noqa: E402
 from paintgym.experiments.pretrained import PolicyPainter  # noqa: E402
 

@@ -38,9 +38,9 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from paintgym.agents.painters import PaintingRun, make_painter, paint_and_measure, refined  # noqa: E402
+from paintgym.canvas.export import atomic_write_bytes  # noqa: E402
+from paintgym.canvas.images import load_images, to_float  # noqa: E402
 from paintgym.envs.core import resolve_device  # noqa: E402
-from paintgym.envs.export import atomic_write_bytes  # noqa: E402
-from paintgym.envs.images import load_images, to_float  # noqa: E402
 from paintgym.experiments.device import set_threads  # noqa: E402
 from paintgym.experiments.pretrained import PolicyPainter  # noqa: E402
 

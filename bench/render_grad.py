@@ -1,6 +1,6 @@
 """Throughput of the differentiable renderer on the CPU: forward, and forward + backward of a loss.
 
-Prints one table: strokes/s of :func:`envs.render.render` by the torch path (the reference, autograd)
+Prints one table: strokes/s of :func:`canvas.render.render` by the torch path (the reference, autograd)
 and by the numba path (numba forward, analytic numba backward), forward alone (no grad) and forward
 + backward of an L2 loss to a random target with respect to the strokes (as a painter optimising
 strokes by gradient descent, or an agent backpropagating through the renderer does), at 64x64 and
@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from bench.timing import timed  # noqa: E402
-from paintgym.envs import render as render_module  # noqa: E402
+from paintgym.canvas import render as render_module  # noqa: E402
 
 
 def bench(size: int, batch: int, count: int, numba_path: bool, backward: bool, repeats: int) -> float:

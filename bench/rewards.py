@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from paintgym import envs, rewards
-from paintgym.rewards import fastpath
+from paintgym.canvas import fastpath
 
 DEFAULT_REWARDS = ("target", "target(metric=ssim)", "strokes", "harmony", "harmony(dense=true)",
                    "novelty", "novelty(rnd=true)")

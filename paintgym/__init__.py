@@ -2,12 +2,14 @@
 
 ``import paintgym`` registers the Gymnasium environments (without importing torch; they load on
 ``gymnasium.make``), so ``gymnasium.make("paintgym:paintgym/Reconstruct-v0")`` works in any library
-that takes an env id. The packages, bottom layer first (a module imports only from layers below it):
+that takes an env id. The packages, bottom layer first (a module imports only from its layer and the ones
+below it; ``tests/test_layering.py`` checks):
 
-* ``paintgym.envs`` — strokes, the renderer, image I/O, targets, the batched canvas core and its
-  Gymnasium faces;
+* ``paintgym.canvas`` — strokes, the renderer, image I/O and dataset splits, exports and videos, atomic
+  writes, the numba helpers; imports nothing else of ours;
 * ``paintgym.generative`` — GAN, VAE, classifier models and their training steps;
 * ``paintgym.rewards`` — pluggable rewards composed by name and weight;
+* ``paintgym.envs`` — targets, observations, the batched canvas core and its Gymnasium faces;
 * ``paintgym.agents`` — the learners (model-based, PPO, REINFORCE, the SB3 adapter) and painters;
 * ``paintgym.cli`` — the ``paintgym`` command (``python train.py`` is ``paintgym train``).
 """

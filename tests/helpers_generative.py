@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from paintgym.envs.render import render
+from paintgym.canvas.render import render
 
 # tiny settings that still learn within seconds on one CPU core (digits upscaled to 32x32)
 GAN_OPTIONS = dict(data="digits", size=32, latent_dim=32, width=16, batch_size=32, n_critic=2, device="cpu",

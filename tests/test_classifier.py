@@ -15,7 +15,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from paintgym import generative, rewards
-from paintgym.envs.images import DatasetError, load_images, to_float
+from paintgym.canvas.images import DatasetError, load_images, to_float
 from paintgym.experiments.generative_runs import TrainingError
 from paintgym.experiments.train_classifier import Args, train
 from paintgym.generative import CheckpointError, Classifier

@@ -5,17 +5,23 @@ import pickle
 import subprocess
 import sys
 
+import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.vector import AutoresetMode
+from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from paintgym import envs
+from paintgym.agents.sb3_vec_env import SB3VecEnv
+from paintgym.canvas.export import load_json
 from paintgym.envs import CanvasEnv, CanvasVectorEnv
-from paintgym.envs.export import load_json
+from paintgym.envs.observations import pack_observation
+from paintgym.envs.targets import TargetSource, augmented_views
+from paintgym.rewards.target import mean_distance
 
 SMALL = {"canvas_size": 32, "max_steps": 4}
 
@@ -49,8 +55,6 @@ def test_observation_layout_of_the_reconstruction_task():
 @pytest.mark.parametrize("targets", ["digits", None])
 @pytest.mark.parametrize("size", [24, 9])  # 9: image rows are not a whole number of 64-bit words
 def test_incremental_image_observation_equals_a_full_repack(targets, size):
-    from paintgym.envs.images import pack_observation
-
     env = CanvasVectorEnv(20, targets=targets, canvas_size=size, max_steps=3, strokes_per_step=2,
                           autoreset_mode="next_step")  # partial resets every few steps; 20 envs: the parallel kernel
     core = env.core
@@ -264,7 +268,7 @@ def test_bad_discrete_actions_raise():
 
 
 def test_unknown_options_and_bad_datasets_are_named():
-    with pytest.raises(ValueError, match="unknown option.*brush_colour"):
+    with pytest.raises(ValueError, match="unexpected keyword argument 'brush_colour'.*take: canvas_size"):
         gym.make("paintgym/Canvas-v0", brush_colour="red")
     with pytest.raises(ValueError, match="action_mode"):
         CanvasEnv(action_mode="joystick")
@@ -272,6 +276,31 @@ def test_unknown_options_and_bad_datasets_are_named():
         CanvasEnv(targets="/no/such/folder")
     with pytest.raises(ValueError, match="needs target images"):
         CanvasEnv(reward="target")
+
+
+@pytest.mark.parametrize("make", [CanvasEnv, CanvasVectorEnv])
+def test_an_unknown_option_is_a_type_error_in_pythons_words(make):
+    with pytest.raises(TypeError) as raised:
+        make(frameskip=1, targets="digits")
+    name = make.__name__
+    assert str(raised.value).startswith(f"{name}.__init__() got an unexpected keyword argument 'frameskip'; ")
+    assert "canvas_size, strokes_per_step" in str(raised.value)  # the options there are
+    assert isinstance(raised.value, ValueError)  # as before, for callers that catch ValueError
+    with pytest.raises(TypeError, match=r"got unexpected keyword arguments 'frameskip', 'fps'"):
+        make(frameskip=1, fps=4)
+
+
+def test_torchrl_probe_of_the_constructor_falls_back_without_frameskip():
+    """What TorchRL's ``GymEnv`` does (``torchrl/envs/libs/gym.py``): ``gymnasium.make`` with ``frameskip``,
+    and on a ``TypeError`` that names it, again without (TorchRL then skips frames itself)."""
+    kwargs = {"canvas_size": 16, "frameskip": 1}
+    try:
+        env = gym.make("paintgym/Reconstruct-v0", **kwargs)
+    except TypeError as err:
+        assert "unexpected keyword argument 'frameskip'" in str(err)
+        kwargs.pop("frameskip")
+        env = gym.make("paintgym/Reconstruct-v0", **kwargs)
+    assert "frameskip" not in kwargs and env.observation_space.shape == (16, 16, 7)
 
 
 def test_gymnasium_wrappers_work_on_top(tmp_path):
@@ -299,8 +328,6 @@ def test_render_and_export_at_any_resolution(tmp_path):
     frame = env.render()
     assert frame.shape == (128, 256, 3)  # canvas beside its target
     png = env.export_png(tmp_path / "painting.png", size=256)
-    import cv2
-
     assert cv2.imread(str(png)).shape == (256, 256, 3)
     strokes, size, background = load_json(env.export_json(tmp_path / "painting.json"))
     np.testing.assert_allclose(strokes, env.strokes(), atol=1e-6)
@@ -335,8 +362,6 @@ def test_dense_reward_sums_to_the_decrease_of_the_distance():
 
 @pytest.mark.parametrize("metric", ["l2", "l1"])
 def test_row_wise_reward_equals_the_full_distance_every_step(metric):
-    from paintgym.rewards.target import mean_distance
-
     env = CanvasVectorEnv(20, targets="digits", canvas_size=24, max_steps=3, reward=f"target(metric={metric})",
                           autoreset_mode="next_step")  # partial resets; 20 envs: the parallel kernels
     core = env.core
@@ -356,10 +381,6 @@ def test_row_wise_reward_equals_the_full_distance_every_step(metric):
 
 
 def test_sb3_ppo_trains_through_make_vec():
-    from stable_baselines3 import PPO
-
-    from paintgym.agents.sb3_vec_env import SB3VecEnv
-
     venv = SB3VecEnv(gym.make_vec("paintgym/Reconstruct-v0", num_envs=8, max_steps=8))
     model = PPO("CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=2048)
@@ -367,8 +388,6 @@ def test_sb3_ppo_trains_through_make_vec():
 
 
 def test_target_augment_adds_views_of_training_images_only():
-    from paintgym.envs.targets import TargetSource, augmented_views
-
     images = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
     train = TargetSource.from_spec(images, 16, split="train", augment=3)
     assert len(train) == 18 + 18 * 3  # 2 of 20 held out; 3 views of each of the other 18

@@ -13,7 +13,7 @@ import torch
 
 from paintgym import cli as train
 from paintgym.agents.painters import measure_quality, resize_images
-from paintgym.envs.images import load_images, to_float
+from paintgym.canvas.images import load_images, to_float
 from paintgym.experiments import cli_eval, cli_optimise, cli_train
 from paintgym.experiments.pretrained import PolicyPainter
 

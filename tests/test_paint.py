@@ -12,17 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
-from paintgym.envs import CanvasVectorEnv
-from paintgym.envs.export import render_strokes, save_png, save_svg, strokes_to_svg
-from paintgym.envs.images import to_uint8
-from paintgym.envs.painting_video import (
+from paintgym.canvas.export import render_strokes, save_png, save_svg, strokes_to_svg
+from paintgym.canvas.images import to_uint8
+from paintgym.canvas.painting_video import (
     count_frames,
     partial_strokes,
     reward_captions,
     stroke_frames,
     write_painting_video,
 )
-from paintgym.envs.video import grid
+from paintgym.canvas.video import grid
+from paintgym.envs import CanvasVectorEnv
 from paintgym.experiments import cli_paint, cli_train
 
 TINY = ["--agent", "ppo",

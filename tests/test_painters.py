@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_sample_images
 
-import paintgym.envs.render as render_module
+import paintgym.canvas.render as render_module
+from paintgym.agents import painters
 from paintgym.agents.episodes import image_l2, psnr
 from paintgym.agents.painters import (
     BACKGROUND,
@@ -21,8 +23,8 @@ from paintgym.agents.painters import (
     prefix_counts,
     score_candidates,
 )
-from paintgym.envs.images import load_images, to_float
-from paintgym.envs.render import paint_, paint_fitted_, render, stroke_alpha, stroke_coverage
+from paintgym.canvas.images import load_images, to_float
+from paintgym.canvas.render import paint_, paint_fitted_, render, stroke_alpha, stroke_coverage
 from paintgym.rewards.target import ssim
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -31,8 +33,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 @pytest.fixture(scope="module")
 def targets() -> torch.Tensor:
     """4 targets at 16x16: two digits (black on white) and two colour photos (scikit-learn's china, flower)."""
-    from sklearn.datasets import load_sample_images
-
     digits = load_images("digits", 16)[:2]
     photos = load_images(np.stack(load_sample_images().images), 16)
     return to_float(np.concatenate([digits, photos]))
@@ -149,8 +149,6 @@ def test_optimise_takes_a_pluggable_loss_and_a_coarse_to_fine_schedule(targets):
 
 
 def test_optimise_renders_in_checkpointed_groups_off_the_numba_path(targets, monkeypatch):
-    import paintgym.agents.painters as painters
-
     strokes = torch.rand(4, 6, 13, generator=torch.Generator().manual_seed(4), requires_grad=True)
     whole = render(strokes, size=16)
     (grad_whole,) = torch.autograd.grad(whole.square().sum(), strokes)

@@ -5,9 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paintgym.envs import render as render_module
-from paintgym.envs.render import paint_, render
-from paintgym.envs.strokes import MAX_RADIUS, MIN_RADIUS, decode_discrete, flatten_segments
+from paintgym.canvas import fastpath
+from paintgym.canvas import render as render_module
+from paintgym.canvas.render import paint_, render
+from paintgym.canvas.strokes import (
+    MAX_RADIUS,
+    MIN_RADIUS,
+    decode_continuous,
+    decode_discrete,
+    flatten_segments,
+    radius_fraction,
+)
 
 
 def stroke(x0, y0, x1, y1, x2, y2, r0=0.0, r1=0.0, a0=1.0, a1=1.0, rgb=(0.0, 0.0, 0.0)):
@@ -129,6 +137,26 @@ def test_discrete_actions_decode_to_grid_cells_and_palette():
     assert strokes[6] == strokes[7] == 1.0  # the largest brush
     assert strokes[8] == strokes[9] == 1.0  # opacity level 1 of 2
     torch.testing.assert_close(strokes[10:], palette[1])
+
+
+def test_continuous_actions_decode_alike_from_numpy_and_torch():
+    actions = np.random.default_rng(0).uniform(-1.2, 1.2, size=(5, 2 * 13)).astype(np.float32)
+    from_numpy, lowest, highest, finite = decode_continuous(actions, 2, bounds=True)  # numba's one pass
+    from_torch = decode_continuous(torch.from_numpy(actions), 2)
+    assert from_numpy.shape == (5, 2, 13) and torch.equal(from_numpy, from_torch)
+    assert float(from_torch.min()) == 0.0 and float(from_torch.max()) == 1.0  # clipped
+    assert (lowest, highest) == (actions.min(), actions.max()) and finite in (True, None)
+    actions[1, 3] = np.nan
+    assert decode_continuous(actions, 2, bounds=True)[3] in (False, None)  # None: the bounds fail (NaN) instead
+    assert decode_continuous(torch.from_numpy(actions).double(), 2).dtype == torch.float32
+
+
+@pytest.mark.skipif(not fastpath.HAVE_NUMBA, reason="numba not installed")
+def test_numba_kernels_compute_the_radius_as_torch_does():
+    """The kernels compile strokes.radius_fraction with float32 constants: float32 rounding as in torch."""
+    r = torch.rand(2000, generator=torch.Generator().manual_seed(0))
+    in_numba = np.array([render_module._radius_fraction(x) for x in r.numpy()])  # float64 of what numba returned
+    assert np.array_equal(in_numba, radius_fraction(r).numpy().astype(np.float64))  # float64 math would not be
 
 
 @pytest.mark.parametrize("bad", [torch.rand(2, 13), torch.rand(2, 1, 12), torch.rand(3, 1, 13)])
@@ -292,7 +320,7 @@ def test_numba_render_is_differentiable_once():
 
 
 def test_numba_parallel_path_equals_serial():
-    batch = render_module.PARALLEL_MIN_BATCH  # the smallest batch that runs the prange kernels on 2 threads
+    batch = fastpath.PARALLEL_MIN_BATCH  # the smallest batch that runs the prange kernels on 2 threads
     strokes = random_strokes(batch, 2, seed=5)
     gen = torch.Generator().manual_seed(6)
     canvas, target = torch.rand(batch, 3, 16, 16, generator=gen), torch.rand(batch, 3, 16, 16, generator=gen)

@@ -8,10 +8,12 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
+from paintgym import cli as paintgym_cli
 from paintgym import envs, rewards
-from paintgym.envs.images import load_images, to_float
-from paintgym.envs.strokes import FIELDS
-from paintgym.rewards import cli, fastpath
+from paintgym.canvas import fastpath
+from paintgym.canvas.images import load_images, to_float
+from paintgym.canvas.strokes import FIELDS
+from paintgym.rewards import cli
 from paintgym.rewards.base import Reward, StepContext
 from paintgym.rewards.target import ssim
 
@@ -67,9 +69,7 @@ def test_cli_lists_rewards_and_checks_specs(capsys):
 
 
 def test_paintgym_cli_has_the_rewards_subcommand(capsys):
-    from paintgym import cli as train
-
-    assert train.cli(["rewards"]) == 0
+    assert paintgym_cli.cli(["rewards"]) == 0
     assert "harmony" in capsys.readouterr().out
 
 

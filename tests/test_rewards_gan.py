@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from paintgym import generative, rewards
-from paintgym.envs.images import load_images, to_float
+from paintgym.canvas.images import load_images, to_float
+from paintgym.envs.vector_env import CanvasVectorEnv
 from paintgym.generative.data import random_stroke_canvases
 from paintgym.rewards.base import StepContext
 from paintgym.rewards.gan import GANReward
@@ -73,8 +74,6 @@ def test_terminal_by_default_and_dense_as_a_potential_difference() -> None:
 
 
 def test_frozen_reward_in_the_env_pays_at_the_episode_end() -> None:
-    from paintgym.envs.vector_env import CanvasVectorEnv
-
     env = CanvasVectorEnv(2, canvas_size=32, max_steps=2, reward=f"gan(checkpoint={trained_gan()})", seed=0)
     env.reset(seed=0)
     _, reward1, _, _, info1 = env.step(env.action_space.sample())

@@ -8,7 +8,8 @@ import torch
 from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 
 from paintgym import rewards
-from paintgym.rewards import fastpath, harmony
+from paintgym.canvas import fastpath
+from paintgym.rewards import harmony
 
 # Matsuda's templates as drawn in Cohen-Or et al. 2006, Fig. 2: (sector centre, sector width) in degrees.
 # Written out again here, independently of rewards.harmony.TEMPLATES, so a typo there fails the tests.

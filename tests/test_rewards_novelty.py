@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from paintgym import rewards
-from paintgym.envs.images import load_images, to_float
+from paintgym import generative, rewards
+from paintgym.canvas.images import load_images, to_float
 from paintgym.rewards.novelty import UNRELATED, NoveltyReward
 
 
@@ -124,7 +124,6 @@ def test_bad_options_are_errors_that_say_what_to_do():
 
 
 def test_vae_embedding(tmp_path, digits):
-    from paintgym import generative
     torch.manual_seed(0)
     vae = generative.VAE(32, 1)
     path = tmp_path / "vae.pt"

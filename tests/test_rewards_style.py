@@ -9,7 +9,7 @@ import skimage.data
 import torch
 
 from paintgym import rewards
-from paintgym.envs.images import to_float
+from paintgym.canvas.images import to_float
 
 
 def _halves(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

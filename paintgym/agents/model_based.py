@@ -47,8 +47,8 @@ from torch import nn
 from paintgym.agents.common import FlatGradients, adam_options, autocast, check_amp, load_policy
 from paintgym.agents.episodes import EpisodeTracker
 from paintgym.agents.networks import Observation, obs_planes
-from paintgym.envs.render import fitted_colour, paint_, paint_fitted_, render, stroke_coverage
-from paintgym.envs.strokes import MAX_RADIUS, MIN_RADIUS, STROKE_DIM
+from paintgym.canvas.render import fitted_colour, paint_, paint_fitted_, render, stroke_coverage
+from paintgym.canvas.strokes import MAX_RADIUS, MIN_RADIUS, STROKE_DIM
 from paintgym.envs.vector_env import CanvasVectorEnv
 
 

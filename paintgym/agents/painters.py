@@ -40,8 +40,9 @@ from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
 from paintgym.agents.episodes import image_l2, psnr
-from paintgym.envs.render import HAVE_NUMBA, paint_, render, stroke_coverage
-from paintgym.envs.strokes import STROKE_DIM
+from paintgym.canvas.fastpath import HAVE_NUMBA
+from paintgym.canvas.render import paint_, render, stroke_coverage
+from paintgym.canvas.strokes import STROKE_DIM
 from paintgym.rewards.target import ssim
 
 BACKGROUND = 1.0

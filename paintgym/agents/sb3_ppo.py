@@ -30,8 +30,8 @@ from stable_baselines3.common.vec_env import VecTransposeImage
 from paintgym.agents.common import adam_options, encoder_widths, minibatch_size
 from paintgym.agents.networks import CanvasEncoder, Observation
 from paintgym.agents.sb3_vec_env import SB3VecEnv
-from paintgym.envs.images import to_float
-from paintgym.envs.render import paint_
+from paintgym.canvas.images import to_float
+from paintgym.canvas.render import paint_
 from paintgym.envs.vector_env import CanvasVectorEnv
 
 POLICIES = ("paintgym", "CnnPolicy")

@@ -17,9 +17,9 @@ import os
 import torch
 
 from paintgym import ENV_IDS
+from paintgym.canvas.render import paint_
 from paintgym.envs.canvas_env import CanvasEnv
 from paintgym.envs.core import CanvasCore, resolve_device
-from paintgym.envs.render import paint_
 from paintgym.envs.targets import TargetSource
 from paintgym.envs.vector_env import CanvasVectorEnv
 

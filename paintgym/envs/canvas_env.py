@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from paintgym.envs import export
+from paintgym.canvas import export
 from paintgym.envs.core import CanvasCore, check_options
 
 
@@ -35,7 +35,7 @@ class CanvasEnv(gym.Env):
 
     ``discrete``: ``MultiDiscrete`` with 9 components per stroke (SPIRAL style): 6 point
     coordinates on a ``grid`` lattice, a brush size, an opacity level and a palette colour.
-    The exact mapping is in :mod:`envs.strokes`.
+    The exact mapping is in :mod:`canvas.strokes`.
 
     ## Observation Space
     | ``obs_mode``      | observation                                                              |
@@ -87,7 +87,7 @@ class CanvasEnv(gym.Env):
                  **options: Any) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unsupported render_mode {render_mode!r}; paintgym renders 'rgb_array'")
-        check_options(options)
+        check_options(options, "CanvasEnv.__init__")
         self.core = CanvasCore(1, **options)
         self.render_mode = render_mode
         self.render_size = int(render_size or self.core.size)
@@ -141,7 +141,7 @@ class CanvasEnv(gym.Env):
 
     # ------------------------------------------------------------------------------------ export
     def strokes(self) -> np.ndarray:
-        """The strokes painted so far in this episode, ``(N, 13)`` float32 (layout in :mod:`envs.strokes`)."""
+        """The strokes painted so far in this episode, ``(N, 13)`` float32 (layout in :mod:`canvas.strokes`)."""
         log = self.core.episode_strokes()[0, : int(self.core.steps[0]) * self.core.strokes_per_step]
         return log.cpu().numpy()
 

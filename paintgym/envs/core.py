@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import gymnasium as gym
@@ -13,23 +14,20 @@ import numpy as np
 import torch
 
 from paintgym import rewards
-from paintgym.envs import strokes as stroke_model
-from paintgym.envs.images import IncrementalObservation, pack_observation, to_uint8
-from paintgym.envs.render import HAVE_NUMBA, paint_, paint_numpy
-from paintgym.envs.render import _all_active as _ALL_ACTIVE
+from paintgym.canvas import strokes as stroke_model
+from paintgym.canvas.fastpath import HAVE_NUMBA, numba
+from paintgym.canvas.images import to_uint8
+from paintgym.canvas.render import _all_active as _ALL_ACTIVE
+from paintgym.canvas.render import paint_, paint_numpy
+from paintgym.envs.observations import IncrementalObservation, pack_observation
 from paintgym.envs.targets import TargetSource
-
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a dependency; the torch bookkeeping still works
-    numba = None
 
 ACTION_MODES = ("continuous", "discrete")
 OBS_MODES = ("image", "dict")
 _RANGE_SLACK = 1e-5  # float32 rounding of actions exactly at the bounds is not an error
 
 
-if numba is not None:
+if HAVE_NUMBA:
 
     @numba.njit(cache=True, nogil=True)
     def _record_cpu(log, strokes, steps, active, done, max_steps):  # pragma: no cover - compiled
@@ -42,35 +40,32 @@ if numba is not None:
             else:
                 done[b] = False
 
-    @numba.njit(cache=True, nogil=True)
-    def _decode_cpu(actions, out):  # pragma: no cover - compiled
-        """Continuous actions ``(B, N)`` -> ``out`` ``(B, N)`` float32 ``clip((a + 1) / 2, 0, 1)``, in one pass
-        that also returns the smallest and largest action and whether all are finite (NaN fails both)."""
-        lowest, highest, finite = np.inf, -np.inf, True
-        one, half, zero = np.float32(1.0), np.float32(0.5), np.float32(0.0)
-        for b in range(actions.shape[0]):
-            for i in range(actions.shape[1]):
-                value = actions[b, i]
-                if not np.isfinite(value):
-                    finite = False
-                lowest, highest = min(lowest, value), max(highest, value)
-                out[b, i] = min(max((np.float32(value) + one) * half, zero), one)
-        return lowest, highest, finite
-
 
 def _plain_float32(tensor: torch.Tensor) -> bool:
     """Whether ``tensor.numpy()`` gives its float32 values as they are (no copy, no autograd)."""
     return tensor.dtype == torch.float32 and not tensor.requires_grad and tensor.is_contiguous()
 
 
-def check_options(options: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming any option that :class:`CanvasCore` does not take."""
-    import inspect
+class UnknownOptionError(TypeError, ValueError):
+    """An env was given a keyword argument it does not take.
 
+    A ``TypeError`` worded as Python words it (``got an unexpected keyword argument 'x'``), as libraries
+    that probe an env's constructor expect (TorchRL's ``GymEnv`` passes ``frameskip`` and drops it on
+    that error); a ``ValueError`` too, as paintgym raised before.
+    """
+
+
+def check_options(options: dict[str, Any], owner: str = "CanvasCore.__init__") -> None:
+    """Raise :class:`UnknownOptionError` naming any option that :class:`CanvasCore` does not take.
+
+    :param owner: the callable that took ``options``, for the message (e.g. ``"CanvasEnv.__init__"``).
+    """
     known = [name for name in inspect.signature(CanvasCore.__init__).parameters if name not in ("self", "num_envs")]
-    unknown = sorted(set(options) - set(known))
+    unknown = [name for name in options if name not in known]
     if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)}; paintgym envs take: {', '.join(known)}")
+        quoted = ", ".join(repr(name) for name in unknown)
+        what = "an unexpected keyword argument" if len(unknown) == 1 else "unexpected keyword arguments"
+        raise UnknownOptionError(f"{owner}() got {what} {quoted}; paintgym envs take: {', '.join(known)}")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -160,7 +155,7 @@ class CanvasCore:
         levels = np.rint(np.arange(t + 1, dtype=np.float32) / np.float32(t) * np.float32(255.0))
         self._progress_levels = torch.as_tensor(levels.astype(np.uint8), device=dev)
         # numpy views of the persistent CPU buffers, so the numba fast paths skip torch's per-call overhead
-        self._cpu_fast = HAVE_NUMBA and numba is not None and dev.type == "cpu"
+        self._cpu_fast = HAVE_NUMBA and dev.type == "cpu"
         self._rows_unknown = False  # set by canvas_changed(): the next step reports no changed rows
         # image observations on the CPU are rebuilt only where strokes landed (the renderer reports where)
         self._image_cache = (IncrementalObservation(b, h, 3 if self.targets is not None else 0)
@@ -215,19 +210,16 @@ class CanvasCore:
         shape = tuple(actions.shape)
         if shape != expected:
             raise ValueError(f"actions must have shape {expected} (num_envs x action size), got {shape}")
-        is_numpy = isinstance(actions, np.ndarray)
         clipped = None
         if self.action_mode == "continuous":
-            decoded = None
-            if is_numpy and self._cpu_fast and actions.dtype in (np.float32, np.float64):  # one pass, no temporaries
-                decoded = np.empty((self.num_envs, self.strokes_per_step, stroke_model.STROKE_DIM), np.float32)
-                lowest, highest, finite = _decode_cpu(actions, decoded.reshape(self.num_envs, -1))
-            else:
-                lowest, highest = (actions.min(), actions.max()) if is_numpy else torch.aminmax(actions)
-                finite = None
+            if not (isinstance(actions, np.ndarray) and self._cpu_fast):  # numpy on the CPU: one numba pass
+                actions = torch.as_tensor(actions, device=self.device)
+            is_numpy = isinstance(actions, np.ndarray)
+            strokes, lowest, highest, finite = stroke_model.decode_continuous(actions, self.strokes_per_step,
+                                                                              bounds=True)
             if not (finite is not False and -1.0 - _RANGE_SLACK <= lowest and highest <= 1.0 + _RANGE_SLACK):
                 if finite is None:  # NaN fails the range test too
-                    finite = np.isfinite(actions).all() if is_numpy else bool(torch.isfinite(actions).all())
+                    finite = bool(np.isfinite(actions).all() if is_numpy else torch.isfinite(actions).all())
                 if not finite:
                     raise ValueError("actions contain NaN or inf; every component must be a finite value in [-1, 1]")
                 if not self.clip_actions:
@@ -238,13 +230,7 @@ class CanvasCore:
                 outside = (actions < -1.0 - _RANGE_SLACK) | (actions > 1.0 + _RANGE_SLACK)
                 clipped = torch.as_tensor(outside.sum(axis=1) if is_numpy else outside.sum(dim=1),
                                           device=self.device)
-            if decoded is not None:
-                return torch.from_numpy(decoded), clipped
-            if is_numpy and self.device.type == "cpu":  # numpy is cheaper than torch for small CPU batches
-                strokes = np.clip((actions.astype(np.float32) + 1.0) * 0.5, 0.0, 1.0)
-                return torch.from_numpy(strokes.reshape(self.num_envs, self.strokes_per_step, -1)), clipped
-            tensor = torch.as_tensor(actions, device=self.device)
-            return stroke_model.decode_continuous(tensor, self.strokes_per_step), clipped
+            return strokes, clipped
         tensor = torch.as_tensor(actions, device=self.device)
         if tensor.is_floating_point():
             if not bool(torch.all(tensor == tensor.round())):

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from paintgym.envs.export import render_strokes, save_png
+from paintgym.canvas.export import render_strokes, save_png
+from paintgym.canvas.video import grid, write_video
 from paintgym.envs.vector_env import CanvasVectorEnv
-from paintgym.envs.video import grid, write_video
 
 
 def build_parser() -> argparse.ArgumentParser:

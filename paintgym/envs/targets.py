@@ -7,7 +7,7 @@ number, computed in torch on the device: no Python loop over envs, no host round
 
 Target specs (the env's ``targets=`` option, ``--targets`` on the command line):
 
-* a dataset name, folder or ``.npy``/``.npz`` path understood by :func:`envs.images.load_images`;
+* a dataset name, folder or ``.npy``/``.npz`` path understood by :func:`canvas.images.load_images`;
 * ``gan:PATH`` / ``vae:PATH``: a pool of images sampled once from a trained generative model;
   ``gan:PATH:class=K`` samples only class K of a class-conditional GAN;
 * an ``(N, H, W[, C])`` numpy array, or a ready :class:`TargetSource`.
@@ -18,15 +18,15 @@ from __future__ import annotations
 import functools
 import os
 
+import cv2
 import numpy as np
 import torch
 
-from paintgym.envs.images import DatasetError, load_images, to_float
-from paintgym.rewards.fastpath import HAVE_NUMBA, launch
+from paintgym import generative
+from paintgym.canvas.fastpath import HAVE_NUMBA, chunk_range, launch, numba
+from paintgym.canvas.images import DatasetError, load_images, split_indices, to_float
 
 if HAVE_NUMBA:
-    import numba
-
     _TO_FLOAT = np.arange(256, dtype=np.float32) / np.float32(255.0)  # to_float's values, exactly
 
     @numba.njit(cache=True, nogil=True)
@@ -45,19 +45,13 @@ if HAVE_NUMBA:
                     for x in range(width):
                         planes[c, y, x] = _TO_FLOAT[image[y, x, c]]
 
-    @numba.njit(cache=True, nogil=True)
-    def _take_serial(images, index, mask, out_u8, out_float):  # pragma: no cover - compiled
-        _take_range(images, index, mask, out_u8, out_float, 0, mask.shape[0])
-
     @numba.njit(cache=True, nogil=True, parallel=True)
-    def _take_parallel(images, index, mask, out_u8, out_float):  # pragma: no cover - compiled
-        chunks = min(mask.shape[0], 16)
-        per = (mask.shape[0] + chunks - 1) // chunks
+    def _take_parallel(images, index, mask, out_u8, out_float, chunks):  # pragma: no cover - compiled
         for c in numba.prange(chunks):
-            _take_range(images, index, mask, out_u8, out_float, c * per, min(mask.shape[0], (c + 1) * per))
+            start, stop = chunk_range(c, chunks, mask.shape[0])
+            _take_range(images, index, mask, out_u8, out_float, start, stop)
 
-SPLITS = ("train", "test", "all")
-HELD_OUT_EVERY = 10  # every 10th image (index % 10 == 0) is held out for evaluation
+
 PRIOR_POOL = 512  # images sampled from a generative prior
 
 
@@ -69,8 +63,6 @@ def _cached_images(source: str, size: int) -> np.ndarray:
 
 
 def _prior_images(spec: str, size: int) -> np.ndarray:
-    from paintgym import generative  # only prior targets need the generative models
-
     kind, path, label = generative.parse_prior_spec(spec)
     return generative.prior_images(kind, path, size=size, count=PRIOR_POOL, seed=0, label=label)
 
@@ -90,8 +82,6 @@ def augmented_views(images: np.ndarray, size: int, count: int, seed: int = AUGME
     :param images: ``(N, S, S, 3)`` uint8 (best at a larger side than ``size``, so that crops keep detail).
     :return: ``(N * count, size, size, 3)`` uint8, view ``j`` of image ``i`` at ``i * count + j``.
     """
-    import cv2
-
     rng = np.random.default_rng(seed)
     side = images.shape[1]
     out = np.empty((len(images) * count, size, size, 3), dtype=np.uint8)
@@ -105,17 +95,6 @@ def augmented_views(images: np.ndarray, size: int, count: int, seed: int = AUGME
             interpolation = cv2.INTER_AREA if crop > size else cv2.INTER_CUBIC
             out[i * count + j] = cv2.resize(np.ascontiguousarray(view), (size, size), interpolation=interpolation)
     return out
-
-
-def split_indices(count: int, split: str) -> np.ndarray:
-    """Indices of ``split`` in a dataset of ``count`` images (small datasets share all images)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown target split {split!r}; choose one of {', '.join(SPLITS)}")
-    index = np.arange(count)
-    if split == "all" or count < 2 * HELD_OUT_EVERY:
-        return index
-    held_out = index % HELD_OUT_EVERY == 0
-    return index[held_out] if split == "test" else index[~held_out]
 
 
 def _hash32(x: torch.Tensor) -> torch.Tensor:
@@ -195,7 +174,7 @@ class TargetSource:
         """:meth:`get` written into ``out_u8`` ``(B, H, W, 3)`` and ``out_float`` ``(B, 3, H, W)`` where ``mask``
         ``(B,)`` is True; the rest is left as it is (a reset of some envs does not rebuild every target)."""
         if HAVE_NUMBA and out_float.device.type == "cpu" and out_float.dtype == torch.float32:
-            launch(_take_serial, _take_parallel, len(mask), self.images.numpy(), index.numpy(), mask.numpy(),
+            launch(_take_range, _take_parallel, len(mask), self.images.numpy(), index.numpy(), mask.numpy(),
                    out_u8.numpy(), out_float.numpy())
             return
         chosen_u8, chosen_float = self.get(index)

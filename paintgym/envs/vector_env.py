@@ -62,7 +62,7 @@ class CanvasVectorEnv(VectorEnv):
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unsupported render_mode {render_mode!r}; paintgym renders 'rgb_array'")
-        check_options(options)
+        check_options(options, "CanvasVectorEnv.__init__")
         self.core = CanvasCore(num_envs, **options)
         self.num_envs = self.core.num_envs
         self.device = self.core.device

@@ -23,10 +23,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from paintgym.envs.export import atomic_write_bytes, save_png
-from paintgym.envs.painting_video import default_frames_per_stroke, reward_captions, write_painting_video
+from paintgym.canvas.export import atomic_write_bytes, save_png
+from paintgym.canvas.painting_video import default_frames_per_stroke, reward_captions, write_painting_video
+from paintgym.canvas.video import grid
 from paintgym.envs.vector_env import CanvasVectorEnv
-from paintgym.envs.video import grid
 from paintgym.experiments.evaluate import EvalResult
 
 FINAL_EPISODES = "final_episodes.npz"

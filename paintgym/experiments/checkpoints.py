@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from paintgym.envs.export import atomic_write_bytes
+from paintgym.canvas.export import atomic_write_bytes
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "paintgym-checkpoint/1"

@@ -30,10 +30,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from paintgym.agents.painters import make_painter, paint_and_measure, refined, resize_images
-from paintgym.envs.export import atomic_write_bytes, render_strokes, save_png, save_svg
-from paintgym.envs.images import load_images, to_float, to_uint8
+from paintgym.canvas.export import atomic_write_bytes, render_strokes, save_png, save_svg
+from paintgym.canvas.images import load_images, to_float, to_uint8
+from paintgym.canvas.video import grid
 from paintgym.envs.targets import TargetSource
-from paintgym.envs.video import grid
 from paintgym.experiments.device import resolve_device, set_threads
 from paintgym.experiments.pretrained import PolicyPainter
 

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from paintgym.agents.painters import OptimisePainter, measure_quality
-from paintgym.envs.export import render_strokes, save_json, save_png, save_svg
-from paintgym.envs.images import load_images, to_float
-from paintgym.envs.painting_video import write_painting_video
+from paintgym.canvas.export import render_strokes, save_json, save_png, save_svg
+from paintgym.canvas.images import load_images, to_float
+from paintgym.canvas.painting_video import write_painting_video
 from paintgym.experiments.cli_eval import OPTIMISE_EXAMPLES, one_line
 from paintgym.experiments.device import resolve_device, set_threads
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paintgym.envs.export import save_svg
-from paintgym.envs.painting_video import reward_captions, write_painting_video
+from paintgym.canvas.export import save_svg
+from paintgym.canvas.painting_video import reward_captions, write_painting_video
 from paintgym.experiments.device import set_threads
 from paintgym.experiments.evaluate import evaluate
 from paintgym.experiments.pretrained import load_agent

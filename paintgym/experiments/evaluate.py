@@ -16,7 +16,7 @@ import torch
 
 from paintgym.agents.episodes import image_l2, psnr
 from paintgym.agents.networks import Observation
-from paintgym.envs.images import to_uint8
+from paintgym.canvas.images import to_uint8
 from paintgym.envs.vector_env import CanvasVectorEnv
 
 Policy = Callable[[Observation], torch.Tensor]

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from paintgym.envs.export import atomic_write_bytes, save_png
-from paintgym.envs.images import to_uint8
-from paintgym.envs.video import grid
+from paintgym.canvas.export import atomic_write_bytes, save_png
+from paintgym.canvas.images import to_uint8
+from paintgym.canvas.video import grid
 from paintgym.experiments.config import ConfigError, dump_toml, load_toml, resolve_options
 from paintgym.experiments.device import resolve_device, use_amp
 from paintgym.experiments.flags import parse_flags, peek

@@ -17,7 +17,7 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from paintgym.envs.export import atomic_write_bytes
+from paintgym.canvas.export import atomic_write_bytes
 
 METRICS = "metrics.csv"
 

@@ -19,7 +19,7 @@ import torch
 from paintgym.agents.common import Algorithm
 from paintgym.agents.networks import Observation
 from paintgym.agents.painters import check_int, check_request, resize_images
-from paintgym.envs.images import to_uint8
+from paintgym.canvas.images import to_uint8
 from paintgym.envs.targets import InOrderTargets, TargetSource
 from paintgym.envs.vector_env import CanvasVectorEnv
 from paintgym.experiments.algorithms import algorithm_entry, make_algorithm

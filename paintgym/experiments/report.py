@@ -60,10 +60,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from paintgym.envs.export import atomic_write_bytes, render_strokes, save_png
-from paintgym.envs.images import to_float, to_uint8
-from paintgym.envs.render import paint_
-from paintgym.envs.video import grid
+from paintgym.canvas.export import atomic_write_bytes, render_strokes, save_png
+from paintgym.canvas.images import to_float, to_uint8
+from paintgym.canvas.render import paint_
+from paintgym.canvas.video import grid
 from paintgym.experiments.artefacts import FINAL_EPISODES, SUMMARY
 from paintgym.experiments.config import ConfigError, load_toml, show_value, slug
 from paintgym.rewards.harmony import harmony_score

@@ -66,7 +66,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from paintgym import rewards
-from paintgym.envs.export import atomic_write_bytes
+from paintgym.canvas.export import atomic_write_bytes
 from paintgym.experiments.algorithms import algorithm_args_class
 from paintgym.experiments.artefacts import SUMMARY
 from paintgym.experiments.config import (

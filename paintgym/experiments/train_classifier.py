@@ -34,7 +34,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from paintgym.envs.export import atomic_write_bytes
+from paintgym.canvas.export import atomic_write_bytes
 from paintgym.envs.targets import split_indices
 from paintgym.experiments.generative_runs import (
     GenerativeRun,

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from paintgym.agents.common import Algorithm, TrainingDiverged, finite_or_raise
-from paintgym.envs.export import atomic_write_bytes
+from paintgym.canvas.export import atomic_write_bytes
 from paintgym.experiments import artefacts
 from paintgym.experiments.algorithms import algorithm_entry, make_algorithm
 from paintgym.experiments.checkpoints import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint

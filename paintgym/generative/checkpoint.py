@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from paintgym.envs.export import atomic_write_bytes
+from paintgym.canvas.export import atomic_write_bytes
 from paintgym.generative import classifier as _classifier  # noqa: F401  (registers the "classifier" kind in MODELS)
 from paintgym.generative.models import GAN, MODELS, VAE
 

@@ -1,9 +1,9 @@
 """Images in and out of the generative models: datasets, canvas adaptation, random-stroke baselines.
 
-Datasets come from :func:`envs.images.load_images` (the one loader the environment's targets use
+Datasets come from :func:`canvas.images.load_images` (the one loader the environment's targets use
 too) and are held on the training device as ``(N, C, size, size)`` uint8, converted to float one
 batch at a time. The held-out split is the environment's ``test`` split
-(:func:`envs.targets.split_indices`: every 10th image).
+(:func:`canvas.images.split_indices`: every 10th image).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from paintgym.envs.images import BUILTIN_DATASETS, IMAGE_SUFFIXES, DatasetError, load_images, to_float
-from paintgym.envs.render import render
-from paintgym.envs.targets import split_indices
+from paintgym.canvas.images import BUILTIN_DATASETS, IMAGE_SUFFIXES, DatasetError, load_images, split_indices, to_float
+from paintgym.canvas.render import render
 
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
 """ITU-R BT.601 luma weights used to turn RGB into grey."""
@@ -72,7 +71,7 @@ def load_dataset(source: str | os.PathLike | np.ndarray, size: int, channels: in
     """A dataset as ``(N, channels, size, size)`` uint8 on ``device``, and its channel count.
 
     :param source: a built-in name (``digits``, ``faces``, ``photos``), a folder, a ``.npy``/``.npz``
-        file or an array (see :func:`envs.images.load_images`).
+        file or an array (see :func:`canvas.images.load_images`).
     :param channels: 1 or 3; None picks 1 when every image is grey, else 3.
     :param split: ``train``, ``test`` (every 10th image) or ``all``.
     :raises DatasetError: for a missing path, an empty folder, undecodable files or a bad array.
@@ -162,7 +161,7 @@ def load_labelled(source: str | os.PathLike, size: int, channels: int | None = N
     path = Path(source).expanduser()
     names = None
     if str(source) == "digits":
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # about a second to import: only the digits need it
 
         images, labels = load_images("digits", size), load_digits().target.astype(np.int64)
     elif isinstance(source, str) and source in BUILTIN_DATASETS:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import torch
 
-from paintgym.envs.images import to_uint8
+from paintgym.canvas.images import to_uint8
 from paintgym.generative.checkpoint import CheckpointError, load
 from paintgym.generative.data import resize, to_rgb
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.nn import functional as F
 
-from paintgym.envs.render import render
+from paintgym.canvas.render import render
 from paintgym.generative.classifier import REJECT_NAME, Classifier
 from paintgym.generative.data import adapt_images, as_float
 from paintgym.generative.losses import critic_loss, generator_loss

@@ -16,7 +16,7 @@ class StepContext:
     :param prev_canvas: ``(B, 3, H, W)`` the canvases before the step, or None unless some term
         sets ``needs_prev_canvas`` (the env then keeps a copy).
     :param target: ``(B, 3, H, W)`` float in [0, 1], or None for tasks without a target.
-    :param strokes: ``(B, S, 13)`` the strokes of this step (layout in :mod:`envs.strokes`).
+    :param strokes: ``(B, S, 13)`` the strokes of this step (layout in :mod:`canvas.strokes`).
     :param step: ``(B,)`` int64, steps taken in the episode including this one (1 .. max_steps).
     :param done: ``(B,)`` bool, episodes that end with this step.
     :param active: ``(B,)`` bool, envs that really stepped (False for envs being autoreset), or

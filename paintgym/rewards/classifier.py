@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from paintgym import generative
 from paintgym.rewards.base import Reward
 from paintgym.rewards.registry import register
 
@@ -49,8 +50,6 @@ class ClassifierReward(Reward):
     def __init__(self, checkpoint: str | None = None, class_: int | str | None = None, entropy: bool = False,
                  dense: bool = False, device: torch.device | str = "cpu") -> None:
         super().__init__()
-        from paintgym import generative  # the models live there (and generative imports envs: import on use)
-
         if checkpoint is None:
             raise ValueError("give checkpoint=PATH, a classifier trained with paintgym train-classifier")
         if (class_ is None) == (not entropy):

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from paintgym import generative
 from paintgym.rewards.base import Reward
 from paintgym.rewards.registry import register
 
@@ -65,9 +66,6 @@ class GANReward(Reward):
                  gp_weight: float = 10.0, drift: float = 1e-3, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
         super().__init__()
-        from paintgym import generative  # the models live there (and generative imports envs: import on use)
-
-        self._generative = generative
         if checkpoint is None and data is None and not conditional:
             raise ValueError("give checkpoint=PATH (a frozen critic from paintgym train-gan), data=NAME (a critic "
                              "trained online on real images) or conditional=true (online, against the targets)")
@@ -140,7 +138,7 @@ class GANReward(Reward):
     # ------------------------------------------------------------------ scoring
 
     def _adapt(self, images: torch.Tensor) -> torch.Tensor:
-        return self._generative.adapt_images(images, self.size, self.channels)
+        return generative.adapt_images(images, self.size, self.channels)
 
     def score(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         """The critic's score ``(B,)`` float32 of ``canvas`` ``(B, 3, H, W)`` (given ``target`` if conditional)."""
@@ -209,7 +207,7 @@ class GANReward(Reward):
             else:
                 condition = None
                 real = self._real[self._index(self._real.shape[0])].float().div_(255.0)
-            loss, terms = self._generative.critic_loss(self.critic, real, fake, self.gp_weight, condition,
+            loss, terms = generative.critic_loss(self.critic, real, fake, self.gp_weight, condition,
                                                        generator=self._rng, drift_weight=self.drift)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -48,9 +48,9 @@ import math
 import numpy as np
 import torch
 
-from paintgym.rewards import fastpath
+from paintgym.canvas import fastpath
+from paintgym.canvas.fastpath import chunk_range, numba
 from paintgym.rewards.base import Reward
-from paintgym.rewards.fastpath import numba
 from paintgym.rewards.registry import register
 
 TEMPLATES: dict[str, tuple[tuple[float, float], ...]] = {
@@ -172,14 +172,16 @@ if fastpath.HAVE_NUMBA:
             out[j] = hist[j]
 
     @numba.njit(cache=True, nogil=True)
-    def _histogram_serial(canvas: np.ndarray, bins: int, out: np.ndarray) -> None:  # pragma: no cover - jit
-        for b in range(canvas.shape[0]):
+    def _histogram_range(canvas: np.ndarray, bins: int, out: np.ndarray, start: int,
+                         stop: int) -> None:  # pragma: no cover - jit
+        for b in range(start, stop):
             _histogram_one(canvas[b], bins, out[b])
 
     @numba.njit(cache=True, nogil=True, parallel=True)
-    def _histogram_parallel(canvas: np.ndarray, bins: int, out: np.ndarray) -> None:  # pragma: no cover - jit
-        for b in numba.prange(canvas.shape[0]):
-            _histogram_one(canvas[b], bins, out[b])
+    def _histogram_parallel(canvas: np.ndarray, bins: int, out: np.ndarray, chunks: int) -> None:  # pragma: no cover
+        for c in numba.prange(chunks):
+            start, stop = chunk_range(c, chunks, canvas.shape[0])
+            _histogram_range(canvas, bins, out, start, stop)
 
 
 def hue_histogram(canvas: torch.Tensor, bins: int = 360) -> torch.Tensor:
@@ -188,7 +190,7 @@ def hue_histogram(canvas: torch.Tensor, bins: int = 360) -> torch.Tensor:
     if fastpath.use_numba(canvas):
         array = canvas.detach().contiguous().numpy()
         out = np.empty((array.shape[0], bins), dtype=np.float32)
-        fastpath.launch(_histogram_serial, _histogram_parallel, array.shape[0], array, bins, out)
+        fastpath.launch(_histogram_range, _histogram_parallel, array.shape[0], array, bins, out)
         return torch.from_numpy(out)
     return hue_histogram_torch(canvas, bins)
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paintgym import generative
 from paintgym.rewards.base import Reward
 from paintgym.rewards.registry import register
 
@@ -108,10 +109,6 @@ class NoveltyReward(Reward):
         self.vae_path, self.rnd, self.lr, self.seed = vae, rnd, float(lr), seed
         self.device = torch.device(device)
         if vae is not None:
-            from paintgym import (
-                generative,  # only this option needs the generative models (and generative imports envs)
-            )
-
             self.vae = generative.load(str(vae), device=self.device, kind="vae").eval()
             self._adapt = generative.adapt_images
             self.embedding: nn.Module | None = None

@@ -7,7 +7,7 @@ import torch
 from paintgym.rewards.base import Reward, StepContext
 from paintgym.rewards.registry import register
 
-# a0, a1: the opacity at the stroke's start and end in the layout of envs.strokes.FIELDS (not imported
+# a0, a1: the opacity at the stroke's start and end in the layout of canvas.strokes.FIELDS (not imported
 # from there: envs imports rewards; a test checks the indices)
 _OPACITY = [8, 9]
 

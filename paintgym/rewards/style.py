@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from paintgym.canvas.images import load_images, to_float
 from paintgym.rewards.base import Reward
 from paintgym.rewards.registry import register
 
@@ -121,8 +122,6 @@ def feature_network(features: str, device: torch.device) -> nn.Module:
 
 def _reference(image: str, device: torch.device) -> torch.Tensor:
     """The image at ``image`` as ``(1, 3, 256, 256)`` float in [0, 1] (the networks see any size)."""
-    from paintgym.envs.images import load_images, to_float  # TODO(layers): top-level once images leaves envs
-
     return to_float(torch.from_numpy(load_images(image, 256)[:1])).to(device)
 
 

@@ -7,9 +7,9 @@ import functools
 import numpy as np
 import torch
 
-from paintgym.rewards import fastpath
+from paintgym.canvas import fastpath
+from paintgym.canvas.fastpath import chunk_range, numba
 from paintgym.rewards.base import Reward, StepContext
-from paintgym.rewards.fastpath import numba
 from paintgym.rewards.registry import register
 
 
@@ -59,7 +59,7 @@ class TargetReward(Reward):
             self._row_error = np.zeros((b, h), dtype=np.float64)  # (B, H) error summed over channels, columns
             lo, hi = np.zeros(b, dtype=np.int64), np.full(b, h - 1, dtype=np.int64)
         out = np.empty(b, dtype=np.float32)
-        fastpath.launch(_rows_serial, _rows_parallel, b, canvas.detach().numpy(), target.detach().numpy(),
+        fastpath.launch(_rows_range, _rows_parallel, b, canvas.detach().numpy(), target.detach().numpy(),
                         self.metric == "l2", lo, hi, self._row_error, out)
         return torch.from_numpy(out).neg_()
 
@@ -100,7 +100,7 @@ def mean_distance(x: torch.Tensor, y: torch.Tensor, squared: bool = True) -> tor
         raise ValueError(f"canvas and target must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     if fastpath.use_numba(x) and fastpath.use_numba(y) and not _tracks_grad(x, y):
         out = np.empty(x.shape[0], dtype=np.float32)
-        fastpath.launch(_distance_serial, _distance_parallel, x.shape[0], x.detach().reshape(x.shape[0], -1).numpy(),
+        fastpath.launch(_distance_range, _distance_parallel, x.shape[0], x.detach().reshape(x.shape[0], -1).numpy(),
                         y.detach().reshape(y.shape[0], -1).numpy(), squared, out)
         return torch.from_numpy(out)
     diff = torch.sub(x, y)
@@ -123,14 +123,17 @@ if fastpath.HAVE_NUMBA:
         return total / x.shape[0]
 
     @numba.njit(nogil=True, cache=True)
-    def _distance_serial(x: np.ndarray, y: np.ndarray, squared: bool, out: np.ndarray) -> None:  # pragma: no cover
-        for b in range(x.shape[0]):
+    def _distance_range(x: np.ndarray, y: np.ndarray, squared: bool, out: np.ndarray, start: int,
+                        stop: int) -> None:  # pragma: no cover - jit
+        for b in range(start, stop):
             out[b] = _distance_one(x[b], y[b], squared)
 
     @numba.njit(nogil=True, cache=True, parallel=True)
-    def _distance_parallel(x: np.ndarray, y: np.ndarray, squared: bool, out: np.ndarray) -> None:  # pragma: no cover
-        for b in numba.prange(x.shape[0]):
-            out[b] = _distance_one(x[b], y[b], squared)
+    def _distance_parallel(x: np.ndarray, y: np.ndarray, squared: bool, out: np.ndarray,
+                           chunks: int) -> None:  # pragma: no cover - jit
+        for c in numba.prange(chunks):
+            start, stop = chunk_range(c, chunks, x.shape[0])
+            _distance_range(x, y, squared, out, start, stop)
 
 
     @numba.njit(fastmath=True, nogil=True, cache=True)
@@ -148,16 +151,11 @@ if fastpath.HAVE_NUMBA:
                 row_error[b, row] = total
             out[b] = row_error[b].sum() / (channels * height * width)
 
-    @numba.njit(nogil=True, cache=True)
-    def _rows_serial(x, y, squared, lo, hi, row_error, out):  # pragma: no cover - jit
-        _rows_range(x, y, squared, lo, hi, row_error, out, 0, x.shape[0])
-
     @numba.njit(nogil=True, cache=True, parallel=True)
-    def _rows_parallel(x, y, squared, lo, hi, row_error, out):  # pragma: no cover - jit
-        chunks = min(x.shape[0], 64)
-        per = (x.shape[0] + chunks - 1) // chunks
+    def _rows_parallel(x, y, squared, lo, hi, row_error, out, chunks):  # pragma: no cover - jit
         for c in numba.prange(chunks):
-            _rows_range(x, y, squared, lo, hi, row_error, out, c * per, min(x.shape[0], (c + 1) * per))
+            start, stop = chunk_range(c, chunks, x.shape[0])
+            _rows_range(x, y, squared, lo, hi, row_error, out, start, stop)
 
 
 SSIM_SIGMA = 1.5
@@ -220,7 +218,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if fastpath.use_numba(x) and not _tracks_grad(x, y):
         out = np.empty(x.shape[0], dtype=np.float32)
         window = _window(radius).float().numpy()
-        fastpath.launch(_ssim_serial, _ssim_parallel, x.shape[0], x.detach().contiguous().numpy(),
+        fastpath.launch(_ssim_range, _ssim_parallel, x.shape[0], x.detach().contiguous().numpy(),
                         y.detach().contiguous().numpy(), window, SSIM_C1, SSIM_C2, out)
         return torch.from_numpy(out)
     rows, cols = _band_matrix(height, radius, x.device), _band_matrix(width, radius, x.device)
@@ -278,16 +276,17 @@ if fastpath.HAVE_NUMBA:
         return total / channels
 
     @numba.njit(nogil=True, cache=True)
-    def _ssim_serial(x: np.ndarray, y: np.ndarray, window: np.ndarray, c1: float, c2: float,
-                     out: np.ndarray) -> None:  # pragma: no cover - jit
-        for b in range(x.shape[0]):
+    def _ssim_range(x: np.ndarray, y: np.ndarray, window: np.ndarray, c1: float, c2: float,
+                    out: np.ndarray, start: int, stop: int) -> None:  # pragma: no cover - jit
+        for b in range(start, stop):
             out[b] = _ssim_one(x[b], y[b], window, c1, c2)
 
     @numba.njit(nogil=True, cache=True, parallel=True)
     def _ssim_parallel(x: np.ndarray, y: np.ndarray, window: np.ndarray, c1: float, c2: float,
-                       out: np.ndarray) -> None:  # pragma: no cover - jit
-        for b in numba.prange(x.shape[0]):
-            out[b] = _ssim_one(x[b], y[b], window, c1, c2)
+                       out: np.ndarray, chunks: int) -> None:  # pragma: no cover - jit
+        for c in numba.prange(chunks):
+            start, stop = chunk_range(c, chunks, x.shape[0])
+            _ssim_range(x, y, window, c1, c2, out, start, stop)
 
 
 @register

@@ -6,9 +6,10 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
 
-from paintgym.envs.export import save_png
+from paintgym.canvas.export import save_png
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -48,8 +49,6 @@ def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarra
 
     ``frames`` may also be any iterable of ``(H, W, 3)`` frames (e.g. a generator): MP4 and PNG
     frames are then written as they come, without holding the whole video in memory."""
-    import imageio.v2 as imageio
-
     path = Path(path)
     if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0):
         raise ValueError(f"frames must be (T, H, W, 3) uint8 with T >= 1, got {frames.shape}")

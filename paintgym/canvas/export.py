@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import torch
 
-from paintgym.envs import strokes as stroke_model
-from paintgym.envs.images import to_uint8
-from paintgym.envs.render import paint_
+from paintgym.canvas import strokes as stroke_model
+from paintgym.canvas.images import to_uint8
+from paintgym.canvas.render import paint_
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -109,7 +109,7 @@ def strokes_to_svg(strokes: np.ndarray, size: int, background: float = 1.0) -> s
     for s in visible:
         x0, y0, x1, y1, x2, y2 = (s[:6] * size).tolist()
         mean_r = (s[6] + s[7]) / 2
-        radius = (stroke_model.MIN_RADIUS + mean_r * (stroke_model.MAX_RADIUS - stroke_model.MIN_RADIUS)) * size
+        radius = stroke_model.radius_fraction(mean_r) * size
         r, g, b = (int(round(c * 255)) for c in s[10:13])
         lines.append(f'<path d="M {x0:.2f} {y0:.2f} Q {x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f}" fill="none" '
                      f'stroke="rgb({r},{g},{b})" stroke-width="{2 * radius:.2f}" '

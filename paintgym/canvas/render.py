@@ -1,6 +1,6 @@
 """Batched stroke renderer: ``(B, S, 13)`` strokes onto ``(B, 3, H, W)`` canvases.
 
-Each stroke (layout in :mod:`envs.strokes`) is flattened into a polyline of at most ``K`` segments,
+Each stroke (layout in :mod:`canvas.strokes`) is flattened into a polyline of at most ``K`` segments,
 ``K = flatten_segments(H)``, with as many segments as its curvature needs (so the polyline stays
 within ``FLATTEN_TOLERANCE_PX`` of the curve). Its coverage of a pixel centre ``p`` is, over the
 segments ``[A, B]`` with ``h`` the projection of ``p`` on the segment::
@@ -42,27 +42,21 @@ from __future__ import annotations
 
 import functools
 import math
-import os
+import types
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from paintgym.envs.strokes import (
+from paintgym.canvas.fastpath import HAVE_NUMBA, chunk_range, launch, numba
+from paintgym.canvas.strokes import (
     FLATTEN_TOLERANCE_PX,
     MAX_RADIUS,
     MIN_RADIUS,
     STROKE_DIM,
     flatten_segments,
+    radius_fraction,
 )
-from paintgym.rewards.fastpath import PARALLEL_MIN_BATCH, keep_torch_threads, parallel_threads
-
-try:  # numba is the CPU fast path; without it everything runs on the torch path
-    import numba
-
-    HAVE_NUMBA = os.environ.get("PAINTGYM_NO_NUMBA", "") == ""
-except ImportError:  # pragma: no cover - numba is a dependency, but keep the torch path usable
-    numba = None
-    HAVE_NUMBA = False
 
 _EPS = 1e-12  # keeps sqrt and 1/|AB|^2 finite (and differentiable) for degenerate segments
 _CPU_CHUNK = 32  # canvases per chunk on the torch CPU path: 32 x 64 x 64 floats stay in L2
@@ -106,7 +100,7 @@ def polyline(strokes: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tens
         + (t * t)[..., None] * p2[:, None]
     )
     r = strokes[:, 6:7] + t * (strokes[:, 7:8] - strokes[:, 6:7])
-    radius = (MIN_RADIUS + r * (MAX_RADIUS - MIN_RADIUS)) * size
+    radius = radius_fraction(r) * size
     opacity = strokes[:, 8:9] + t * (strokes[:, 9:10] - strokes[:, 8:9])
     return pts, radius, opacity, n
 
@@ -203,7 +197,23 @@ def render(strokes: torch.Tensor, canvas: torch.Tensor | None = None, size: int 
     return _render_torch(strokes, canvas)
 
 
+def _jit_in_float32(func: Callable) -> Callable:
+    """``func`` compiled for the numba kernels (inlined), with the float constants of its module as float32.
+
+    Numba types a Python float constant as float64, which would turn float32 arithmetic into float64 (numpy
+    and torch keep a float32 operand's precision). The stroke constants are exact in float32, so float64
+    arguments give the same values either way, and float32 arguments round as in torch.
+    """
+    constants = {name: np.float32(value) for name, value in func.__globals__.items() if type(value) is float}
+    if any(float(value) != func.__globals__[name] for name, value in constants.items()):
+        raise ValueError(f"{func.__name__} uses a float constant that float32 does not hold exactly")
+    rebound = types.FunctionType(func.__code__, {**func.__globals__, **constants}, func.__name__)
+    return numba.njit(inline="always")(rebound)
+
+
 if HAVE_NUMBA:
+
+    _radius_fraction = _jit_in_float32(radius_fraction)
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
     def _slab(alpha_, beta, lo, hi):  # pragma: no cover - compiled
@@ -236,7 +246,7 @@ if HAVE_NUMBA:
     @numba.njit(fastmath=True, cache=True, nogil=True)
     def _to_u8_interleaved(src, dst):  # pragma: no cover - compiled
         """``(3, n)`` float pixels -> the first 3 channels of ``dst`` ``(n, C)`` uint8, with
-        :func:`envs.images.to_uint8`'s float32 arithmetic."""
+        :func:`canvas.images.to_uint8`'s float32 arithmetic."""
         scale, half, zero = np.float32(255.0), np.float32(0.5), np.float32(0.0)
         for x in range(src.shape[1]):
             for c in range(3):
@@ -283,13 +293,12 @@ if HAVE_NUMBA:
         ddx, ddy = x0 - 2.0 * x1 + x2, y0 - 2.0 * y1 + y2
         n = math.ceil(math.sqrt(math.sqrt(ddx * ddx + ddy * ddy) / (8.0 * FLATTEN_TOLERANCE_PX)))
         n = min(max(n, 1), k_max)
-        scale = (MAX_RADIUS - MIN_RADIUS) * size
         for k in range(n + 1):
             t = k / n
             s = 1.0 - t
             verts[k, 0] = s * s * x0 + 2.0 * s * t * x1 + t * t * x2
             verts[k, 1] = s * s * y0 + 2.0 * s * t * y1 + t * t * y2
-            verts[k, 2] = MIN_RADIUS * size + (stroke[6] + t * (stroke[7] - stroke[6])) * scale
+            verts[k, 2] = _radius_fraction(stroke[6] + t * (stroke[7] - stroke[6])) * size
             verts[k, 3] = stroke[8] + t * (stroke[9] - stroke[8])
         y_lo, y_hi = size, -1
         zero, one, half = np.float32(0.0), np.float32(1.0), np.float32(0.5)
@@ -353,7 +362,7 @@ if HAVE_NUMBA:
             _to_u8_interleaved(img[:, y, x_lo:x_hi + 1], mirror[y, x_lo:x_hi + 1])
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _paint_range(canvas, strokes, active, start, stop, k_max, mirror, rows, targets):  # pragma: no cover
+    def _paint_range(canvas, strokes, active, k_max, mirror, rows, targets, start, stop):  # pragma: no cover
         """Paint envs ``start:stop``; keep ``mirror`` (unless empty) in step wherever a stroke composited; set
         ``rows[b]`` (unless empty) to the rows painted; fit each stroke's colour to ``targets`` (unless empty)."""
         size = canvas.shape[-1]
@@ -377,11 +386,10 @@ if HAVE_NUMBA:
                 rows[b, 0], rows[b, 1] = box_y0, box_y1
 
     @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
-    def _paint_parallel(canvas, strokes, active, k_max, chunks, mirror, rows, targets):  # pragma: no cover - compiled
-        batch = canvas.shape[0]
-        per = (batch + chunks - 1) // chunks
+    def _paint_parallel(canvas, strokes, active, k_max, mirror, rows, targets, chunks):  # pragma: no cover - compiled
         for c in numba.prange(chunks):
-            _paint_range(canvas, strokes, active, c * per, min(batch, (c + 1) * per), k_max, mirror, rows, targets)
+            start, stop = chunk_range(c, chunks, canvas.shape[0])
+            _paint_range(canvas, strokes, active, k_max, mirror, rows, targets, start, stop)
 
     # ---- the differentiable CPU path: a forward, and a backward that replays it ----
 
@@ -413,7 +421,6 @@ if HAVE_NUMBA:
         second = np.sqrt(ddx * ddx + ddy * ddy)
         n = int(math.ceil(np.sqrt(second / np.float32(8.0 * FLATTEN_TOLERANCE_PX))))
         n = min(max(n, 1), k_max)
-        rmin, rspan = np.float32(MIN_RADIUS), np.float32(MAX_RADIUS - MIN_RADIUS)
         fn = np.float32(n)
         for k in range(n + 1):
             t = np.float32(k) / fn
@@ -421,7 +428,7 @@ if HAVE_NUMBA:
             a, b, c = s * s, two * s * t, t * t
             verts[k, 0] = a * x0 + b * x1 + c * x2
             verts[k, 1] = a * y0 + b * y1 + c * y2
-            verts[k, 2] = (rmin + (stroke[6] + t * (stroke[7] - stroke[6])) * rspan) * f
+            verts[k, 2] = _radius_fraction(stroke[6] + t * (stroke[7] - stroke[6])) * f
             verts[k, 3] = stroke[8] + t * (stroke[9] - stroke[8])
             coef[k, 0], coef[k, 1], coef[k, 2], coef[k, 3] = a, b, c, t
         return n
@@ -763,19 +770,21 @@ if HAVE_NUMBA:
                 _backward_one(grad[b], pre[s], boxes[s], alphas[s], masks[s], strokes[b, s], gstrokes[b, s], size,
                               k_max, verts, coef, gverts, galpha, pxs, pys, ws, zs, counts, terms, totals)
 
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _render_range(canvas, strokes, grad, gstrokes, k_max, start, stop):  # pragma: no cover - compiled
+        """Canvases ``start:stop``: :func:`_forward_range` if ``grad`` is empty, else :func:`_backward_range`."""
+        if grad.shape[0] > 0:
+            _backward_range(grad, strokes, canvas, gstrokes, start, stop, k_max)
+        else:
+            _forward_range(canvas, strokes, start, stop, k_max)
+
     @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
     def _render_parallel(canvas, strokes, grad, gstrokes, k_max, chunks):  # pragma: no cover - compiled
-        """``prange`` over ``chunks`` chunks of canvases: :func:`_forward_range` if ``grad`` is empty, else
-        :func:`_backward_range` (one kernel for both: one parallel compile)."""
-        batch = canvas.shape[0]
-        per = (batch + chunks - 1) // chunks
-        backward = grad.shape[0] > 0
+        """``prange`` over ``chunks`` chunks of canvases, each by :func:`_render_range` (one kernel for the
+        forward and the backward: one parallel compile)."""
         for c in numba.prange(chunks):
-            start, stop = c * per, min(batch, (c + 1) * per)
-            if backward:
-                _backward_range(grad, strokes, canvas, gstrokes, start, stop, k_max)
-            else:
-                _forward_range(canvas, strokes, start, stop, k_max)
+            start, stop = chunk_range(c, chunks, canvas.shape[0])
+            _render_range(canvas, strokes, grad, gstrokes, k_max, start, stop)
 
 
 _NO_MIRROR = np.empty((0, 0, 0, 3), dtype=np.uint8)
@@ -804,25 +813,11 @@ def paint_numpy(canvas: np.ndarray, strokes: np.ndarray, active: np.ndarray, mir
     mirror = _NO_MIRROR if mirror is None else mirror
     rows = _NO_ROWS if rows is None else rows
     targets = _NO_TARGETS if targets is None else targets
-    batch = canvas.shape[0]
-    if batch >= PARALLEL_MIN_BATCH and torch.get_num_threads() > 1:
-        threads = parallel_threads()
-        chunks = min(batch, max(threads * 4, batch // 16))
-        _paint_parallel(canvas, strokes, active, k_max, chunks, mirror, rows, targets)
-        keep_torch_threads()
-    else:
-        _paint_range(canvas, strokes, active, 0, batch, k_max, mirror, rows, targets)
+    launch(_paint_range, _paint_parallel, canvas.shape[0], canvas, strokes, active, k_max, mirror, rows, targets)
 
 
 _NO_GRAD = np.empty((0, 3, 1, 1), dtype=np.float32)
 _NO_GRAD_STROKES = np.empty((0, 0, STROKE_DIM), dtype=np.float32)
-
-
-def _chunks(batch: int) -> int:
-    """Chunks of canvases for a parallel launch (as :func:`paint_numpy`); 0: run the serial kernel."""
-    if batch < PARALLEL_MIN_BATCH or torch.get_num_threads() < 2:
-        return 0
-    return min(batch, max(parallel_threads() * 4, batch // 16))
 
 
 def render_numpy(canvas: np.ndarray, strokes: np.ndarray) -> None:
@@ -834,13 +829,8 @@ def render_numpy(canvas: np.ndarray, strokes: np.ndarray) -> None:
     batch = canvas.shape[0]
     if batch == 0 or strokes.shape[1] == 0:
         return
-    k_max = flatten_segments(canvas.shape[-1])
-    chunks = _chunks(batch)
-    if chunks:
-        _render_parallel(canvas, strokes, _NO_GRAD, _NO_GRAD_STROKES, k_max, chunks)
-        keep_torch_threads()
-    else:
-        _forward_range(canvas, strokes, 0, batch, k_max)
+    launch(_render_range, _render_parallel, batch, canvas, strokes, _NO_GRAD, _NO_GRAD_STROKES,
+           flatten_segments(canvas.shape[-1]))
 
 
 def render_backward_numpy(grad: np.ndarray, strokes: np.ndarray, canvas: np.ndarray, grad_strokes: np.ndarray) -> None:
@@ -857,13 +847,8 @@ def render_backward_numpy(grad: np.ndarray, strokes: np.ndarray, canvas: np.ndar
     if batch == 0 or strokes.shape[1] == 0:
         grad_strokes[:] = 0.0
         return
-    k_max = flatten_segments(grad.shape[-1])
-    chunks = _chunks(batch)
-    if chunks:
-        _render_parallel(canvas, strokes, grad, grad_strokes, k_max, chunks)
-        keep_torch_threads()
-    else:
-        _backward_range(grad, strokes, canvas, grad_strokes, 0, batch, k_max)
+    launch(_render_range, _render_parallel, batch, canvas, strokes, grad, grad_strokes,
+           flatten_segments(grad.shape[-1]))
 
 
 class _NumbaRender(torch.autograd.Function):

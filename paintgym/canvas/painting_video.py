@@ -1,6 +1,6 @@
 """Painting videos: stroke histories re-rendered as frames, each stroke drawn progressively along its curve.
 
-Strokes are resolution-free (:mod:`envs.strokes`), so a painting made on a 32x32 canvas is
+Strokes are resolution-free (:mod:`canvas.strokes`), so a painting made on a 32x32 canvas is
 re-rendered here at any ``size``. Frame ``0`` is the blank canvas; then each stroke ``k`` takes
 ``frames_per_stroke`` frames ``u = 1/F, 2/F, ..., 1`` showing its first fraction ``u``, and the frame
 at ``u = 1`` is exactly the canvas holding strokes ``0..k``; then ``hold_frames`` copies of the
@@ -11,13 +11,13 @@ final painting. So a history of ``K`` strokes makes ``1 + K * F + hold_frames`` 
 The first fraction ``u`` of a quadratic Bezier stroke ``P0, P1, P2`` is again a quadratic Bezier
 (de Casteljau's split): ``P0, lerp(P0, P1, u), B(u)``, with the end radius and opacity interpolated
 at ``u``. Partial strokes are drawn on a copy of one persistent canvas batch that holds the
-completed strokes, all paintings at once through the batched renderer (:func:`envs.render.paint_`:
+completed strokes, all paintings at once through the batched renderer (:func:`canvas.render.paint_`:
 numba on the CPU, torch on other devices); the loop runs over time only.
 
-Each frame shows the paintings as tiles in a grid (:func:`envs.video.grid`), each optionally beside
+Each frame shows the paintings as tiles in a grid (:func:`canvas.video.grid`), each optionally beside
 its target and over a caption band (e.g. the running reward terms, :func:`reward_captions`).
 :func:`write_painting_video` writes them as MP4, GIF or PNG frames through
-:func:`envs.video.write_video`, streaming (no frame array is held in memory).
+:func:`canvas.video.write_video`, streaming (no frame array is held in memory).
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from paintgym.envs.images import to_float, to_uint8
-from paintgym.envs.render import paint_
-from paintgym.envs.strokes import STROKE_DIM, validate_strokes
-from paintgym.envs.video import grid, write_video
+from paintgym.canvas.images import to_float, to_uint8
+from paintgym.canvas.render import paint_
+from paintgym.canvas.strokes import STROKE_DIM, validate_strokes
+from paintgym.canvas.video import grid, write_video
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -42,7 +43,7 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 def partial_strokes(strokes: torch.Tensor, u: float) -> torch.Tensor:
     """The first fraction ``u`` of each stroke, as strokes.
 
-    :param strokes: ``(M, 13)`` float in [0, 1] (layout of :mod:`envs.strokes`).
+    :param strokes: ``(M, 13)`` float in [0, 1] (layout of :mod:`canvas.strokes`).
     :param u: fraction of the curve's parameter range in [0, 1]; ``u = 1`` returns the strokes unchanged.
     :return: ``(M, 13)``: start point ``P0``, control point ``(1-u) P0 + u P1``, end point ``B(u)``,
         radius and opacity from their start values to their values at ``u``, the same colour.
@@ -179,7 +180,7 @@ def iter_stroke_frames(
     :param device: where to render (default: the strokes' device, the CPU for numpy).
     :return: an iterator of ``(H, W, 3)`` uint8 frames, :func:`count_frames` of them; with N = 1 a
         frame is the tile itself (``size`` x ``size``, or ``size`` x ``2 size`` with a target, plus the
-        caption band), with N > 1 a :func:`envs.video.grid` of the tiles.
+        caption band), with N > 1 a :func:`canvas.video.grid` of the tiles.
     """
     tensor = torch.as_tensor(strokes) if not isinstance(strokes, torch.Tensor) else strokes.detach()
     if tensor.dim() == 2:
@@ -290,8 +291,6 @@ def write_painting_video(
     frames = iter_stroke_frames(strokes, size, per_stroke, background, targets, captions, hold, columns, device)
     total = count_frames(drawn, per_stroke, hold)
     if progress:
-        from tqdm.auto import tqdm
-
         frames = tqdm(frames, total=total, unit="frame", desc="rendering", dynamic_ncols=True)
     try:
         written = write_video(path, frames, fps=fps)

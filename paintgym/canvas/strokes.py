@@ -13,8 +13,8 @@ index  name      meaning
 0, 1   x0, y0    start point, as a fraction of the canvas width / height (0 = left / top edge)
 2, 3   x1, y1    control point of the quadratic Bezier curve (same units)
 4, 5   x2, y2    end point (same units)
-6      r0        brush radius at the start: ``MIN_RADIUS + r0 * (MAX_RADIUS - MIN_RADIUS)`` of the
-                 canvas side, so ``r0 = 0`` is a hairline and ``r0 = 1`` a quarter of the canvas
+6      r0        brush radius at the start: :func:`radius_fraction` ``= MIN_RADIUS + r0 * (MAX_RADIUS -
+                 MIN_RADIUS)`` of the canvas side, so ``r0 = 0`` is a hairline and ``r0 = 1`` a quarter of it
 7      r1        brush radius at the end (same mapping); the radius is interpolated along the curve
 8      a0        opacity at the start (0 = invisible, 1 = opaque)
 9      a1        opacity at the end; interpolated along the curve like the radius
@@ -23,7 +23,7 @@ index  name      meaning
 
 Action spaces map onto this layout in :func:`decode_continuous` and :func:`decode_discrete`:
 
-* ``continuous``: a ``Box(-1, 1, (S * 13,))``; stroke parameter ``p = (action + 1) / 2``.
+* ``continuous``: a ``Box(-1, 1, (S * 13,))``; stroke parameter ``p = clip((action + 1) / 2, 0, 1)``.
 * ``discrete``: a ``MultiDiscrete`` with 9 components per stroke, in the style of SPIRAL:
   ``x0 y0 x1 y1 x2 y2`` as cells of a ``grid`` x ``grid`` lattice (the point is the cell centre),
   a brush-size level (both radii), an opacity level (both opacities) and a colour index into a palette.
@@ -32,9 +32,12 @@ Action spaces map onto this layout in :func:`decode_continuous` and :func:`decod
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
+
+from paintgym.canvas.fastpath import HAVE_NUMBA, numba
 
 STROKE_DIM = 13
 """Numbers per stroke."""
@@ -65,19 +68,59 @@ DEFAULT_PALETTE = np.array(
 )  # fmt: skip
 
 
-def radius_fraction(r: torch.Tensor) -> torch.Tensor:
-    """Map the radius parameter ``r`` in [0, 1] to a radius as a fraction of the canvas side."""
+def radius_fraction(r: Any) -> Any:
+    """Map the radius parameter ``r`` in [0, 1] (``r0``, ``r1``) to a radius as a fraction of the canvas side.
+
+    The one definition of the brush radius: the renderer (torch and numba) and the SVG export use it.
+    ``r`` may be a number, a numpy array or a torch tensor; the result keeps its precision (the numba
+    kernels compile this function with float32 constants, see ``canvas.render._jit_in_float32``).
+    """
     return MIN_RADIUS + r * (MAX_RADIUS - MIN_RADIUS)
 
 
-def decode_continuous(action: torch.Tensor, strokes_per_step: int) -> torch.Tensor:
-    """Map continuous actions to strokes.
+def decode_continuous(action: torch.Tensor | np.ndarray, strokes_per_step: int, bounds: bool = False) -> Any:
+    """Map continuous actions to strokes: stroke parameter ``p = clip((a + 1) / 2, 0, 1)``, in float32.
 
-    :param action: ``(B, S * 13)`` float in [-1, 1].
+    A float32 or float64 numpy array is decoded on the CPU by a numba kernel in one pass (which finds the
+    bounds too); anything else by torch on the action's device.
+
+    :param action: ``(B, S * 13)`` float in [-1, 1], a torch tensor or a numpy array.
     :param strokes_per_step: S.
-    :return: ``(B, S, 13)`` float32 in [0, 1].
+    :param bounds: also return the smallest and the largest component, and whether all are finite (None:
+        not checked; a NaN fails any range test on the bounds, so check finiteness when that fails).
+    :return: ``(B, S, 13)`` float32 in [0, 1] (on the CPU for a numpy array); with ``bounds``,
+        ``(strokes, lowest, highest, finite)``.
     """
-    return ((action.to(torch.float32) + 1.0) * 0.5).clamp_(0.0, 1.0).view(-1, strokes_per_step, STROKE_DIM)
+    if isinstance(action, np.ndarray) and HAVE_NUMBA and action.dtype in (np.float32, np.float64):
+        strokes = np.empty((action.shape[0], strokes_per_step, STROKE_DIM), np.float32)
+        lowest, highest, finite = _decode_numpy(action, strokes.reshape(action.shape[0], -1))
+        strokes = torch.from_numpy(strokes)
+    else:
+        tensor = torch.as_tensor(action)
+        strokes = ((tensor.to(torch.float32) + 1.0) * 0.5).clamp_(0.0, 1.0).view(-1, strokes_per_step, STROKE_DIM)
+        if not bounds:
+            return strokes
+        lowest, highest = torch.aminmax(tensor)
+        finite = None
+    return (strokes, lowest, highest, finite) if bounds else strokes
+
+
+if HAVE_NUMBA:
+
+    @numba.njit(cache=True, nogil=True)
+    def _decode_numpy(actions, out):  # pragma: no cover - compiled
+        """:func:`decode_continuous` of ``actions`` ``(B, N)`` into ``out`` ``(B, N)`` float32, in one pass that
+        also returns the smallest and largest action and whether all are finite (NaN fails both bounds)."""
+        lowest, highest, finite = np.inf, -np.inf, True
+        one, half, zero = np.float32(1.0), np.float32(0.5), np.float32(0.0)
+        for b in range(actions.shape[0]):
+            for i in range(actions.shape[1]):
+                value = actions[b, i]
+                if not np.isfinite(value):
+                    finite = False
+                lowest, highest = min(lowest, value), max(highest, value)
+                out[b, i] = min(max((np.float32(value) + one) * half, zero), one)
+        return lowest, highest, finite
 
 
 def discrete_nvec(strokes_per_step: int, grid: int, sizes: int, opacities: int, colours: int) -> np.ndarray:
