@@ -444,3 +444,16 @@ def polyline_distance(a: np.ndarray, b: np.ndarray, samples: int = 8) -> float:
         return np.concatenate([inner, line[-1:]])
 
     return float(max(_point_segment_distance(along(a), b).max(), _point_segment_distance(along(b), a).max()))
+
+
+def render_pen(sequences: list[np.ndarray], size: int = 64, absolute: bool = False, margin: float = 0.1,
+               background: float = 1.0, **options: float) -> torch.Tensor:
+    """Pen drawings painted by paintgym's renderer: ``(B, 3, size, size)`` float32 in [0, 1] on the CPU.
+
+    Each drawing is fitted to strokes (:func:`pen_to_strokes`, placed by its own bounding box; ``options``
+    go there: ``radius``, ``tolerance``, ``colour``...) and painted on a blank canvas of grey ``background``.
+    """
+    from paintgym.envs.render import render  # the renderer: imported on use (it compiles numba kernels)
+
+    strokes, _ = pen_to_stroke_batch(sequences, absolute=absolute, margin=margin, **options)
+    return render(strokes, size=size, background=background)
