@@ -109,6 +109,17 @@ class GaussianBaseline:
         offset = normal.log_prob(seq5[..., :2].double())
         return (offset * (state != 2) + log_pen[state]).float()
 
+    def mean_log_likelihood(self) -> float:
+        """The baseline's expected log-likelihood per row (point or end) of its own training data, in nats.
+
+        Fitted by moments, its expected offset log-density over the training offsets is minus the Gaussian's
+        entropy, ``-(log 2 pi + 1 + log det(cov) / 2)``, whatever their distribution; the pen term is
+        ``sum_k f_k log f_k``. So it is about the baseline's held-out ``-nll_per_point``.
+        """
+        pen = np.clip(np.asarray(self.pen, dtype=np.float64), 1e-12, 1.0)
+        offset = -(math.log(2.0 * math.pi) + 1.0 + 0.5 * math.log(np.linalg.det(np.asarray(self.cov))))
+        return float((1.0 - pen[2]) * offset + (pen * np.log(pen)).sum())
+
     def log_likelihood(self, seq5: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Log-likelihood ``(B,)`` (nats, data units) of drawings ``seq5`` ``(B, T, 5)`` of ``lengths`` points:
         every point's offset and pen state, then the end."""
@@ -410,8 +421,13 @@ def load_sketch_rnn(path: Any, device: torch.device | str = "cpu") -> SketchRNN:
 
     :raises CheckpointError: one line, e.g. for a checkpoint of another kind.
     """
-    from paintgym.generative.checkpoint import CheckpointError, build_model, read_checkpoint
+    from pathlib import Path
 
+    from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError, build_model, read_checkpoint
+
+    if not Path(path).expanduser().exists():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; give the {CHECKPOINT_NAME} of a "
+                              "paintgym train-strokes run (or its folder)")
     payload = read_checkpoint(path)
     if payload["kind"] != SketchRNN.kind:
         raise CheckpointError(f"{str(path)!r} holds a {payload['kind']} model, not a stroke-sequence prior; "
