@@ -189,13 +189,13 @@ def _chord_parameters(points: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(lengths)]) / total
 
 
-def fit_bezier(points: np.ndarray, iterations: int = 4) -> tuple[np.ndarray, float]:
+def fit_bezier(points: np.ndarray, iterations: int = 32) -> tuple[np.ndarray, float]:
     """Least-squares quadratic Bezier through ``points`` ``(n, 2)``, ``n >= 1``, with its ends on the first and
     last point.
 
     The control point minimises ``sum_i |B(t_i) - q_i|^2`` for the current parameters ``t_i`` (first
-    chord-length, then refined by a Newton step towards each point's nearest curve parameter, ``iterations``
-    times).
+    chord-length, then refined by a Newton step towards each point's nearest curve parameter, at most
+    ``iterations`` times: until no parameter moves by more than 1e-6).
 
     :return: the control points ``(3, 2)`` (start, control, end) and the largest distance between a
         point and its curve point ``B(t_i)`` (an upper bound of its distance to the curve).
@@ -206,6 +206,7 @@ def fit_bezier(points: np.ndarray, iterations: int = 4) -> tuple[np.ndarray, flo
         return np.stack([p0, (p0 + p2) / 2.0, p2]), 0.0
     t = _chord_parameters(q)
     control = np.stack([p0, (p0 + p2) / 2.0, p2])
+    converged = False
     for i in range(iterations + 1):
         s = 1.0 - t
         w = 2.0 * s * t
@@ -213,7 +214,7 @@ def fit_bezier(points: np.ndarray, iterations: int = 4) -> tuple[np.ndarray, flo
         if denominator > 1e-12:
             residual = q - (s * s)[:, None] * p0 - (t * t)[:, None] * p2
             control[1] = (w[:, None] * residual).sum(axis=0) / denominator
-        if i == iterations:
+        if i == iterations or converged:
             break
         # Newton on f(t) = (B(t) - q) . B'(t) for each inner point (the ends stay at 0 and 1)
         diff = bezier_points(control, t) - q
@@ -222,9 +223,11 @@ def fit_bezier(points: np.ndarray, iterations: int = 4) -> tuple[np.ndarray, flo
         f = (diff * d1).sum(axis=1)
         df = (d1 * d1).sum(axis=1) + (diff * d2).sum(axis=1)
         step = np.where(np.abs(df) > 1e-12, f / np.where(np.abs(df) > 1e-12, df, 1.0), 0.0)
-        t = np.clip(t - step, 0.0, 1.0)
-        t[0], t[-1] = 0.0, 1.0
-        t = np.maximum.accumulate(t)  # keep the order of the points along the curve
+        moved = np.clip(t - step, 0.0, 1.0)
+        moved[0], moved[-1] = 0.0, 1.0
+        moved = np.maximum.accumulate(moved)  # keep the order of the points along the curve
+        converged = bool(np.abs(moved - t).max() < 1e-6)  # then one more solve, for these parameters
+        t = moved
     error = float(np.linalg.norm(bezier_points(control, t) - q, axis=1).max())
     return control, error
 
@@ -268,8 +271,10 @@ def fit_polyline(points: np.ndarray, tolerance: float, max_points: int | None = 
         if len(part) <= 2:
             pieces.append(np.stack([part[0], (part[0] + part[-1]) / 2.0, part[-1]]))
             continue
-        dense, vertex = _densify(part, tolerance / 4.0)
-        control, error = fit_bezier(dense)
+        control, error = fit_bezier(part)  # the vertices alone first: cheap, and rules out most misfits
+        if error <= tolerance:
+            dense, _ = _densify(part, tolerance / 4.0)
+            control, error = fit_bezier(dense)
         if error <= tolerance:  # the points are near the curve; is the curve near the points (no excursion)?
             curve = bezier_points(control, np.linspace(0.0, 1.0, 2 * len(dense) + 1))
             error = max(error, float(np.linalg.norm(curve[:, None] - dense[None], axis=2).min(axis=1).max()))

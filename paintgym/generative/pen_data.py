@@ -188,7 +188,11 @@ def drawing_statistics(split: PenSplit) -> dict[str, float]:
     * ``scale``: the standard deviation of every offset coordinate (x and y together), by which the
       model normalises offsets (as sketch-rnn);
     * ``extent``: the median over drawings of the longer side of the bounding box;
-    * ``step_length``: the median length of a pen-down offset (one pen point to the next, drawing).
+    * ``step_length``: the median length of a pen-down offset (one pen point to the next, drawing);
+    * ``simplify``: the 5th percentile of the distance of a pen-down point from the line between its two
+      neighbours. Drawings simplified by Ramer-Douglas-Peucker (the shared ones are) have few points
+      closer to that line than the tolerance they were simplified with, so this estimates it (about 1 for
+      the sheep, 4 for Omniglot and Kanji); for unsimplified drawings it is near 0.
     """
     xy = split.rows[:, :2].astype(np.float64)
     scale = float(xy.std()) or 1.0
@@ -199,8 +203,18 @@ def drawing_statistics(split: PenSplit) -> dict[str, float]:
     drawn = np.flatnonzero(split.rows[:-1, 2] == 0) + 1  # rows reached with the pen down
     drawn = drawn[~np.isin(drawn, split.offsets[:-1])]
     steps = np.linalg.norm(xy[drawn], axis=1) if len(drawn) else np.ones(1)
+    # inner points of lines: reached with the pen down (row i - 1 not lifted) and left with it down (row i not
+    # lifted); u and v their offsets in and out, the deviation |u x (u + v)| / |u + v|
+    pen = split.rows[:, 2]
+    inner = np.flatnonzero((pen[:-1] == 0) & (np.arange(len(pen) - 1) > 0))
+    inner = inner[(pen[inner - 1] == 0) & ~np.isin(inner, split.offsets[:-1])]
+    u, chord = xy[inner], xy[inner] + xy[inner + 1]
+    length = np.linalg.norm(chord, axis=1)
+    ok = length > 0
+    deviation = np.abs(chord[ok, 0] * u[ok, 1] - chord[ok, 1] * u[ok, 0]) / length[ok]
     return {"scale": scale, "extent": float(np.median(extents)) if extents else 1.0,
-            "step_length": float(np.median(steps)) or 1.0}
+            "step_length": float(np.median(steps)) or 1.0,
+            "simplify": float(np.percentile(deviation, 5)) if len(deviation) else 0.0}
 
 
 def collate(drawings: list[np.ndarray], dequantise: torch.Generator | None = None,

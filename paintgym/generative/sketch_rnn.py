@@ -145,6 +145,8 @@ class SketchRNN(_Model):
         drawing is, for placing paintgym strokes in data units (the ``strokeprior`` reward).
     :param step_length: median length of a pen-down offset (data units): the spacing at which strokes
         are sampled into pen points.
+    :param simplify: the Ramer-Douglas-Peucker tolerance the training drawings look simplified with (data
+        units; :func:`generative.pen_data.drawing_statistics`): pen paths from strokes are simplified so too.
     :param baseline: :meth:`GaussianBaseline.to_dict` of the training data, or None.
     """
 
@@ -152,7 +154,7 @@ class SketchRNN(_Model):
 
     def __init__(self, hidden: int = 256, mixtures: int = 20, cell: str = "lstm", scale: float = 1.0,
                  num_classes: int = 0, embedding: int = 16, names: list[str] | None = None, extent: float = 1.0,
-                 step_length: float = 1.0, baseline: dict[str, Any] | None = None) -> None:
+                 step_length: float = 1.0, simplify: float = 0.0, baseline: dict[str, Any] | None = None) -> None:
         super().__init__()
         for name, value in (("hidden", hidden), ("mixtures", mixtures), ("embedding", embedding)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -164,12 +166,14 @@ class SketchRNN(_Model):
         for name, value in (("scale", scale), ("extent", extent), ("step_length", step_length)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not (isinstance(simplify, (int, float)) and math.isfinite(simplify) and simplify >= 0):
+            raise ValueError(f"simplify must be a number >= 0, got {simplify!r}")
         names = [str(i) for i in range(num_classes)] if names is None else [str(n) for n in names]
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class names for {num_classes} classes")
         self.hidden, self.mixtures, self.cell, self.scale = hidden, mixtures, cell, float(scale)
         self.num_classes, self.embedding_dim, self.names = num_classes, embedding, names
-        self.extent, self.step_length = float(extent), float(step_length)
+        self.extent, self.step_length, self.simplify = float(extent), float(step_length), float(simplify)
         self.baseline = None if baseline is None else GaussianBaseline.from_dict(baseline)
         extra = embedding if num_classes else 0
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
@@ -182,7 +186,7 @@ class SketchRNN(_Model):
     def config(self) -> dict[str, Any]:
         return {"hidden": self.hidden, "mixtures": self.mixtures, "cell": self.cell, "scale": self.scale,
                 "num_classes": self.num_classes, "embedding": self.embedding_dim, "names": list(self.names),
-                "extent": self.extent, "step_length": self.step_length,
+                "extent": self.extent, "step_length": self.step_length, "simplify": self.simplify,
                 "baseline": None if self.baseline is None else self.baseline.to_dict()}
 
     # ------------------------------------------------------------ the network
@@ -343,7 +347,8 @@ class SketchRNN(_Model):
                 break
             x = row[:, None].clone()
         seq5 = torch.stack(rows, dim=1) if rows else torch.zeros(n, 0, 5, device=self.device)
-        seq5 = torch.cat([seq5, torch.tensor((0.0, 0.0, 0.0, 0.0, 1.0), device=self.device).expand(n, 1, 5)], 1)
+        if not bool(ended.all()):  # drawings cut at max_len: their end row
+            seq5 = torch.cat([seq5, torch.tensor((0.0, 0.0, 0.0, 0.0, 1.0), device=self.device).expand(n, 1, 5)], 1)
         seq5[..., :2] *= self.scale
         return seq5.cpu(), lengths.cpu()
 

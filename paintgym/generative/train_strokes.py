@@ -193,7 +193,7 @@ def train(args: Args, progress: bool = True) -> Result:
 
     torch.manual_seed(args.seed)
     model = SketchRNN(args.hidden, args.mixtures, args.cell, stats["scale"], classes, args.embedding, names,
-                      stats["extent"], stats["step_length"], baseline.to_dict()).to(device)
+                      stats["extent"], stats["step_length"], stats["simplify"], baseline.to_dict()).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     step = 0
     if resumed is not None:

@@ -6,11 +6,12 @@
 
 The strokes are turned into a pen sequence (:func:`envs.pen.strokes_to_pen`) the way the training
 drawings were recorded: the canvas is scaled so that a drawing spanning it (less a 10% margin) is as
-large as a typical training drawing; points are sampled along each visible stroke, a quarter of a
-typical pen step of the data apart, the pen lifted between strokes (unless one starts where the last
-ended); and each line is simplified (Ramer-Douglas-Peucker, to ``simplify`` of a typical pen step; the
-shared datasets were simplified so), so that a straight stroke is one offset, as in the data. Only the
-geometry counts: width, opacity and colour do not.
+large as a typical training drawing; points are sampled along each visible stroke a typical pen step
+of the data apart (its median), the pen lifted between strokes (unless one starts where the last
+ended); and each line is simplified (Ramer-Douglas-Peucker) with the tolerance the training drawings
+look simplified with (the shared datasets were: about 1 unit for the sheep, 4 for Omniglot and Kanji;
+see :func:`generative.pen_data.drawing_statistics`), so that a straight stroke is one offset, as in
+the data. Only the geometry counts: width, opacity and colour do not.
 
 **What it rewards, and what degenerate painting would win.** A sequence's log-likelihood is a sum over
 its points, each term usually negative, so the raw log-likelihood is highest for the shortest
@@ -58,8 +59,10 @@ class StrokePriorReward(Reward):
     :param min_points: sequences of fewer pen points are averaged over this many (the rest count 0).
     :param min_opacity: strokes whose larger opacity is at most this are invisible and left out.
     :param margin: the canvas, less this margin on each side, spans a typical training drawing.
-    :param simplify: Ramer-Douglas-Peucker tolerance of the pen path, as a fraction of the data's median pen
-        step (0: every sampled point is kept).
+    :param spacing: distance between the points sampled along a stroke, as a fraction of the data's median pen
+        step.
+    :param simplify: Ramer-Douglas-Peucker tolerance of the pen path, as a multiple of the tolerance the
+        training drawings look simplified with (0: every sampled point is kept).
     :param device: where the model runs (the env's device).
     """
 
@@ -68,7 +71,8 @@ class StrokePriorReward(Reward):
     dense = False
 
     def __init__(self, checkpoint: str | None = None, class_: int | str | None = None, dense: bool = False,
-                 min_points: int = 16, min_opacity: float = 0.0, margin: float = 0.1, simplify: float = 0.25,
+                 min_points: int = 16, min_opacity: float = 0.0, margin: float = 0.1, spacing: float = 1.0,
+                 simplify: float = 1.0,
                  device: torch.device | str = "cpu") -> None:
         super().__init__()
         from paintgym.envs.pen import Placement  # envs imports rewards: import on use
@@ -78,11 +82,13 @@ class StrokePriorReward(Reward):
             raise ValueError("give checkpoint=PATH, a stroke prior trained with paintgym train-strokes")
         if not isinstance(min_points, int) or min_points < 1:
             raise ValueError(f"min_points must be a positive integer, got {min_points!r}")
-        if not 0.0 <= min_opacity < 1.0 or not 0.0 <= margin < 0.5 or not 0.0 <= simplify:
-            raise ValueError("min_opacity must lie in [0, 1), margin in [0, 0.5) and simplify be at least 0")
+        if not 0.0 <= min_opacity < 1.0 or not 0.0 <= margin < 0.5 or not 0.0 <= simplify or not spacing > 0:
+            raise ValueError("min_opacity must lie in [0, 1), margin in [0, 0.5), spacing be positive and "
+                             "simplify at least 0")
         self.device = torch.device(device)
         self.checkpoint, self.dense, self.min_points = checkpoint, bool(dense), min_points
-        self.min_opacity, self.margin, self.simplify = float(min_opacity), float(margin), float(simplify)
+        self.min_opacity, self.margin = float(min_opacity), float(margin)
+        self.spacing_factor, self.simplify = float(spacing), float(simplify)
         self.model = load_sketch_rnn(checkpoint, self.device)
         self.model.requires_grad_(False)
         if self.model.baseline is None:
@@ -92,8 +98,8 @@ class StrokePriorReward(Reward):
         self.label = class_
         self.index = self._class_index(class_)
         self.placement = Placement((1.0 - 2.0 * margin) / self.model.extent)
-        step = self.model.step_length * self.placement.scale  # a typical pen step, in canvas units
-        self.spacing, self.epsilon = step / 4.0, step * self.simplify
+        self.spacing = self.model.step_length * self.placement.scale * self.spacing_factor  # canvas units
+        self.epsilon = self.model.simplify * self.placement.scale * self.simplify
         self._episodes: list[list[np.ndarray]] = []  # per env: the (S, 13) strokes of each step so far
         self._last = torch.zeros(0)  # per env: the score paid so far (dense)
 
@@ -202,6 +208,8 @@ class StrokePriorReward(Reward):
             options["dense"] = True
         if self.min_points != 16:
             options["min_points"] = self.min_points
-        if self.simplify != 0.25:
+        if self.spacing_factor != 1.0:
+            options["spacing"] = self.spacing_factor
+        if self.simplify != 1.0:
             options["simplify"] = self.simplify
         return options
