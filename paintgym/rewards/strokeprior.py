@@ -23,15 +23,18 @@ the score is a per-point average, shifted so that 0 is the trivial baseline's le
 with ``b`` the baseline's expected log-likelihood per point on the training data (offsets from one
 Gaussian fitted to them, pen states from their frequencies: :meth:`GaussianBaseline.mean_log_likelihood`).
 A held-out human drawing scores, on average, the model's held-out gain over the baseline per point
-(about +1 nat for the README's sheep model). An **empty painting scores exactly 0**, and a sequence of
+(2.1 nats for the README's sheep model: its held-out drawings score +1.9 as recorded, +2.2 when
+painted as strokes and converted back). An **empty painting scores exactly 0**, and a sequence of
 fewer than ``min_points`` points is averaged over ``min_points`` (the missing points count as
 baseline-level, 0), so a dot or one short line cannot buy a high average with two lucky points; a
 painting the prior finds less likely than the baseline would scores below 0.
 
-What is left to exploit: the average rewards *predictability*. Small, regular offsets (a small, tidy
-scribble) and long smooth lines the model can extrapolate may outscore a real drawing's corners and
-jumps, and, used alone, the reward can teach an agent that not painting (0) is safer than painting
-badly. Use it beside a term that asks for content (``target``, ``classifier``), as a style term.
+What is left to exploit: the average rewards *predictability*, not content. With the README's sheep
+model, random strokes score -0.3, one long straight line -0.4, scattered dots -8.5, but a small
+circle +3.2 and a small joined scribble +2.4 (held-out sheep: +2.2), and a sheep shrunk to a tenth of
+the canvas +2.4: small, curly, regular lines — the sheep's wool — are what it likes best. And, used
+alone, the reward can teach an agent that not painting (0) is safer than painting badly. Use it
+beside a term that asks for content (``target``, ``classifier``), as a style term.
 
 Terminal by default; ``dense=true`` pays the change of the score (of the sequence so far, the end
 counted on the last step) every step. Not differentiable (the pen conversion samples points).
