@@ -47,6 +47,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-classifier": (
         "paintgym.experiments.train_classifier",
         "train a CNN classifier on labelled images (reward model)"),
+    "train-strokes": (
+        "paintgym.generative.train_strokes",
+        "train a stroke-sequence prior (sketch-rnn) on human pen drawings (reward model)"),
+    "sample-strokes": (
+        "paintgym.generative.sample_strokes",
+        "a video of a stroke-sequence prior drawing (MP4, GIF, PNG)"),
 }
 
 

@@ -21,6 +21,7 @@ import torch
 
 from paintgym.canvas.export import atomic_write_bytes
 from paintgym.generative import classifier as _classifier  # noqa: F401  (registers the "classifier" kind in MODELS)
+from paintgym.generative import sketch_rnn as _sketch_rnn  # noqa: F401  (registers the "sketch-rnn" kind)
 from paintgym.generative.models import GAN, MODELS, VAE
 
 FORMAT = "paintgym-generative"

@@ -15,6 +15,7 @@ from paintgym.rewards import classifier as _classifier  # noqa: F401
 from paintgym.rewards import gan as _gan  # noqa: F401
 from paintgym.rewards import harmony as _harmony  # noqa: F401  (each module registers its rewards)
 from paintgym.rewards import novelty as _novelty  # noqa: F401
+from paintgym.rewards import strokeprior as _strokeprior  # noqa: F401
 from paintgym.rewards import strokes as _strokes  # noqa: F401
 from paintgym.rewards import style as _style  # noqa: F401
 from paintgym.rewards import target as _target  # noqa: F401  (registers its rewards)

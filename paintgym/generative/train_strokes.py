@@ -1,0 +1,272 @@
+"""``paintgym train-strokes``: train a stroke-sequence prior (sketch-rnn's decoder) on human pen drawings.
+
+Each step is :func:`generative.sketch_rnn.train_step`: Adam on the paper's reconstruction loss of a
+batch of training drawings (offsets dequantised), gradients clipped to norm 1, the learning rate
+decaying by ``--lr-decay`` per step down to ``--min-lr`` (as Ha & Eck). Batches hold drawings of
+similar length (each epoch shuffles the drawings, sorts pools of 20 batches by length and shuffles the
+batches), so little of a batch is padding. Every ``--eval-every`` steps the ``valid`` split's negative
+log-likelihood is logged; at the end the ``test`` split's, beside the Gaussian baseline's (offsets
+from one Gaussian, pen states from their frequencies), is written and printed.
+
+    paintgym train-strokes --data sheep --out runs/sheep                         # ../shared/data/sketch-strokes
+    paintgym train-strokes --data kanji --hidden 512 --steps 20000 --out runs/kanji
+    paintgym train-strokes --data sheep,omniglot --conditional --out runs/two    # one class per file
+    paintgym train-strokes --data sheep --out runs/sheep --steps 4000 --resume   # continue
+
+Writes ``OUT/ckpt.pt`` (``generative.load``; reward ``strokeprior(checkpoint=OUT)``; ``paintgym
+sample-strokes OUT``), ``OUT/heldout.json`` (nats per drawing and per point, model and baseline),
+``OUT/samples.png`` (drawings sampled at temperature 0.5) and TensorBoard scalars in ``OUT/tb``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from paintgym.envs.export import atomic_write_bytes, save_png
+from paintgym.envs.images import DatasetError, to_uint8
+from paintgym.envs.pen import render_pen
+from paintgym.envs.video import grid
+from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
+from paintgym.generative.pen_data import PenDataset, PenSplit, collate, drawing_statistics, load_pen_dataset
+from paintgym.generative.sketch_rnn import CELLS, GaussianBaseline, SketchRNN, evaluate, to_stroke3, train_step
+from paintgym.generative.training import (
+    RunLog,
+    TrainingError,
+    checkpoint_on_interrupt,
+    parse_args,
+    prepare_run,
+    resolve_device,
+)
+
+HELDOUT_NAME = "heldout.json"
+SAMPLES_NAME = "samples.png"
+POOL = 20  # batches per length-sorted pool
+
+
+@dataclass
+class Args:
+    data: str = "sheep"
+    """stroke dataset: sheep, omniglot, kanji (in $PAINTGYM_SKETCH_DATA or ../shared/data/sketch-strokes), an .npz
+    path, or several joined by commas"""
+    steps: int = 2000
+    """optimiser steps to train for (in total, counting those before a --resume)"""
+    batch_size: int = 64
+    """drawings per batch"""
+    hidden: int = 256
+    """units of the recurrent cell"""
+    mixtures: int = 20
+    """Gaussians in the offset mixture"""
+    cell: str = "lstm"
+    """recurrent cell: lstm or gru"""
+    conditional: bool = False
+    """condition on the class (the dataset's labels, or which file of a comma-joined --data)"""
+    embedding: int = 16
+    """width of the class embedding (with --conditional)"""
+    max_len: int = 250
+    """training drawings with more points are left out (evaluation keeps every drawing)"""
+    lr: float = 1e-3
+    """Adam learning rate at step 0"""
+    lr_decay: float = 0.9999
+    """learning-rate factor per step"""
+    min_lr: float = 1e-5
+    """the learning rate decays no lower"""
+    clip: float = 1.0
+    """gradient norm clip"""
+    device: str = "auto"
+    """auto (CUDA if available), cpu or cuda"""
+    seed: int = 0
+    """random seed: the same seed and options give the same run"""
+    out: str = "runs/strokes"
+    """run folder: ckpt.pt, heldout.json, samples.png, tb/ (TensorBoard)"""
+    resume: bool = False
+    """continue the run in --out from its checkpoint, exactly"""
+    log_every: int = 10
+    """steps between TensorBoard scalars and progress-bar updates"""
+    eval_every: int = 500
+    """steps between evaluations on the valid split"""
+    checkpoint_every: int = 500
+    """steps between checkpoints (one is also written at the end and on Ctrl-C)"""
+
+
+@dataclass
+class Result:
+    """What :func:`train` returns."""
+
+    model: SketchRNN
+    step: int
+    history: list[dict[str, float]]
+    """logged statistics, one dict per logged step (``step`` included)"""
+    seconds: float
+    """wall-clock time of this call's training loop"""
+    heldout: dict
+    """the test split's evaluation, as written to ``heldout.json``"""
+
+
+def _check(args: Args) -> None:
+    for name in ("steps", "batch_size", "hidden", "mixtures", "embedding", "max_len", "log_every", "eval_every",
+                 "checkpoint_every"):
+        if getattr(args, name) < 1:
+            raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.cell not in CELLS:
+        raise TrainingError(f"--cell must be one of {', '.join(CELLS)}, got {args.cell!r}")
+    if not (args.lr > 0 and 0 < args.lr_decay <= 1 and args.min_lr >= 0 and args.clip > 0):
+        raise TrainingError("--lr and --clip must be positive, --lr-decay in (0, 1], --min-lr at least 0")
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The batches of one epoch (drawing indices): shuffled, sorted by length in pools of :data:`POOL` batches,
+    split, and the batches shuffled. A function of ``(seed, epoch)`` only, so a resumed run repeats them."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    batches = []
+    pool = POOL * batch_size
+    for start in range(0, len(order), pool):
+        part = order[start:start + pool]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i:i + batch_size] for i in range(0, len(part) - batch_size + 1, batch_size)]
+    if not batches:  # fewer drawings than a batch: one batch of all of them
+        batches = [order]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class _Batches:
+    """Training batch ``step`` (a pure function of the seed and the step: exact resume, no stream to save)."""
+
+    def __init__(self, split: PenSplit, batch_size: int, seed: int, device: torch.device, labels: bool) -> None:
+        self.split, self.batch_size, self.seed, self.device, self.labels = split, batch_size, seed, device, labels
+        self._epoch, self._batches = -1, []
+        self.per_epoch = len(epoch_batches(split.lengths, batch_size, seed, 0))
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        epoch, k = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, epoch_batches(self.split.lengths, self.batch_size, self.seed, epoch)
+        index = self._batches[k]
+        noise = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        seq5, lengths = collate([self.split.drawing(int(i)) for i in index], noise, self.split.integer)
+        labels = torch.as_tensor(self.split.labels[index], device=self.device) if self.labels else None
+        return seq5.to(self.device), lengths.to(self.device), labels
+
+
+def sample_sheet(model: SketchRNN, n: int = 16, temperature: float = 0.5, seed: int = 0, size: int = 96,
+                 labels: torch.Tensor | None = None) -> np.ndarray:
+    """``n`` drawings sampled from ``model``, painted (black on white) and tiled: ``(H, W, 3)`` uint8."""
+    if model.num_classes and labels is None:
+        labels = torch.arange(n) % model.num_classes
+    seq5, lengths = model.sample(n, temperature, torch.Generator().manual_seed(seed), labels=labels)
+    canvases = render_pen(to_stroke3(seq5, lengths), size, radius=0.012)
+    return grid(to_uint8(canvases).numpy(), columns=int(np.ceil(np.sqrt(n))))
+
+
+def _dataset(args: Args) -> tuple[PenDataset, PenSplit]:
+    data = load_pen_dataset(args.data)
+    train = data.splits["train"]
+    keep = np.flatnonzero(train.lengths <= args.max_len)
+    if not len(keep):
+        raise TrainingError(f"no training drawing of {data.name} has at most --max-len {args.max_len} points")
+    if len(keep) < len(train):
+        train = train.subset(keep)
+    if args.conditional and train.labels is None:
+        raise TrainingError(f"--conditional needs classes: {data.name} has no train_labels; join several files "
+                            "with commas (one class each) or train without --conditional")
+    return data, train
+
+
+def train(args: Args, progress: bool = True) -> Result:
+    """Train (or, with ``args.resume``, continue training) a :class:`SketchRNN`; see the module docstring."""
+    _check(args)
+    device = resolve_device(args.device)
+    data, train_split = _dataset(args)
+    out, resumed = prepare_run(args, SketchRNN.kind)
+    stats = drawing_statistics(train_split)
+    baseline = GaussianBaseline.fit(train_split.rows, len(train_split), dequantised=train_split.integer)
+    classes = (len(data.names) or int(train_split.labels.max()) + 1) if args.conditional else 0
+    names = (data.names or None) if args.conditional else None
+
+    torch.manual_seed(args.seed)
+    model = SketchRNN(args.hidden, args.mixtures, args.cell, stats["scale"], classes, args.embedding, names,
+                      stats["extent"], stats["step_length"], stats["simplify"], baseline.to_dict()).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    step = 0
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["train"]["optimizer"])
+        step = resumed["step"]
+    batches = _Batches(train_split, args.batch_size, args.seed, device, args.conditional)
+    valid, test = data.splits["valid"], data.splits["test"]
+
+    def drawings(split: PenSplit) -> list[np.ndarray]:
+        return [split.drawing(i) for i in range(len(split))]
+
+    def heldout(split: PenSplit) -> dict:
+        return evaluate(model, drawings(split), split.labels if args.conditional else None, split.integer,
+                        seed=args.seed)
+
+    def checkpoint(at: int) -> int:
+        save_checkpoint(out / CHECKPOINT_NAME, model, at,
+                        {"args": dataclasses.asdict(args), "optimizer": optimizer.state_dict()})
+        return at
+
+    log = RunLog(out, step, resumed is not None, args.steps, "train-strokes", args.batch_size, progress)
+    shown: dict[str, str] = {}
+    started = time.perf_counter()
+    with checkpoint_on_interrupt(log, lambda: checkpoint(step), out / CHECKPOINT_NAME):
+        while step < args.steps:
+            for group in optimizer.param_groups:
+                group["lr"] = max(args.min_lr, args.lr * args.lr_decay ** step)
+            seq5, lengths, labels = batches(step)
+            stats_step = train_step(model, optimizer, seq5, lengths, labels, args.clip)
+            step += 1
+            log.bar.update(1)
+            values = {}
+            if (step % args.eval_every == 0 or step == args.steps) and len(valid):
+                result = heldout(valid)
+                values.update({"valid/nll": result["nll"], "valid/nll_per_point": result["nll_per_point"],
+                               "valid/baseline_nll": result["baseline_nll"]})
+                shown["valid"] = f"{result['nll']:.1f}"
+            if step % args.log_every == 0 or step == args.steps or values:
+                values.update({"loss/reconstruction": stats_step["loss"], "train/grad_norm": stats_step["grad_norm"],
+                               "train/lr": optimizer.param_groups[0]["lr"]})
+                log.log(step, values, loss=f"{stats_step['loss']:.3f}", **shown)
+            if step % args.checkpoint_every == 0 or step == args.steps:
+                checkpoint(step)
+        seconds = time.perf_counter() - started
+        final = heldout(test if len(test) else valid)
+        units = "nats, data units" + (" (integer offsets dequantised)" if test.integer else "")
+        config = {key: value for key, value in model.config().items() if key != "baseline"}
+        record = {**final, "split": "test" if len(test) else "valid", "step": step, "data": data.name,
+                  "train_seconds": round(seconds, 2), "units": units, "config": config}
+        atomic_write_bytes(out / HELDOUT_NAME, (json.dumps(record, indent=1) + "\n").encode())
+        sheet = sample_sheet(model, seed=args.seed)
+        save_png(out / SAMPLES_NAME, sheet)
+        log.writer.add_image("samples", sheet, step, dataformats="HWC")
+    return Result(model.eval(), step, log.history, seconds, record)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``paintgym train-strokes [options]``."""
+    args = parse_args(Args, argv, "paintgym train-strokes", __doc__.splitlines()[0].replace("``", ""))
+    try:
+        result = train(args)
+    except (DatasetError, CheckpointError, TrainingError) as err:
+        print(f"paintgym train-strokes: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    h = result.heldout
+    print(f"trained to step {result.step} in {result.seconds:.1f} s; held-out ({h['split']}, {h['drawings']} "
+          f"drawings) NLL {h['nll']:.1f} nats per drawing ({h['nll_per_point']:.3f} per point), Gaussian baseline "
+          f"{h['baseline_nll']:.1f} ({h['baseline_nll_per_point']:.3f}); checkpoint {Path(args.out) / CHECKPOINT_NAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
