@@ -48,10 +48,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "paintgym.experiments.train_classifier",
         "train a CNN classifier on labelled images (reward model)"),
     "train-strokes": (
-        "paintgym.generative.train_strokes",
+        "paintgym.experiments.train_strokes",
         "train a stroke-sequence prior (sketch-rnn) on human pen drawings (reward model)"),
     "sample-strokes": (
-        "paintgym.generative.sample_strokes",
+        "paintgym.experiments.sample_strokes",
         "a video of a stroke-sequence prior drawing (MP4, GIF, PNG)"),
 }
 

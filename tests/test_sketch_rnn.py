@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from paintgym import generative, rewards
-from paintgym.envs.pen import (
+from paintgym.canvas.pen import (
     PenFormatError,
     Placement,
     check_stroke3,
@@ -32,12 +32,11 @@ from paintgym.envs.pen import (
     to_absolute,
     to_relative,
 )
-from paintgym.envs.render import render
+from paintgym.canvas.render import render
+from paintgym.experiments.train_strokes import Args, train
 from paintgym.generative import CheckpointError, Classifier, save_checkpoint
 from paintgym.generative.pen_data import PenDatasetError, collate, load_pen_dataset, resolve_data
 from paintgym.generative.sketch_rnn import GaussianBaseline, SketchRNN, evaluate, load_sketch_rnn, loss, to_stroke3
-from paintgym.generative.train_strokes import Args, train
-from paintgym.generative.training import TrainingError
 from paintgym.rewards.base import StepContext
 from tests.helpers_generative import _scratch, one_thread
 
@@ -279,7 +278,7 @@ def test_resume_continues_exactly() -> None:
     resumed = train(Args(steps=8, out=str(folder / "half"), resume=True, **options), progress=False)
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
-    with pytest.raises(TrainingError, match="already holds a run"):
+    with pytest.raises(FileExistsError, match="already holds a run"):
         train(Args(steps=8, out=str(folder / "whole"), **options), progress=False)
 
 
@@ -358,7 +357,7 @@ def test_sample_strokes_writes_a_picture_and_a_video(capsys: pytest.CaptureFixtu
 
 def test_bad_input_gets_one_line_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from paintgym.generative.train_strokes import main
+    from paintgym.experiments.train_strokes import main
 
     assert main(["--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err.strip()

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paintgym.envs.images import DatasetError
+from paintgym.canvas.images import DatasetError
 
 SPLITS = ("train", "valid", "test")
 DATA_ENV = "PAINTGYM_SKETCH_DATA"

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from paintgym.envs.pen import stroke5_to_stroke3
+from paintgym.canvas.pen import stroke5_to_stroke3
 from paintgym.generative.models import MODELS, _Model
 
 START = (0.0, 0.0, 1.0, 0.0, 0.0)

@@ -78,7 +78,7 @@ class StrokePriorReward(Reward):
                  simplify: float = 1.0,
                  device: torch.device | str = "cpu") -> None:
         super().__init__()
-        from paintgym.envs.pen import Placement  # envs imports rewards: import on use
+        from paintgym.canvas.pen import Placement  # envs imports rewards: import on use
         from paintgym.generative.sketch_rnn import GaussianBaseline, load_sketch_rnn
 
         if checkpoint is None:
@@ -125,7 +125,7 @@ class StrokePriorReward(Reward):
 
     def pen_sequence(self, strokes: np.ndarray | torch.Tensor) -> np.ndarray:
         """The pen sequence the prior judges for one painting's strokes ``(K, 13)``: stroke-3 ``(N, 3)``, data units."""
-        from paintgym.envs.pen import strokes_to_pen
+        from paintgym.canvas.pen import strokes_to_pen
 
         return strokes_to_pen(strokes, spacing=self.spacing, placement=self.placement, min_opacity=self.min_opacity,
                               epsilon=self.epsilon)

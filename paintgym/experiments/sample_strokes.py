@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paintgym.envs.export import save_png
-from paintgym.envs.images import to_uint8
-from paintgym.envs.painting_video import write_painting_video
-from paintgym.envs.pen import pen_to_stroke_batch
-from paintgym.envs.render import render
-from paintgym.envs.video import grid
+from paintgym.canvas.export import save_png
+from paintgym.canvas.images import to_uint8
+from paintgym.canvas.painting_video import write_painting_video
+from paintgym.canvas.pen import pen_to_stroke_batch
+from paintgym.canvas.render import render
+from paintgym.canvas.video import grid
 from paintgym.generative.checkpoint import CheckpointError
 from paintgym.generative.sketch_rnn import SketchRNN, load_sketch_rnn, to_stroke3
 

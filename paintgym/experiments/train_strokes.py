@@ -15,12 +15,12 @@ from one Gaussian, pen states from their frequencies), is written and printed.
 
 Writes ``OUT/ckpt.pt`` (``generative.load``; reward ``strokeprior(checkpoint=OUT)``; ``paintgym
 sample-strokes OUT``), ``OUT/heldout.json`` (nats per drawing and per point, model and baseline),
-``OUT/samples.png`` (drawings sampled at temperature 0.5) and TensorBoard scalars in ``OUT/tb``.
+``OUT/samples.png`` (drawings sampled at temperature 0.5), ``OUT/config.toml``, ``OUT/metrics.csv`` and
+TensorBoard scalars in ``OUT/tb`` (the run layer of :mod:`experiments.generative_runs`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -30,21 +30,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paintgym.envs.export import atomic_write_bytes, save_png
-from paintgym.envs.images import DatasetError, to_uint8
-from paintgym.envs.pen import render_pen
-from paintgym.envs.video import grid
-from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
+from paintgym.canvas.export import atomic_write_bytes, save_png
+from paintgym.canvas.images import DatasetError, to_uint8
+from paintgym.canvas.pen import render_pen
+from paintgym.canvas.video import grid
+from paintgym.experiments.generative_runs import (
+    GenerativeRun,
+    GenerativeRunArgs,
+    TrainingError,
+    description,
+    interrupted_message,
+    parse_args,
+)
+from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError
 from paintgym.generative.pen_data import PenDataset, PenSplit, collate, drawing_statistics, load_pen_dataset
 from paintgym.generative.sketch_rnn import CELLS, GaussianBaseline, SketchRNN, evaluate, to_stroke3, train_step
-from paintgym.generative.training import (
-    RunLog,
-    TrainingError,
-    checkpoint_on_interrupt,
-    parse_args,
-    prepare_run,
-    resolve_device,
-)
 
 HELDOUT_NAME = "heldout.json"
 SAMPLES_NAME = "samples.png"
@@ -52,7 +52,7 @@ POOL = 20  # batches per length-sorted pool
 
 
 @dataclass
-class Args:
+class Args(GenerativeRunArgs):
     data: str = "sheep"
     """stroke dataset: sheep, omniglot, kanji (in $PAINTGYM_SKETCH_DATA or ../shared/data/sketch-strokes), an .npz
     path, or several joined by commas"""
@@ -80,20 +80,20 @@ class Args:
     """the learning rate decays no lower"""
     clip: float = 1.0
     """gradient norm clip"""
-    device: str = "auto"
-    """auto (CUDA if available), cpu or cuda"""
-    seed: int = 0
-    """random seed: the same seed and options give the same run"""
     out: str = "runs/strokes"
-    """run folder: ckpt.pt, heldout.json, samples.png, tb/ (TensorBoard)"""
-    resume: bool = False
-    """continue the run in --out from its checkpoint, exactly"""
-    log_every: int = 10
-    """steps between TensorBoard scalars and progress-bar updates"""
+    """run folder: ckpt.pt, heldout.json, samples.png, config.toml, metrics.csv, tb/ (TensorBoard)"""
     eval_every: int = 500
     """steps between evaluations on the valid split"""
-    checkpoint_every: int = 500
-    """steps between checkpoints (one is also written at the end and on Ctrl-C)"""
+
+    def check(self) -> None:
+        super().check()
+        for name in ("hidden", "mixtures", "embedding", "max_len"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.cell not in CELLS:
+            raise TrainingError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if not (0 < self.lr_decay <= 1 and self.min_lr >= 0 and self.clip > 0):
+            raise TrainingError("--clip must be positive, --lr-decay in (0, 1], --min-lr at least 0")
 
 
 @dataclass
@@ -107,18 +107,9 @@ class Result:
     seconds: float
     """wall-clock time of this call's training loop"""
     heldout: dict
-    """the test split's evaluation, as written to ``heldout.json``"""
-
-
-def _check(args: Args) -> None:
-    for name in ("steps", "batch_size", "hidden", "mixtures", "embedding", "max_len", "log_every", "eval_every",
-                 "checkpoint_every"):
-        if getattr(args, name) < 1:
-            raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.cell not in CELLS:
-        raise TrainingError(f"--cell must be one of {', '.join(CELLS)}, got {args.cell!r}")
-    if not (args.lr > 0 and 0 < args.lr_decay <= 1 and args.min_lr >= 0 and args.clip > 0):
-        raise TrainingError("--lr and --clip must be positive, --lr-decay in (0, 1], --min-lr at least 0")
+    """the test split's evaluation, as written to ``heldout.json`` (empty when interrupted)"""
+    interrupted: bool = False
+    """a signal stopped the run (after a checkpoint)"""
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -182,10 +173,9 @@ def _dataset(args: Args) -> tuple[PenDataset, PenSplit]:
 
 def train(args: Args, progress: bool = True) -> Result:
     """Train (or, with ``args.resume``, continue training) a :class:`SketchRNN`; see the module docstring."""
-    _check(args)
-    device = resolve_device(args.device)
     data, train_split = _dataset(args)
-    out, resumed = prepare_run(args, SketchRNN.kind)
+    run = GenerativeRun(args, SketchRNN.kind, "train-strokes", progress)
+    device = run.device
     stats = drawing_statistics(train_split)
     baseline = GaussianBaseline.fit(train_split.rows, len(train_split), dequantised=train_split.integer)
     classes = (len(data.names) or int(train_split.labels.max()) + 1) if args.conditional else 0
@@ -194,72 +184,73 @@ def train(args: Args, progress: bool = True) -> Result:
     torch.manual_seed(args.seed)
     model = SketchRNN(args.hidden, args.mixtures, args.cell, stats["scale"], classes, args.embedding, names,
                       stats["extent"], stats["step_length"], stats["simplify"], baseline.to_dict()).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    step = 0
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["train"]["optimizer"])
-        step = resumed["step"]
+    optimizers = {"optimizer": torch.optim.Adam(model.parameters(), lr=args.lr)}
+    optimizer = optimizers["optimizer"]
+    run.restore(model, optimizers)
     batches = _Batches(train_split, args.batch_size, args.seed, device, args.conditional)
     valid, test = data.splits["valid"], data.splits["test"]
 
-    def drawings(split: PenSplit) -> list[np.ndarray]:
-        return [split.drawing(i) for i in range(len(split))]
-
     def heldout(split: PenSplit) -> dict:
-        return evaluate(model, drawings(split), split.labels if args.conditional else None, split.integer,
-                        seed=args.seed)
+        drawings = [split.drawing(i) for i in range(len(split))]
+        return evaluate(model, drawings, split.labels if args.conditional else None, split.integer, seed=args.seed)
 
-    def checkpoint(at: int) -> int:
-        save_checkpoint(out / CHECKPOINT_NAME, model, at,
-                        {"args": dataclasses.asdict(args), "optimizer": optimizer.state_dict()})
-        return at
-
-    log = RunLog(out, step, resumed is not None, args.steps, "train-strokes", args.batch_size, progress)
+    columns = ["loss/reconstruction", "train/grad_norm", "train/lr", "valid/nll", "valid/nll_per_point",
+               "valid/baseline_nll"]
     shown: dict[str, str] = {}
     started = time.perf_counter()
-    with checkpoint_on_interrupt(log, lambda: checkpoint(step), out / CHECKPOINT_NAME):
-        while step < args.steps:
+    with run.loop(columns, args.batch_size) as stop:
+        while run.step < args.steps:
             for group in optimizer.param_groups:
-                group["lr"] = max(args.min_lr, args.lr * args.lr_decay ** step)
-            seq5, lengths, labels = batches(step)
-            stats_step = train_step(model, optimizer, seq5, lengths, labels, args.clip)
-            step += 1
-            log.bar.update(1)
-            values = {}
-            if (step % args.eval_every == 0 or step == args.steps) and len(valid):
+                group["lr"] = max(args.min_lr, args.lr * args.lr_decay ** run.step)
+            seq5, lengths, labels = batches(run.step)
+            step_stats = train_step(model, optimizer, seq5, lengths, labels, args.clip)
+            run.advance()
+            last = run.step == args.steps
+            values: dict[str, float] = {}
+            if (run.step % args.eval_every == 0 or last) and len(valid):
                 result = heldout(valid)
                 values.update({"valid/nll": result["nll"], "valid/nll_per_point": result["nll_per_point"],
                                "valid/baseline_nll": result["baseline_nll"]})
                 shown["valid"] = f"{result['nll']:.1f}"
-            if step % args.log_every == 0 or step == args.steps or values:
-                values.update({"loss/reconstruction": stats_step["loss"], "train/grad_norm": stats_step["grad_norm"],
+            if run.step % args.log_every == 0 or last or values:
+                values.update({"loss/reconstruction": step_stats["loss"], "train/grad_norm": step_stats["grad_norm"],
                                "train/lr": optimizer.param_groups[0]["lr"]})
-                log.log(step, values, loss=f"{stats_step['loss']:.3f}", **shown)
-            if step % args.checkpoint_every == 0 or step == args.steps:
-                checkpoint(step)
+                run.write(values)
+                run.bar.set_postfix(loss=f"{step_stats['loss']:.3f}", **shown)
+            if run.step % args.checkpoint_every == 0 or last or stop.requested:
+                run.save(model, optimizers)
+            if stop.requested:
+                break
         seconds = time.perf_counter() - started
-        final = heldout(test if len(test) else valid)
-        units = "nats, data units" + (" (integer offsets dequantised)" if test.integer else "")
-        config = {key: value for key, value in model.config().items() if key != "baseline"}
-        record = {**final, "split": "test" if len(test) else "valid", "step": step, "data": data.name,
-                  "train_seconds": round(seconds, 2), "units": units, "config": config}
-        atomic_write_bytes(out / HELDOUT_NAME, (json.dumps(record, indent=1) + "\n").encode())
-        sheet = sample_sheet(model, seed=args.seed)
-        save_png(out / SAMPLES_NAME, sheet)
-        log.writer.add_image("samples", sheet, step, dataformats="HWC")
-    return Result(model.eval(), step, log.history, seconds, record)
+        record: dict = {}
+        if not stop.requested:
+            final = heldout(test if len(test) else valid)
+            units = "nats, data units" + (" (integer offsets dequantised)" if test.integer else "")
+            config = {key: value for key, value in model.config().items() if key != "baseline"}
+            record = {**final, "split": "test" if len(test) else "valid", "step": run.step, "data": data.name,
+                      "train_seconds": round(seconds, 2), "units": units, "config": config}
+            atomic_write_bytes(run.out / HELDOUT_NAME, (json.dumps(record, indent=1) + "\n").encode())
+            sheet = sample_sheet(model, seed=args.seed)
+            save_png(run.out / SAMPLES_NAME, sheet)
+            assert run.log is not None
+            run.log.tb.add_image("samples", sheet, run.step, dataformats="HWC")
+    return Result(model.eval(), run.step, run.history, seconds, record, stop.requested)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``paintgym train-strokes [options]``."""
-    args = parse_args(Args, argv, "paintgym train-strokes", __doc__.splitlines()[0].replace("``", ""))
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        args = parse_args(Args, argv, "paintgym train-strokes", description(__doc__), SketchRNN.kind)
         result = train(args)
-    except (DatasetError, CheckpointError, TrainingError) as err:
+    except (DatasetError, CheckpointError, ValueError, FileExistsError) as err:  # data, options, run folder
         print(f"paintgym train-strokes: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
+        print("paintgym train-strokes: interrupted; the last checkpoint written (if any) is kept", file=sys.stderr)
+        return 130
+    if result.interrupted:
+        print(interrupted_message(result.step, f"{args.out}/{CHECKPOINT_NAME}"), file=sys.stderr)
         return 130
     h = result.heldout
     print(f"trained to step {result.step} in {result.seconds:.1f} s; held-out ({h['split']}, {h['drawings']} "

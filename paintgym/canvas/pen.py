@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from paintgym.envs.strokes import MAX_RADIUS, MIN_RADIUS, STROKE_DIM
+from paintgym.canvas.strokes import MAX_RADIUS, MIN_RADIUS, STROKE_DIM
 
 
 class PenFormatError(ValueError):
@@ -493,7 +493,7 @@ def render_pen(sequences: list[np.ndarray], size: int = 64, absolute: bool = Fal
     Each drawing is fitted to strokes (:func:`pen_to_strokes`, placed by its own bounding box; ``options``
     go there: ``radius``, ``tolerance``, ``colour``...) and painted on a blank canvas of grey ``background``.
     """
-    from paintgym.envs.render import render  # the renderer: imported on use (it compiles numba kernels)
+    from paintgym.canvas.render import render  # the renderer: imported on use (it compiles numba kernels)
 
     strokes, _ = pen_to_stroke_batch(sequences, absolute=absolute, margin=margin, **options)
     return render(strokes, size=size, background=background)
