@@ -94,3 +94,31 @@ def test_class_reward_scores_that_class_and_is_differentiable(tmp_path) -> None:
         rewards.build(f"gan(checkpoint={path})")
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         rewards.build(f"gan(checkpoint={path},class=3)")
+
+
+def test_train_gan_conditional_learns_which_class_an_image_is(tmp_path) -> None:
+    """After a short CGAN training on digits, the projection critic scores held-out real digits higher as
+    their own class than as the other classes, and the sample grid has one row per class."""
+    from paintgym.experiments.train_gan import Args, train
+    from paintgym.generative.data import as_float, load_labelled
+
+    out = tmp_path / "cgan"
+    result = train(Args(data="digits", conditional=True, width=8, latent_dim=8, steps=60, batch_size=32, n_critic=1,
+                        lr=5e-4, out=str(out), device="cpu", sample_every=60, checkpoint_every=60), progress=False)
+    assert result.model.num_classes == 10 and (out / "samples" / "step_000060.png").exists()
+    heldout = load_labelled("digits", 32, 1, split="test")
+    images, labels = as_float(heldout.images), heldout.labels
+    with torch.no_grad():
+        scores = torch.stack([result.model.critic(images, labels=torch.full_like(labels, k)) for k in range(10)], 1)
+    own = scores[torch.arange(len(labels)), labels]
+    others = (scores.sum(1) - own) / 9
+    assert (own > others).float().mean() > 0.75
+    assert generative.load(out / "ckpt.pt").num_classes == 10  # the checkpoint rebuilds the CGAN
+
+
+def test_conditional_on_unlabelled_data_is_a_one_line_error(tmp_path, capsys) -> None:
+    from paintgym.experiments.train_gan import main
+
+    assert main(["--data", "faces", "--conditional", "--out", str(tmp_path / "x"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no class labels" in err

@@ -6,6 +6,11 @@ Each step trains the critic ``n_critic`` times on real batches and generator sam
 
     paintgym train-gan --data digits --size 32 --steps 2000 --out runs/gan
     paintgym train-gan --steps 4000 --out runs/gan --resume   # continue (its options come from the checkpoint)
+    paintgym train-gan --data digits --conditional --out runs/cgan   # a CGAN: one class per sample row
+
+``--conditional`` trains a class-conditional GAN (CGAN; :class:`generative.GAN` with ``num_classes``):
+the generator paints a given class, the projection critic scores (image, class) pairs. Its checkpoint
+serves as targets ``gan:OUT/ckpt.pt:class=K`` and as the reward ``gan(checkpoint=OUT/ckpt.pt,class=K)``.
 
 Writes ``OUT/ckpt.pt`` (load with ``generative.load``; use as ``gan(checkpoint=OUT/ckpt.pt)`` reward
 or ``targets="gan:OUT/ckpt.pt"``), ``OUT/config.toml``, ``OUT/metrics.csv`` and TensorBoard scalars in
@@ -29,7 +34,7 @@ from paintgym.experiments.generative_runs import (
 )
 from paintgym.experiments.rng import seed_everything
 from paintgym.generative.checkpoint import CHECKPOINT_NAME
-from paintgym.generative.data import as_float, load_dataset
+from paintgym.generative.data import as_float, load_dataset, load_labelled
 from paintgym.generative.models import GAN
 from paintgym.generative.steps import evaluating, gan_step
 
@@ -62,6 +67,9 @@ class Args(GenerativeRunArgs):
     """dimension of the generator's latent noise"""
     sample_every: int = 500
     """steps between PNG grids of samples"""
+    conditional: bool = False
+    """train a class-conditional GAN (CGAN) on labelled data: digits, an .npz with images and labels, or a
+    folder with one subfolder per class; samples/ then holds one row per class"""
 
     def check(self) -> None:
         super().check()
@@ -89,20 +97,29 @@ def train(args: Args, progress: bool = True) -> Result:
     """Train (or, with ``args.resume``, continue training) a WGAN-GP; see the module docstring."""
     run = GenerativeRun(args, "gan", "train-gan", progress)
     device = run.device
-    data, channels = load_dataset(args.data, args.size, args.channels, split="train", device=device)
+    labels: torch.Tensor | None = None
+    names: list[str] = []
+    if args.conditional:
+        labelled = load_labelled(args.data, args.size, args.channels, split="train", device=device)
+        data, labels, channels, names = labelled.images, labelled.labels.to(device), labelled.channels, labelled.names
+    else:
+        data, channels = load_dataset(args.data, args.size, args.channels, split="train", device=device)
 
     seed_everything(args.seed)
-    model = GAN(args.size, channels, args.latent_dim, args.width).to(device)
+    model = GAN(args.size, channels, args.latent_dim, args.width, num_classes=len(names)).to(device)
     optimizers = {"opt_generator": torch.optim.Adam(model.generator.parameters(), lr=args.lr,
                                                     betas=(args.beta1, args.beta2)),
                   "opt_critic": torch.optim.Adam(model.critic.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))}
-    fixed_z = torch.randn(64, args.latent_dim, generator=torch.Generator().manual_seed(args.seed + 2)).to(device)
+    # the sample grid: 8 columns of fixed noise; for a CGAN one row per class (at most 10 rows shown)
+    rows = min(len(names), 10) if names else 8
+    fixed_z = torch.randn(rows * 8, args.latent_dim, generator=torch.Generator().manual_seed(args.seed + 2)).to(device)
+    fixed_labels = torch.arange(rows, device=device).repeat_interleave(8) if names else None
     run.restore(model, optimizers)
     streams = run.streams
 
-    def real_batch() -> torch.Tensor:
+    def real_batch() -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(len(data), (args.batch_size,), generator=streams["data"], device=device)
-        return as_float(data[index])
+        return as_float(data[index]) if labels is None else (as_float(data[index]), labels[index])
 
     def noise() -> torch.Tensor:
         return torch.randn(args.batch_size, args.latent_dim, generator=streams["noise"], device=device)
@@ -121,8 +138,8 @@ def train(args: Args, progress: bool = True) -> Result:
                                     w=f"{row['critic/wasserstein']:.3f}", gp=f"{row['critic/gp']:.3f}")
             if run.step % args.sample_every == 0 or last:
                 with evaluating(model.generator):
-                    samples = model.generator(fixed_z)
-                run.write_sheet(run.out / "samples" / f"step_{run.step:06d}.png", samples, "samples")
+                    samples = model.generator(fixed_z, fixed_labels) if names else model.generator(fixed_z)
+                run.write_sheet(run.out / "samples" / f"step_{run.step:06d}.png", samples, "samples", columns=8)
             if run.step % args.checkpoint_every == 0 or last or stop.requested:
                 run.save(model, optimizers)
             if stop.requested:

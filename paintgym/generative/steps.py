@@ -47,31 +47,44 @@ def evaluating(*modules: torch.nn.Module) -> Iterator[None]:
 
 
 def gan_step(model: GAN, opt_generator: torch.optim.Optimizer, opt_critic: torch.optim.Optimizer,
-             real_batch: Callable[[], torch.Tensor], noise: Callable[[], torch.Tensor], n_critic: int,
-             gp_weight: float, noise_stream: torch.Generator, amp: bool = False) -> dict[str, torch.Tensor]:
+             real_batch: Callable[[], torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
+             noise: Callable[[], torch.Tensor], n_critic: int, gp_weight: float, noise_stream: torch.Generator,
+             amp: bool = False) -> dict[str, torch.Tensor]:
     """One WGAN-GP step (Gulrajani et al., 2017): ``n_critic`` critic updates on fresh real batches and
     generator samples, then one generator update through the frozen critic.
 
-    :param real_batch: draws a batch of real images ``(B, C, H, W)`` float in [0, 1].
+    A class-conditional GAN (``model.num_classes > 0``, a CGAN) paints each real batch's classes:
+    the fakes of a critic update get the real images' labels, and the generator update draws the
+    labels of another real batch, so classes come in the data's proportions.
+
+    :param real_batch: draws a batch of real images ``(B, C, H, W)`` float in [0, 1]; for a CGAN, a
+        pair (images, labels ``(B,)`` int64).
     :param noise: draws a batch of latent noise ``(B, latent_dim)``.
     :param noise_stream: the generator of the gradient penalty's interpolation weights.
     :return: ``loss/critic``, ``loss/generator`` and ``critic/<statistic>`` (:func:`critic_loss`'s).
     """
     generator, critic = model.generator, model.critic
     device = next(model.parameters()).device
+
+    def draw() -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch = real_batch()
+        return batch if isinstance(batch, tuple) else (batch, None)
+
     critic.requires_grad_(True)
     for _ in range(n_critic):
-        real = real_batch()
+        real, labels = draw()
         with _autocast(device, amp):
             with torch.no_grad():
-                fake = generator(noise())
-            loss_c, stats = critic_loss(critic, real, fake.float(), gp_weight, generator=noise_stream)
+                fake = generator(noise(), labels) if labels is not None else generator(noise())
+            loss_c, stats = critic_loss(critic, real, fake.float(), gp_weight, generator=noise_stream, labels=labels)
         opt_critic.zero_grad(set_to_none=True)
         loss_c.backward()
         opt_critic.step()
     critic.requires_grad_(False)
+    labels = draw()[1] if model.num_classes else None
     with _autocast(device, amp):
-        loss_g = generator_loss(critic, generator(noise()))
+        fake = generator(noise(), labels) if labels is not None else generator(noise())
+        loss_g = generator_loss(critic, fake, labels)
     opt_generator.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_generator.step()
