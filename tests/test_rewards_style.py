@@ -70,3 +70,17 @@ def test_features_from_a_trained_model(tmp_path, photos):
     assert reward.score(torch.cat([same, other])).shape == (2,)
     with pytest.raises(rewards.RewardSpecError, match="image=PATH"):
         rewards.build("style")
+
+
+def test_optimise_paints_in_a_style_and_refuses_terms_it_cannot_differentiate(photos, tmp_path, capsys):
+    from paintgym.experiments import cli_optimise
+
+    style_path, *_ = photos
+    out = tmp_path / "styled.png"
+    assert cli_optimise.main([str(style_path), "--strokes", "4", "--size", "16", "--steps", "3", "--candidates", "4",
+                              "--reward", f"style(image={style_path},size=16):0.05", "--out", str(out),
+                              "--out-size", "32", "--no-progress"]) == 0
+    assert out.exists()
+    assert cli_optimise.main([str(style_path), "--strokes", "2", "--size", "16", "--steps", "1", "--reward",
+                              "strokes", "--out", str(tmp_path / "x.png"), "--no-progress"]) == 2
+    assert "not differentiable" in capsys.readouterr().err

@@ -6,6 +6,11 @@ colours) and are optimised jointly with Adam through the differentiable renderer
 or a GPU. The outputs follow their extensions: ``.png`` (re-rendered from the strokes at
 ``--out-size``), ``.svg`` (one curve per stroke), ``.json`` (the stroke list), ``.mp4``/``.gif`` (the
 strokes painted one by one, each drawn along its curve, beside the target).
+
+``--reward SPEC`` adds differentiable reward terms to maximise beside the pixel error, e.g. a stroke
+style transfer (as Stylized Neural Painting)::
+
+    paintgym optimise photo.png --strokes 128 --reward "style(image=starry_night.png):0.05" --out styled.png
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from paintgym import rewards
+from paintgym.agents.episodes import image_l2
 from paintgym.agents.painters import OptimisePainter, measure_quality
 from paintgym.canvas.export import render_strokes, save_json, save_png, save_svg
 from paintgym.canvas.images import load_images, to_float
@@ -53,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--init", choices=("greedy", "random"), default="greedy", help="start (default: greedy)")
     parser.add_argument("--fps", type=int, default=30, help="frames per second of a video (default: 30)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the start (default: 0)")
+    parser.add_argument("--reward", default=None, metavar="SPEC",
+                        help="differentiable reward terms to maximise beside the pixel error, e.g. "
+                             "'style(image=starry.png):0.05' (default: none, the pixel error alone)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0, all cores)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
@@ -94,8 +104,17 @@ def run(args: argparse.Namespace) -> list[Path]:
         raise ValueError(f"--index {args.index}: {args.image} holds {len(images)} image(s); choose 0 to "
                          f"{len(images) - 1}")
     image = images[args.index:args.index + 1]
+    loss = None
+    if args.reward:
+        reward = rewards.build(args.reward, device=device)
+        opaque = [key for key, _, term in reward.terms if not term.differentiable]
+        if opaque:
+            raise ValueError(f"--reward: {', '.join(opaque)} cannot be optimised through the renderer (not "
+                             "differentiable); see paintgym rewards")
+        loss = lambda canvas, target: image_l2(canvas, target) - reward.score(canvas, target)  # noqa: E731
     painter = OptimisePainter(steps=args.steps, lr=args.lr, init=args.init, candidates=args.candidates,
-                              coarse_to_fine=args.coarse_to_fine, seed=args.seed, progress=args.progress)
+                              coarse_to_fine=args.coarse_to_fine, seed=args.seed, progress=args.progress,
+                              loss=loss)
     target = to_float(image, device)
     started = time.perf_counter()
     strokes = painter.paint(target, args.strokes)
