@@ -222,3 +222,13 @@ def test_evaluation_paints_every_held_out_image_once(tmp_path):
     for i in range(20):  # env i paints image i mod 17, whatever the seed
         assert torch.equal(shown[i], pool[i % len(pool)])
     env.close()
+
+
+def test_the_automatic_step_budget_grows_with_the_task():
+    from paintgym.experiments.train_config import TrainConfig
+
+    assert TrainConfig().steps_budget == 81_920  # the default digits: 32 px, 8 strokes
+    assert TrainConfig(canvas_size=64, max_steps=8, strokes_per_step=4).steps_budget == 655_360
+    assert TrainConfig(canvas_size=64, total_steps=100).steps_budget == 100
+    with pytest.raises(ValueError, match="total_steps"):
+        TrainConfig(total_steps=-1).check()

@@ -306,7 +306,7 @@ def plan(sweep: Sweep, resolved: list[tuple[Any, Any]]) -> list[PlannedRun]:
                         raise SweepError(f"{run_dir} holds a run with other options ({key} = {existing.get(key)!r} "
                                          f"there, {wanted.get(key)!r} in {sweep.path}); use another --out, or delete "
                                          "that run directory to train it again")
-            runs.append(PlannedRun(configuration, seed, run_dir, status, options, config.total_steps))
+            runs.append(PlannedRun(configuration, seed, run_dir, status, options, config.steps_budget))
     return runs
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+BASE_STEPS = 81_920
+"""The automatic budget for a 32 px canvas and 8 strokes per episode (the default digits task, about a minute
+of the model-based agent on 2 CPU cores); it grows in proportion to the canvas side and the strokes."""
+
 
 @dataclass
 class TrainConfig:
@@ -27,8 +31,9 @@ class TrainConfig:
     """random views (crops of 60-100% of the side, mirrored half the time) added per training image (0: none)"""
     num_envs: int = 64
     """canvases painted in parallel"""
-    total_steps: int = 81_920
-    """env steps to train for (summed over envs)"""
+    total_steps: int = 0
+    """env steps to train for (summed over envs); 0: a budget that grows with the task, 81,920 steps per 32 px
+    of canvas side and per 8 strokes of an episode (81,920 for the default digits; 655,360 for 64 px, 32 strokes)"""
     device: str = "auto"
     """where env, policy and storage live: auto (CUDA if available), cpu or cuda"""
     seed: int = 1
@@ -64,11 +69,21 @@ class TrainConfig:
     threads: int = 1
     """CPU threads for torch and the renderer (0: all cores; 1 is steadier, idle OpenMP threads spin on busy CPUs)"""
 
+    @property
+    def steps_budget(self) -> int:
+        """The env steps this run trains for: ``total_steps``, or with 0 the task's automatic budget."""
+        if self.total_steps > 0:
+            return self.total_steps
+        strokes = self.max_steps * self.strokes_per_step
+        return BASE_STEPS * max(1, round(self.canvas_size / 32 * strokes / 8))
+
     def check(self) -> None:
         """Raise ``ValueError`` for counts and intervals that cannot work, naming the option."""
-        for name in ("num_envs", "total_steps", "eval_episodes", "video_size"):
+        for name in ("num_envs", "eval_episodes", "video_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.total_steps < 0:
+            raise ValueError(f"total_steps must be at least 1 (or 0: the automatic budget), got {self.total_steps}")
         for name in ("eval_every", "video_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (off) or a positive number of steps, got {getattr(self, name)}")

@@ -87,7 +87,7 @@ class Trainer:
         self.eval_env = make_eval_env(config, config.eval_episodes, self.device)
         self.eval_seed = config.seed + EVAL_SEED_OFFSET  # fixed: every evaluation paints the same targets
         self.algo: Algorithm = make_algorithm(config.agent, self.env, args, amp=config.amp, seed=config.seed)
-        self.num_iterations = max(1, math.ceil(config.total_steps / self.algo.steps_per_iteration))
+        self.num_iterations = max(1, math.ceil(config.steps_budget / self.algo.steps_per_iteration))
         self.iteration = 0
         self.global_step = 0
         self.elapsed = 0.0
