@@ -204,7 +204,8 @@ def _jit_in_float32(func: Callable) -> Callable:
     and torch keep a float32 operand's precision). The stroke constants are exact in float32, so float64
     arguments give the same values either way, and float32 arguments round as in torch.
     """
-    constants = {name: np.float32(value) for name, value in func.__globals__.items() if type(value) is float}
+    constants = {name: np.float32(func.__globals__[name]) for name in func.__code__.co_names
+                 if type(func.__globals__.get(name)) is float}
     if any(float(value) != func.__globals__[name] for name, value in constants.items()):
         raise ValueError(f"{func.__name__} uses a float constant that float32 does not hold exactly")
     rebound = types.FunctionType(func.__code__, {**func.__globals__, **constants}, func.__name__)
@@ -719,7 +720,7 @@ if HAVE_NUMBA:
             gverts[k + 1, 3] += t_oh
         # vertices -> stroke numbers
         f = float(size)
-        r_scale = (MAX_RADIUS - MIN_RADIUS) * size
+        r_scale = (MAX_RADIUS - MIN_RADIUS) * size  # d radius / d r in pixels: the slope of radius_fraction
         g = totals  # scratch
         g[:] = 0.0
         for k in range(n + 1):
