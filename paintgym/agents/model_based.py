@@ -4,7 +4,7 @@ Huang et al., 2019, "Learning to Paint With Model-based Deep Reinforcement Learn
 actor maps (canvas, target, step) to a bundle of strokes, the next canvas is rendered
 *differentiably*, and the actor is trained by gradient ascent on ``r + gamma * V(next canvas)``
 through the renderer, with a learned state-value critic and a target network. They first had to
-train a neural renderer; paintgym's renderer (:func:`envs.render.render`) is analytic and already
+train a neural renderer; paintgym's renderer (:func:`canvas.render.render`) is analytic and already
 differentiable, so the gradient of the reward with respect to every stroke number is exact.
 
 This module generalises their one-step actor loss to an unroll of ``horizon`` steps (model-based
@@ -487,7 +487,7 @@ class ModelBased:
         """Paint whole episodes without an env (the fast path for evaluation and inference).
 
         The actor sees float canvases, as in training (the env shows it uint8 observations), and
-        the renderer's no-grad kernel paints (:func:`envs.render.paint_`).
+        the renderer's no-grad kernel paints (:func:`canvas.render.paint_`).
 
         :param targets: ``(B, 3, H, W)`` float in [0, 1] at the env's canvas size, or None for a
             task without targets (then ``count`` canvases are painted).
@@ -564,7 +564,7 @@ def paint_and_score(reward: Any, canvas: torch.Tensor, target: torch.Tensor | No
     :param strokes: ``(B, S, 13)`` float in [0, 1].
     :param per_stroke: the discount between two strokes.
     :param final: the bundle ends the episode.
-    :param fit_colour: replace each stroke's colour by :func:`envs.render.fitted_colour` on the canvas it
+    :param fit_colour: replace each stroke's colour by :func:`canvas.render.fitted_colour` on the canvas it
         is painted on (needs ``target``).
     :return: ``gain`` ``(B,)``, the canvas after the bundle (both differentiable in ``strokes`` and
         ``canvas``) and the strokes as painted ``(B, S, 13)``.

@@ -5,7 +5,7 @@ A painter turns target images into strokes::
     strokes = painter.paint(targets, num_strokes)
     # targets: (B, 3, H, W) float in [0, 1], square; strokes: (B, N, 13) float in [0, 1]
 
-The strokes (layout in :mod:`envs.strokes`) are composited in order onto a blank white canvas
+The strokes (layout in :mod:`canvas.strokes`) are composited in order onto a blank white canvas
 (:data:`BACKGROUND`, as in the envs), on the targets' device. Painters are deterministic: the same
 seed, targets and batch give the same strokes.
 
@@ -14,7 +14,7 @@ seed, targets and batch give the same strokes.
 ``greedy``     :class:`GreedyPainter`: for each stroke, the best of K random shapes, each with the
                colour that fits it best (least squares); never raises the error
 ``optimise``   :class:`OptimisePainter`: Adam on every number of every stroke at once through the
-               differentiable renderer (:func:`envs.render.render`), started from the greedy painting,
+               differentiable renderer (:func:`canvas.render.render`), started from the greedy painting,
                optionally at half resolution first; the quality ceiling
 =============  =========================================================================================
 
@@ -156,7 +156,7 @@ def score_candidates(canvas: torch.Tensor, target: torch.Tensor, candidates: tor
     ``C + a (c - C)``. Per channel, the colour minimising the squared error to the target ``T`` is
     ``c = sum a (T - C (1 - a)) / sum a^2``, clamped to [0, 1]; the change of the error is
     ``sum a^2 (c - C)^2 - 2 a (c - C) (T - C)``. Both need only five sums per candidate and channel,
-    taken as batched matrix products of the candidates' alphas (:func:`envs.render.stroke_coverage`, computed
+    taken as batched matrix products of the candidates' alphas (:func:`canvas.render.stroke_coverage`, computed
     ``chunk_pixels`` alpha values at a time; default: 2^19 on the CPU, where they stay in cache,
     2^25 elsewhere) with per-pixel maps of the canvas.
 

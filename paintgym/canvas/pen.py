@@ -18,7 +18,7 @@ to the next point, ``p2`` lift after this point, ``p3`` the drawing has ended (t
 point, the padding of a batch, are ``(0, 0, 0, 0, 1)``).
 
 Pen-down runs of points (*polylines*, :func:`polylines`) become paintgym strokes
-(:mod:`envs.strokes`) with :func:`pen_to_strokes`: each polyline is cut into pieces that one
+(:mod:`canvas.strokes`) with :func:`pen_to_strokes`: each polyline is cut into pieces that one
 quadratic Bezier fits within ``tolerance`` (a least-squares fit of the control point with the end
 points fixed, and Newton refinement of each point's curve parameter; a piece that does not fit is
 split at its worst point), and each piece becomes a stroke of constant radius and opacity. A single
@@ -312,7 +312,7 @@ def pen_to_strokes(sequence: np.ndarray, absolute: bool = False, placement: Plac
     :param radius: brush radius of every stroke, as a fraction of the canvas side (0.012: 0.8 px at 64x64).
     :param opacity: opacity of every stroke, in [0, 1].
     :param colour: RGB in [0, 1].
-    :return: strokes ``(K, 13)`` float32 in [0, 1] (layout of :mod:`envs.strokes`; points outside the
+    :return: strokes ``(K, 13)`` float32 in [0, 1] (layout of :mod:`canvas.strokes`; points outside the
         canvas are clipped to it), in drawing order, and the placement used.
     """
     points = check_stroke3(sequence) if absolute else to_absolute(sequence)
@@ -403,7 +403,7 @@ def strokes_to_pen(strokes: np.ndarray | torch.Tensor, spacing: float | None = N
                    join: float = 1e-6, epsilon: float = 0.0) -> np.ndarray:
     """The pen path that draws strokes: points sampled along each visible stroke, in order.
 
-    :param strokes: ``(K, 13)`` float in [0, 1] (one painting's strokes, layout of :mod:`envs.strokes`).
+    :param strokes: ``(K, 13)`` float in [0, 1] (one painting's strokes, layout of :mod:`canvas.strokes`).
     :param spacing: distance between sampled points, in canvas units (each stroke gets
         ``max(1, ceil(length / spacing))`` pieces); None: ``points`` points per stroke.
     :param points: points per stroke when ``spacing`` is None (at least 2).

@@ -38,7 +38,7 @@ SHEET_EPISODES = 16  # paintings on the contact sheet
 
 def write_video(result: EvalResult, eval_env: CanvasVectorEnv, size: int, path: Path) -> Path:
     """The first held-out episodes of an evaluation painted stroke by stroke beside their targets, with the
-    running reward terms (:mod:`envs.painting_video`): about four seconds, plus two on the final paintings.
+    running reward terms (:mod:`canvas.painting_video`): about four seconds, plus two on the final paintings.
 
     :param size: side of each painting in pixels (re-rendered from the strokes).
     """

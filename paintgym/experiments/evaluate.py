@@ -31,7 +31,7 @@ class EvalResult:
     :param paintings: ``(N, H, W, 3)`` uint8 final canvases.
     :param targets: ``(N, H, W, 3)`` uint8 targets, or None.
     :param strokes: ``(N, max_steps * S, 13)`` float32 stroke histories (CPU); videos re-render them
-        (:mod:`envs.painting_video`).
+        (:mod:`canvas.painting_video`).
     :param step_rewards: ``(N, T)`` float32 reward of each step (T = steps taken).
     :param step_terms: ``{key: (N, T)}`` float32 each reward term per step, unweighted.
     """

@@ -87,7 +87,7 @@ class ReportError(ValueError):
 def strokes_used(strokes: np.ndarray | torch.Tensor, size: int, background: float = 1.0) -> torch.Tensor:
     """Strokes per painting that visibly changed it (see the module docstring).
 
-    :param strokes: ``(N, K, 13)`` stroke histories in [0, 1] (layout in :mod:`envs.strokes`).
+    :param strokes: ``(N, K, 13)`` stroke histories in [0, 1] (layout in :mod:`canvas.strokes`).
     :param size: canvas side the paintings were painted at.
     :param background: the blank canvas's grey level.
     :return: ``(N,)`` int64 counts in [0, K].
