@@ -47,6 +47,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-classifier": (
         "paintgym.generative.train_classifier",
         "train a CNN classifier on labelled images (reward model)"),
+    "train-cyclegan": (
+        "paintgym.generative.train_cyclegan",
+        "train a CycleGAN between two unpaired image folders (photos -> painting-like targets)"),
 }
 
 
