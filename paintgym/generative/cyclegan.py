@@ -12,8 +12,10 @@ The networks are the paper's, made small:
 
 * generator: ResNet-style. A 7x7 convolution, two stride-2 3x3 convolutions down (channels
   ``width``, ``2 width``, ``4 width``), ``blocks`` residual blocks at a quarter of the side, two
-  transposed convolutions up and a 7x7 convolution out; instance norm and ReLU, reflection padding.
-  (The paper: 9 blocks at 256 px, 6 at 128 px, ``width`` 64.)
+  upsamplings and a 7x7 convolution out; instance norm and ReLU, reflection padding. (The paper: 9
+  blocks at 256 px, 6 at 128 px, ``width`` 64.) One change: each upsampling is a nearest-neighbour
+  doubling and a 3x3 convolution, not a stride-2 transposed convolution, which leaves checkerboard
+  artefacts (Odena et al., 2016) that short trainings like ours never outgrow.
 * critic: PatchGAN. Stride-2 4x4 convolutions (channels ``critic_width`` doubling, instance norm
   after the first), a stride-1 one, and a 1-channel stride-1 one: one score per overlapping patch.
   ``critic_layers`` stride-2 layers give a receptive field of 16, 34 or 70 pixels for 1, 2 or 3
@@ -90,8 +92,10 @@ class Translator(_Model):
             nn.Conv2d(w, 2 * w, 3, 2, 1), nn.InstanceNorm2d(2 * w), nn.ReLU(True),
             nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.InstanceNorm2d(4 * w), nn.ReLU(True),
             *[ResidualBlock(4 * w) for _ in range(blocks)],
-            nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(2 * w), nn.ReLU(True),
-            nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(w), nn.ReLU(True),
+            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(4 * w, 2 * w, 3, 1, 1), nn.InstanceNorm2d(2 * w),
+            nn.ReLU(True),
+            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(2 * w, w, 3, 1, 1), nn.InstanceNorm2d(w),
+            nn.ReLU(True),
             nn.ReflectionPad2d(3), nn.Conv2d(w, channels, 7),
         )
 

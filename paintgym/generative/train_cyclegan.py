@@ -52,6 +52,7 @@ from paintgym.generative.training import (
 )
 
 SHEET_IMAGES = 8  # columns of the before/after sheets
+EVAL_TRAIN = 64  # training images (of each domain) whose cycle error is also recorded
 SHEET_NAME, SHEET_B_NAME, CYCLE_NAME = "sheet.png", "sheet_b.png", "cycle.json"
 
 
@@ -236,11 +237,16 @@ def train(args: Args, progress: bool = True) -> Result:
         write_sheets(out, "", step)
         with evaluating(model):
             errors = cycle_errors(model, heldout_a, heldout_b)
-        record = {**{k: round(v, 5) for k, v in errors.items()}, "step": step, "train_seconds": round(seconds, 1),
+            seen = cycle_errors(model, resize(as_float(train_a[:EVAL_TRAIN]), args.size),
+                                resize(as_float(train_b[:EVAL_TRAIN]), args.size))
+        record = {**{k: round(v, 5) for k, v in errors.items()},
+                  **{f"train_{k}": round(v, 5) for k, v in seen.items()},
+                  "step": step, "train_seconds": round(seconds, 1),
                   "heldout_a": len(heldout_a), "heldout_b": len(heldout_b),
                   "heldout_a_is_training_data": shared["a"], "heldout_b_is_training_data": shared["b"],
                   "note": "mean absolute per-pixel error in [0, 1]: cycle = |G_ba(G_ab(a)) - a| (a) and "
-                          "|G_ab(G_ba(b)) - b| (b); change = |G_ab(a) - a|, |G_ba(b) - b|"}
+                          "|G_ab(G_ba(b)) - b| (b); change = |G_ab(a) - a|, |G_ba(b) - b|; held-out images, "
+                          f"train_*: the first {EVAL_TRAIN} training images of each domain"}
         atomic_write_bytes(out / CYCLE_NAME, (json.dumps(record, indent=1) + "\n").encode())
     return Result(model.eval(), step, log.history, log.images_per_second(step), seconds, record)
 
@@ -260,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                        f"{d.upper()} images" for d in ("a", "b"))
     print(f"trained to step {result.step} in {result.seconds:.0f} s ({result.images_per_second:.1f} images/s); "
           f"cycle error A->B->A {held['cycle_a']:.4f}, B->A->B {held['cycle_b']:.4f} "
-          f"(translation changes {held['change_a']:.4f}, {held['change_b']:.4f}) on {where}; "
+          f"(translation changes {held['change_a']:.4f}, {held['change_b']:.4f}) on {where} "
+          f"({held['train_cycle_a']:.4f}, {held['train_cycle_b']:.4f} on training images); "
           f"checkpoint {args.out}/{CHECKPOINT_NAME}; sheet {args.out}/{SHEET_NAME}")
     return 0
 
