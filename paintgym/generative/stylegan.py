@@ -46,6 +46,13 @@ def _act(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.2) * _GAIN
 
 
+def _unit_init(layer: nn.Linear) -> None:
+    """StyleGAN's initialisation, ``N(0, 1 / fan_in)`` weights and zero bias (torch's default is ~3x smaller,
+    which leaves ``w``, after a few layers, too small to modulate anything: every latent paints alike)."""
+    nn.init.normal_(layer.weight, std=1.0 / math.sqrt(layer.in_features))
+    nn.init.zeros_(layer.bias)
+
+
 class MappingNetwork(nn.Module):
     """``z`` ``(B, latent_dim)`` (+ one-hot labels ``(B, K)``) -> style vectors ``w`` ``(B, w_dim)``.
 
@@ -60,6 +67,8 @@ class MappingNetwork(nn.Module):
         self.embed = nn.Linear(num_classes, latent_dim, bias=False) if num_classes else None
         dims = [latent_dim * (2 if num_classes else 1)] + [w_dim] * layers
         self.fc = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:], strict=False))
+        for layer in self.fc:  # unit-variance activations through the leaky ReLUs (with their gain): w ~ O(1)
+            _unit_init(layer)
 
     def forward(self, z: torch.Tensor, one_hot: torch.Tensor | None = None) -> torch.Tensor:
         x = z * torch.rsqrt(z.square().mean(1, keepdim=True) + 1e-8)
@@ -85,7 +94,8 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel)
                                    / math.sqrt(in_channels * kernel * kernel))
         self.affine = nn.Linear(w_dim, in_channels)
-        nn.init.ones_(self.affine.bias)  # styles start near 1: an unmodulated convolution
+        _unit_init(self.affine)
+        nn.init.ones_(self.affine.bias)  # styles 1 + N(0, ~1): every latent modulates from the start
         self.demodulate, self.upsample, self.padding = demodulate, upsample, kernel // 2
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
