@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(ROOT)  # run as `python bench/stylegan.py`: bench/generative.py would shadow the package
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from paintgym.envs.export import save_png  # noqa: E402
+from paintgym.envs.export import atomic_write_bytes, save_png  # noqa: E402
 from paintgym.envs.images import to_uint8  # noqa: E402
 from paintgym.envs.video import grid  # noqa: E402
 from paintgym.generative import GAN, critic_loss, generator_loss  # noqa: E402
@@ -45,6 +46,14 @@ def _bench_generative():
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def _save(path: str, image: np.ndarray) -> Path:
+    """An ``(H, W, 3)`` uint8 image as PNG; one channel when it is grey (a third of the bytes, for the README)."""
+    if (image == image[..., :1]).all():
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image[..., 0]), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        return atomic_write_bytes(path, encoded.tobytes())
+    return save_png(path, image)
 
 
 def _tiles(images: torch.Tensor, columns: int = 4, tile: int = 64) -> np.ndarray:
@@ -144,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.grid:
         sheet = mixing_grid(models["stylegan"].generator, rows=4, columns=6, crossover=4, seed=args.seed)
-        print(f"style-mixing grid: {save_png(args.grid, sheet)}")
+        print(f"style-mixing grid: {_save(args.grid, sheet)}")
     if args.samples_sheet:
         sheets = [_tiles(models[arch].sample(16, torch.Generator().manual_seed(args.seed + 2))) for arch in models]
-        path = save_png(args.samples_sheet, grid(np.stack(sheets), 2, pad=8))
+        path = _save(args.samples_sheet, grid(np.stack(sheets), 2, pad=8))
         print(f"samples (left DCGAN, right StyleGAN-lite): {path}")
     return 0
 
