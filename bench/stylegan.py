@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the style-mixing grid ('' for nowhere)")
     parser.add_argument("--samples-sheet", default=str(ROOT / "docs" / "images" / "stylegan_vs_dcgan.png"),
                         help="where to write 16 samples of each model side by side ('' for nowhere)")
+    parser.add_argument("--archs", default="dcgan,stylegan", help="generators to train, comma-separated")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     floor = bench.frechet_distance(real, bench.features(classifier, as_float(data.train[:args.samples])))
 
     rows, models = [], {}
-    for arch in ("dcgan", "stylegan"):
+    for arch in [name.strip() for name in args.archs.split(",")]:
         torch.manual_seed(args.seed)
         initial = GAN(32, 1, args.latent_dim, args.width, arch=arch).to(device).eval()
         model, seconds = train(arch, data.train, args, device)
@@ -151,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     for arch, steps, fd, fd0, params, seconds in rows:
         print(f"{arch:<10} {steps:>6} {fd:>9.2f} {fd0:>9.2f} {floor:>7.2f} {params:>8,} {seconds / 60:>8.1f}")
 
-    if args.grid:
+    if args.grid and "stylegan" in models:
         sheet = mixing_grid(models["stylegan"].generator, rows=4, columns=6, crossover=4, seed=args.seed)
         print(f"style-mixing grid: {_save(args.grid, sheet)}")
-    if args.samples_sheet:
+    if args.samples_sheet and len(models) == 2:
         sheets = [_tiles(models[arch].sample(16, torch.Generator().manual_seed(args.seed + 2))) for arch in models]
         path = _save(args.samples_sheet, grid(np.stack(sheets), 2, pad=8))
         print(f"samples (left DCGAN, right StyleGAN-lite): {path}")

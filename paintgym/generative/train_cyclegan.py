@@ -66,9 +66,9 @@ class Args:
     """image side the models work at: 32, 64 or 128"""
     channels: int | None = None
     """1 (grey) or 3 (RGB); default: 1 if every image of both domains is grey, else 3"""
-    steps: int = 2000
+    steps: int = 1500
     """updates to train for (in total, counting those before a --resume)"""
-    batch_size: int = 4
+    batch_size: int = 2
     """images of each domain per update (the paper: 1)"""
     lr: float = 2e-4
     """Adam learning rate of generators and critics (the paper's)"""
