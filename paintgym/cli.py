@@ -53,6 +53,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sample-strokes": (
         "paintgym.experiments.sample_strokes",
         "a video of a stroke-sequence prior drawing (MP4, GIF, PNG)"),
+    "train-cyclegan": (
+        "paintgym.experiments.train_cyclegan",
+        "train a CycleGAN between two unpaired image folders (photos -> painting-like targets)"),
 }
 
 

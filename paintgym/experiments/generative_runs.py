@@ -208,11 +208,13 @@ class GenerativeRun:
         self.step = int(self.resumed["step"])
         set_rng_state(self.resumed["train"]["rng"], self.streams, reseed=self.args.seed * 1_000_003 + self.step)
 
-    def save(self, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> Path:
-        """Write the checkpoint of the current step."""
+    def save(self, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
+             extra: dict[str, Any] | None = None) -> Path:
+        """Write the checkpoint of the current step (``extra``: more training state, e.g. history pools,
+        read back from ``self.resumed["train"]``)."""
         train_state = {"args": dataclasses.asdict(self.args), **{name: opt.state_dict() for name, opt in
                                                                  optimizers.items()},
-                       "rng": rng_state(self.streams)}
+                       "rng": rng_state(self.streams), **(extra or {})}
         return save_checkpoint(self.checkpoint_path, model, self.step, train_state)
 
     @contextmanager

@@ -7,6 +7,7 @@ Each step trains the critic ``n_critic`` times on real batches and generator sam
     paintgym train-gan --data digits --size 32 --steps 2000 --out runs/gan
     paintgym train-gan --steps 4000 --out runs/gan --resume   # continue (its options come from the checkpoint)
     paintgym train-gan --data digits --conditional --out runs/cgan   # a CGAN: one class per sample row
+    paintgym train-gan --data faces --arch stylegan --out runs/style  # StyleGAN-lite generator
 
 ``--conditional`` trains a class-conditional GAN (CGAN; :class:`generative.GAN` with ``num_classes``):
 the generator paints a given class, the projection critic scores (image, class) pairs. Its checkpoint
@@ -35,7 +36,7 @@ from paintgym.experiments.generative_runs import (
 from paintgym.experiments.rng import seed_everything
 from paintgym.generative.checkpoint import CHECKPOINT_NAME
 from paintgym.generative.data import as_float, load_dataset, load_labelled
-from paintgym.generative.models import GAN
+from paintgym.generative.models import ARCHS, GAN
 from paintgym.generative.steps import evaluating, gan_step
 
 CRITIC_STATS = ["critic/wasserstein", "critic/gp", "critic/real", "critic/fake"]
@@ -67,6 +68,8 @@ class Args(GenerativeRunArgs):
     """dimension of the generator's latent noise"""
     sample_every: int = 500
     """steps between PNG grids of samples"""
+    arch: str = "dcgan"
+    """generator architecture: dcgan, or stylegan (a mapping network and modulated convolutions, small)"""
     conditional: bool = False
     """train a class-conditional GAN (CGAN) on labelled data: digits, an .npz with images and labels, or a
     folder with one subfolder per class; samples/ then holds one row per class"""
@@ -75,6 +78,8 @@ class Args(GenerativeRunArgs):
         super().check()
         if self.n_critic < 1:
             raise TrainingError(f"--n-critic must be at least 1, got {self.n_critic}")
+        if self.arch not in ARCHS:
+            raise TrainingError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.gp_weight < 0:
             raise TrainingError(f"--gp-weight must be >= 0, got {self.gp_weight}")
 
@@ -106,7 +111,7 @@ def train(args: Args, progress: bool = True) -> Result:
         data, channels = load_dataset(args.data, args.size, args.channels, split="train", device=device)
 
     seed_everything(args.seed)
-    model = GAN(args.size, channels, args.latent_dim, args.width, num_classes=len(names)).to(device)
+    model = GAN(args.size, channels, args.latent_dim, args.width, num_classes=len(names), arch=args.arch).to(device)
     optimizers = {"opt_generator": torch.optim.Adam(model.generator.parameters(), lr=args.lr,
                                                     betas=(args.beta1, args.beta2)),
                   "opt_critic": torch.optim.Adam(model.critic.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))}

@@ -1,12 +1,15 @@
-"""Generative models for paintgym: a WGAN-GP (DCGAN generator and critic), a convolutional VAE and a CNN classifier.
+"""Generative models for paintgym: a WGAN-GP (DCGAN or StyleGAN-lite generator and critic), a convolutional VAE,
+a CNN classifier and a CycleGAN.
 
-Trained with ``paintgym train-gan`` / ``train-vae`` / ``train-classifier`` (their loops and run folders are
-:mod:`experiments`'s; one update of each model is :mod:`generative.steps`); used by the rest of paintgym as
+Trained with ``paintgym train-gan`` / ``train-vae`` / ``train-classifier`` / ``train-strokes`` /
+``train-cyclegan`` (their loops and run folders are :mod:`experiments`'s; one update of each model is
+:mod:`generative.steps`); used by the rest of paintgym as
 
 * a reward model — the critic scores canvases, or (target, canvas) pairs (``rewards.gan``);
 * an embedding — the VAE encoder's mean (the ``novelty`` reward);
 * a prior — samples as a target dataset, ``targets="gan:PATH"`` / ``"vae:PATH"`` (:func:`prior_images`);
-* a judge — the classifier's log-probability of a class, or its confidence (``rewards.classifier``).
+* a judge — the classifier's log-probability of a class, or its confidence (``rewards.classifier``);
+* a translator — a CycleGAN turns photos into painting-like targets, ``targets="cyclegan:PATH:DIR"``.
 
 >>> import torch, generative
 >>> vae = generative.VAE(size=32, channels=1)
@@ -19,14 +22,16 @@ from __future__ import annotations
 
 from paintgym.generative.checkpoint import CheckpointError, load, read_checkpoint, save_checkpoint
 from paintgym.generative.classifier import Classifier
+from paintgym.generative.cyclegan import CycleGAN
 from paintgym.generative.data import adapt_images, load_dataset, load_labelled, random_stroke_canvases, to_grey, to_rgb
 from paintgym.generative.losses import critic_loss, generator_loss, gradient_penalty
 from paintgym.generative.models import GAN, SIZES, VAE, Critic, Generator
-from paintgym.generative.prior import parse_prior_spec, prior_images
+from paintgym.generative.prior import parse_cyclegan_spec, parse_prior_spec, prior_images, translated_images
+from paintgym.generative.stylegan import StyleGenerator, mixing_grid, style_mix
 
 __all__ = [
-    "GAN", "SIZES", "VAE", "CheckpointError", "Classifier", "Critic", "Generator", "adapt_images", "critic_loss",
-    "generator_loss", "gradient_penalty", "load", "load_dataset", "load_labelled", "parse_prior_spec", "prior_images",
-    "random_stroke_canvases",
-    "read_checkpoint", "save_checkpoint", "to_grey", "to_rgb",
+    "GAN", "SIZES", "VAE", "CheckpointError", "Classifier", "Critic", "CycleGAN", "Generator", "StyleGenerator",
+    "adapt_images", "critic_loss", "generator_loss", "gradient_penalty", "load", "load_dataset", "load_labelled",
+    "mixing_grid", "parse_cyclegan_spec", "parse_prior_spec", "prior_images", "random_stroke_canvases",
+    "read_checkpoint", "save_checkpoint", "style_mix", "to_grey", "to_rgb", "translated_images",
 ]

@@ -2,7 +2,7 @@
 
 A checkpoint is a ``torch.save`` dict::
 
-    {"format": "paintgym-generative", "version": 1, "kind": "gan" | "vae" | "classifier",
+    {"format": "paintgym-generative", "version": 1, "kind": "gan" | "vae" | "classifier" | "cyclegan",
      "config": {...constructor arguments...}, "model": state_dict, "step": int,
      "train": {...optimisers, RNG states, training options...}}   # only in training checkpoints
 
@@ -21,6 +21,7 @@ import torch
 
 from paintgym.canvas.export import atomic_write_bytes
 from paintgym.generative import classifier as _classifier  # noqa: F401  (registers the "classifier" kind in MODELS)
+from paintgym.generative import cyclegan as _cyclegan  # noqa: F401  (registers the "cyclegan" kind in MODELS)
 from paintgym.generative import sketch_rnn as _sketch_rnn  # noqa: F401  (registers the "sketch-rnn" kind)
 from paintgym.generative.models import GAN, MODELS, VAE
 
@@ -61,16 +62,18 @@ def read_checkpoint(path: str | os.PathLike, kind: str | None = None,
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; give the {CHECKPOINT_NAME} of a run of "
-                              "`paintgym train-gan`, `train-vae` or `train-classifier` (or its folder)")
+                              "`paintgym train-gan`, `train-vae`, `train-classifier` or `train-cyclegan` "
+                              "(or its folder)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types (pickle, zip, runtime) for a damaged file
         raise CheckpointError(f"cannot read checkpoint {str(path)!r} ({type(err).__name__}); "
                               "is it a paintgym generative checkpoint (ckpt.pt of train-gan/train-vae/"
-                              "train-classifier)?") from err
+                              "train-classifier/train-cyclegan)?") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a paintgym generative checkpoint "
-                              "(expected the ckpt.pt written by paintgym train-gan, train-vae or train-classifier)")
+                              "(expected the ckpt.pt written by paintgym train-gan, train-vae, train-classifier or "
+                              "train-cyclegan)")
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{str(path)!r} has checkpoint version {payload.get('version')!r}; "
                               f"this paintgym reads version {VERSION}")

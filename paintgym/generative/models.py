@@ -24,6 +24,8 @@ SIZES = (32, 64, 128)
 """Image sides the models support."""
 CHANNELS = (1, 3)
 """Channel counts the models support (grey, RGB)."""
+ARCHS = ("dcgan", "stylegan")
+"""Generator architectures of :class:`GAN`."""
 
 
 def check_config(size: int, channels: int, latent_dim: int | None = None, width: int | None = None) -> None:
@@ -235,21 +237,31 @@ class GAN(_Model):
     :param latent_dim: generator latent dimension.
     :param width: base width of both networks.
     :param num_classes: classes of a class-conditional GAN (CGAN: ``train-gan --conditional``); 0 for none.
+    :param arch: the generator: ``dcgan`` (:class:`Generator`) or ``stylegan`` (a mapping network and
+        modulated convolutions, :class:`~generative.stylegan.StyleGenerator`); the critic is the same.
+        Checkpoints written before there was a choice load as ``dcgan``.
     """
 
     kind = "gan"
 
     def __init__(self, size: int = 64, channels: int = 3, latent_dim: int = 100, width: int = 64,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, arch: str = "dcgan") -> None:
         super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown GAN architecture {arch!r}; choose one of {', '.join(ARCHS)}")
         self.size, self.channels, self.latent_dim, self.width = size, channels, latent_dim, width
-        self.num_classes = num_classes
-        self.generator = Generator(size, channels, latent_dim, width, num_classes)
+        self.num_classes, self.arch = num_classes, arch
+        if arch == "stylegan":
+            from paintgym.generative.stylegan import StyleGenerator  # it builds on this module
+
+            self.generator: Generator = StyleGenerator(size, channels, latent_dim, width, num_classes)
+        else:
+            self.generator = Generator(size, channels, latent_dim, width, num_classes)
         self.critic = Critic(size, channels, conditional=False, width=width, num_classes=num_classes)
 
     def config(self) -> dict[str, Any]:
         return {"size": self.size, "channels": self.channels, "latent_dim": self.latent_dim, "width": self.width,
-                "num_classes": self.num_classes}
+                "num_classes": self.num_classes, "arch": self.arch}
 
     def sample(self, n: int, generator: torch.Generator | None = None,
                labels: torch.Tensor | None = None) -> torch.Tensor:

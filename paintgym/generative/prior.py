@@ -1,4 +1,5 @@
-"""Generative models as a prior: images sampled from a trained GAN or VAE, as target datasets."""
+"""Generative models as a prior: images sampled from a trained GAN or VAE, or photos translated by a CycleGAN,
+as target datasets."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import numpy as np
 import torch
 
-from paintgym.canvas.images import to_uint8
+from paintgym.canvas.images import load_images, to_float, to_uint8
 from paintgym.generative.checkpoint import CheckpointError, load
 from paintgym.generative.data import resize, to_rgb
 
@@ -59,4 +60,42 @@ def prior_images(kind: str, path: str | os.PathLike, size: int, count: int, seed
         else:
             samples = model.sample(n, generator, torch.full((n,), label, dtype=torch.long))
         chunks.append(to_uint8(resize(to_rgb(samples), size)).cpu())
+    return torch.cat(chunks).numpy()
+
+
+def parse_cyclegan_spec(spec: str) -> tuple[str, str, str]:
+    """``cyclegan:PATH:DIR`` (or ``cyclegan:PATH:DIR:b2a``) -> ``(checkpoint path, image source, direction)``.
+
+    PATH is a ``train-cyclegan`` checkpoint or run folder, DIR the images to translate (a folder, a
+    ``.npy``/``.npz`` or a built-in dataset, as ``--targets`` takes them); the direction is ``a2b``
+    (domain A to B, e.g. photos to paintings) unless the spec ends in ``:b2a``. PATH must not contain ``:``.
+    """
+    kind, _, rest = spec.partition(":")
+    direction = "a2b"
+    if rest.endswith((":a2b", ":b2a")):
+        rest, direction = rest[:-4], rest[-3:]
+    path, sep, source = rest.partition(":")
+    if kind != "cyclegan" or not sep or not path or not source:
+        raise ValueError(f"a CycleGAN target spec is cyclegan:CHECKPOINT:IMAGES[:b2a], e.g. "
+                         f"cyclegan:runs/cyclegan/ckpt.pt:photos/, got {spec!r}")
+    return path, source, direction
+
+
+def translated_images(path: str | os.PathLike, source: str | os.PathLike | np.ndarray, size: int,
+                      direction: str = "a2b", device: torch.device | str = "cpu") -> np.ndarray:
+    """Every image of ``source`` translated by a trained CycleGAN, as a target dataset ``(N, size, size, 3)`` uint8.
+
+    The images are loaded at the model's side (:func:`envs.images.load_images`: centre-cropped,
+    resized), translated by ``G_ab`` (``direction="a2b"``) or ``G_ba``, then resized to ``size`` and
+    turned RGB if the model is grey. Deterministic: the translators have no noise.
+
+    :raises CheckpointError: for a missing checkpoint or one that is not a CycleGAN.
+    :raises DatasetError: for a source with no readable images.
+    """
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    model = load(path, device=device, kind="cyclegan")
+    images = to_float(load_images(source, model.size))  # (N, 3, model.size, model.size)
+    chunks = [to_uint8(resize(to_rgb(model.translate(images[i:i + _BATCH], direction)), size)).cpu()
+              for i in range(0, len(images), _BATCH)]
     return torch.cat(chunks).numpy()
