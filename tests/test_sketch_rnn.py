@@ -393,3 +393,17 @@ def test_conditional_training_on_two_files() -> None:
     assert reward.index == 1
     with pytest.raises(rewards.RewardSpecError, match="class-conditioned"):
         rewards.build(f"strokeprior(checkpoint={folder / 'run'})")
+
+
+def test_sketch_targets_are_the_datasets_drawings_black_on_white(tmp_path: Path) -> None:
+    from paintgym.envs.targets import TargetSource
+
+    rasters = np.zeros((20, 28, 28), np.uint8)
+    rasters[:, 10:18, 4:24] = 255  # ink 255 on 0, as the sketch-rnn datasets store it
+    rows = np.array([[0, 0, 0], [5, 0, 0], [0, 5, 1]] * 20, np.int16)
+    np.savez(tmp_path / "toy.npz", test_images28=rasters, test_strokes=rows,
+             test_offsets=np.arange(0, 61, 3, dtype=np.int64))
+    source = TargetSource.from_spec(f"sketch:{tmp_path / 'toy.npz'}", 16, split="all")
+    images = source.images.numpy()
+    assert images.shape == (20, 16, 16, 3)
+    assert images[:, 0, 0].min() == 255 and images[:, 8, 8].max() < 10  # white paper, black ink

@@ -10,6 +10,8 @@ Target specs (the env's ``targets=`` option, ``--targets`` on the command line):
 * a dataset name, folder or ``.npy``/``.npz`` path understood by :func:`canvas.images.load_images`;
 * ``gan:PATH`` / ``vae:PATH``: a pool of images sampled once from a trained generative model;
   ``gan:PATH:class=K`` samples only class K of a class-conditional GAN;
+* ``sketch:NAME``: human pen drawings of a stroke dataset (``sheep``, ``omniglot``, ``kanji`` or an
+  ``.npz``; its test split), painted as black strokes on white: targets for sketching;
 * ``cyclegan:PATH:DIR``: the images of DIR translated by a trained CycleGAN (``:b2a`` at the end: backwards);
 * an ``(N, H, W[, C])`` numpy array, or a ready :class:`TargetSource`.
 """
@@ -64,6 +66,8 @@ def _cached_images(source: str, size: int) -> np.ndarray:
 
 
 def _prior_images(spec: str, size: int) -> np.ndarray:
+    if spec.startswith("sketch:"):
+        return generative.sketch_images(spec.split(":", 1)[1], size, PRIOR_POOL)
     if spec.startswith("cyclegan:"):
         path, source, direction = generative.parse_cyclegan_spec(spec)
         return generative.translated_images(path, source, size, direction)
@@ -72,7 +76,7 @@ def _prior_images(spec: str, size: int) -> np.ndarray:
 
 
 def _is_prior(spec: str) -> bool:
-    return ":" in spec and spec.split(":", 1)[0] in ("gan", "vae", "cyclegan")
+    return ":" in spec and spec.split(":", 1)[0] in ("gan", "vae", "cyclegan", "sketch")
 
 
 AUGMENT_SEED = 0x5EED  # the augmented pool is part of the dataset's definition: the same for every run

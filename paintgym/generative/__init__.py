@@ -26,12 +26,18 @@ from paintgym.generative.cyclegan import CycleGAN
 from paintgym.generative.data import adapt_images, load_dataset, load_labelled, random_stroke_canvases, to_grey, to_rgb
 from paintgym.generative.losses import critic_loss, generator_loss, gradient_penalty
 from paintgym.generative.models import GAN, SIZES, VAE, Critic, Generator
-from paintgym.generative.prior import parse_cyclegan_spec, parse_prior_spec, prior_images, translated_images
+from paintgym.generative.prior import (
+    parse_cyclegan_spec,
+    parse_prior_spec,
+    prior_images,
+    sketch_images,
+    translated_images,
+)
 from paintgym.generative.stylegan import StyleGenerator, mixing_grid, style_mix
 
 __all__ = [
     "GAN", "SIZES", "VAE", "CheckpointError", "Classifier", "Critic", "CycleGAN", "Generator", "StyleGenerator",
     "adapt_images", "critic_loss", "generator_loss", "gradient_penalty", "load", "load_dataset", "load_labelled",
-    "mixing_grid", "parse_cyclegan_spec", "parse_prior_spec", "prior_images", "random_stroke_canvases",
+    "mixing_grid", "parse_cyclegan_spec", "parse_prior_spec", "prior_images", "sketch_images", "random_stroke_canvases",
     "read_checkpoint", "save_checkpoint", "style_mix", "to_grey", "to_rgb", "translated_images",
 ]

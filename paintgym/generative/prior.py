@@ -9,8 +9,10 @@ import numpy as np
 import torch
 
 from paintgym.canvas.images import load_images, to_float, to_uint8
+from paintgym.canvas.pen import render_pen
 from paintgym.generative.checkpoint import CheckpointError, load
 from paintgym.generative.data import resize, to_rgb
+from paintgym.generative.pen_data import load_pen_dataset, resolve_data
 
 _BATCH = 256  # samples per forward pass: bounded memory for any count
 
@@ -99,3 +101,24 @@ def translated_images(path: str | os.PathLike, source: str | os.PathLike | np.nd
     chunks = [to_uint8(resize(to_rgb(model.translate(images[i:i + _BATCH], direction)), size)).cpu()
               for i in range(0, len(images), _BATCH)]
     return torch.cat(chunks).numpy()
+
+
+def sketch_images(name: str, size: int, count: int, split: str = "test") -> np.ndarray:
+    """Human pen drawings of a stroke dataset (:func:`generative.pen_data.resolve_data`) as targets
+    ``(count, size, size, 3)`` uint8: black ink on white.
+
+    The dataset's own rasters (``{split}_images64`` or ``_images28``) when it has them; else the
+    drawings fitted with paintgym strokes and rendered (slower: a fit per drawing). The ``test`` split
+    by default, so that an agent copies drawings a stroke prior trained on ``train`` never saw.
+    """
+    with np.load(resolve_data(name), allow_pickle=False) as archive:
+        key = next((f"{split}_images{side}" for side in (64, 28) if f"{split}_images{side}" in archive.files), None)
+        rasters = None if key is None else archive[key][:count]
+    if rasters is not None:
+        grey = torch.from_numpy(255 - rasters).float().div_(255.0)[:, None]  # ink 255 on 0 -> black on white
+        return to_uint8(resize(to_rgb(grey), size)).numpy()
+    drawings = load_pen_dataset(name).splits[split]
+    chosen = [drawings.drawing(i) for i in range(min(count, len(drawings)))]
+    if not chosen:
+        raise ValueError(f"stroke dataset {name!r} has no {split} drawings")
+    return to_uint8(render_pen(chosen, size)).numpy()
