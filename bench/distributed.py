@@ -66,9 +66,9 @@ def actor_parameters(args: argparse.Namespace) -> int:
     if args.agent == "model-based":
         actor = PatchStrokeActor(True, args.canvas_size, 1, 16, 256, max_steps=args.max_steps)
         return sum(p.numel() for p in actor.parameters())
+    from paintgym.agents.common import build_agent
     from paintgym.experiments.env_factory import make_env
     from paintgym.experiments.train_config import TrainConfig
-    from paintgym.agents.common import build_agent
 
     env = make_env(TrainConfig(canvas_size=args.canvas_size, max_steps=args.max_steps), 1, torch.device("cpu"))
     agent, _ = build_agent(env, args.agent, 16, 256, 1e-3, False)
