@@ -43,14 +43,14 @@ sys.path.insert(0, str(ROOT))
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
-def train_speed(nproc: int, args: argparse.Namespace, out: Path) -> float:
+def train_speed(nproc: int, args: argparse.Namespace, out: Path, extra: tuple[str, ...] = ()) -> float:
     """Median steps/s (after the first iteration) of a training run on ``nproc`` ranks."""
-    run = out / f"run{nproc}"
+    run = out / f"run{nproc}{''.join(extra)}"
     cmd = [str(TORCHRUN), "--standalone", f"--nproc-per-node={nproc}", str(ROOT / "train.py"),
            "--agent", args.agent, "--num-envs", str(args.num_envs), "--total-steps", str(args.total_steps),
            "--canvas-size", str(args.canvas_size), "--max-steps", str(args.max_steps), "--eval-every", "0",
            "--checkpoint-every", "0", "--eval-episodes", "2", "--video-size", "16", "--threads", "1",
-           "--no-progress", "--device", "cpu", "--run-dir", str(run)]
+           "--no-progress", "--device", "cpu", "--run-dir", str(run), *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
     with (run / "metrics.csv").open(newline="") as handle:
@@ -137,18 +137,22 @@ def main() -> None:
         return
 
     count = actor_parameters(args)
+    configs = [(1, ()), (2, ())]
+    if args.agent == "model-based":  # the actor's batch norms: synchronised (default) or each rank's own
+        configs.append((2, ("--no-sync-batchnorm",)))
     with tempfile.TemporaryDirectory() as tmp:
-        speeds = {nproc: train_speed(nproc, args, Path(tmp)) for nproc in (1, 2)}
+        speeds = {(nproc, extra): train_speed(nproc, args, Path(tmp), extra) for nproc, extra in configs}
+    one = speeds[(1, ())]
     reduce_ms, latency_ms = allreduce_ms(count, args.reps)
     grads, small = updates_per_iteration(args)
     steps_per_iteration = args.num_envs * args.max_steps
-    iteration_ms = steps_per_iteration / speeds[1] * 1e3
+    iteration_ms = steps_per_iteration / one * 1e3
 
     print(f"\n{args.agent}, {args.num_envs} envs (global), {args.canvas_size} px, {args.max_steps} steps per "
           f"episode, CPU, gloo, {os.cpu_count()} cores")
-    print(f"{'processes':>9} | {'steps/s':>8} | {'efficiency':>10}")
-    for nproc, speed in speeds.items():
-        print(f"{nproc:>9} | {speed:8.1f} | {speed / (nproc * speeds[1]):10.0%}")
+    print(f"{'processes':>9} | {'options':<20} | {'steps/s':>8} | {'efficiency':>10}")
+    for (nproc, extra), speed in speeds.items():
+        print(f"{nproc:>9} | {' '.join(extra):<20} | {speed:8.1f} | {speed / (nproc * one):10.0%}")
     print(f"\nall-reduce of the gradients ({count:,} float32 = {count * 4 / 1e6:.2f} MB), 2 ranks, gloo: "
           f"{reduce_ms:.3f} ms; a 3-number all-reduce: {latency_ms:.3f} ms")
     comm_ms = grads * reduce_ms + small * latency_ms
@@ -158,14 +162,18 @@ def main() -> None:
     n = args.gpus
     ring = 2 * (n - 1) / n * count * 4 / (args.bus_gbps * 1e9) * 1e3 + 2 * (n - 1) * args.latency_us * 1e-3
     small_ms = 2 * (n - 1) * args.latency_us * 1e-3
-    per_update_comm = ring + small / grads * small_ms
-    efficiency = args.gpu_update_ms / (args.gpu_update_ms + per_update_comm)
     print(f"\nprojection to {n} GPUs (weak scaling, NCCL ring, no overlap; ASSUMED: {args.bus_gbps:g} GB/s bus, "
           f"{args.latency_us:g} us per ring step, {args.gpu_update_ms:g} ms of compute per update on one GPU):")
-    print(f"  gradient all-reduce {ring * 1e3:.0f} us + {small / grads:.0f} small collectives "
-          f"{small / grads * small_ms * 1e3:.0f} us per update -> efficiency {efficiency:.1%}")
-    need = per_update_comm * 0.85 / 0.15
-    print(f"  >= 85% needs >= {need:.2f} ms of compute per update per GPU (more envs per GPU raise it)")
+    cases = [("", small)]
+    if args.agent == "model-based":
+        cases = [("synchronised batch norm", small), ("--no-sync-batchnorm", 2)]
+    for label, count_small in cases:
+        per_update_comm = ring + count_small / grads * small_ms
+        efficiency = args.gpu_update_ms / (args.gpu_update_ms + per_update_comm)
+        need = per_update_comm * 0.85 / 0.15
+        print(f"  {label + ': ' if label else ''}gradient all-reduce {ring * 1e3:.0f} us + "
+              f"{count_small / grads:.1f} small collectives {count_small / grads * small_ms * 1e3:.0f} us per update "
+              f"-> efficiency {efficiency:.1%}; >= 85% needs >= {need:.2f} ms of compute per update per GPU")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ actor's gradient is analytic and on-policy, and fresh episodes every iteration a
 Data-parallel (``torchrun``, :mod:`experiments.distributed`): each rank paints its share of the envs,
 its group ``k`` being the ``k``-th slice of its own envs (so with ``num_minibatches > 1`` a global group
 is a different, equally large, set of envs than on one process; with one group the update is the
-one-process update). The actor's batch norms use the statistics of every rank's batch
-(:func:`canvas.collective.sync_batchnorm`). DDP's module wrapper cannot be used: one backward pass
+one-process update). With ``--sync-batchnorm`` (the trainer's default) the actor's batch norms use
+the statistics of every rank's batch (:func:`canvas.collective.sync_batchnorm`). DDP's module wrapper
+cannot be used: one backward pass
 runs through ``horizon`` actor calls of the unrolled episode; so after each backward pass the actor's
 flat gradient buffer (and the critic's gradients) are averaged over the ranks with one ``all_reduce``
 per update, before clipping -- what DDP's gradient buckets do.
@@ -327,7 +328,6 @@ class ModelBased:
 
         actor = PatchStrokeActor(self.has_target, core.size, self.strokes_per_step, args.width, args.hidden,
                                  max_steps=self.max_steps)
-        actor = collective.sync_batchnorm(actor, self.device)  # data-parallel: batch statistics of every rank's envs
         critic = StateCritic(self.has_target, core.size, args.width, args.hidden)
         self.agent = nn.ModuleDict({"actor": actor, "critic": critic}).to(self.device)
         self.actor, self.critic = self.agent["actor"], self.agent["critic"]

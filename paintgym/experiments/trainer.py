@@ -95,6 +95,8 @@ class Trainer:
         # every rank built the same networks from --seed; rank 0's are copied to all the same (as DDP does),
         # then the ranks' random streams part ways (rank 0 keeps the one-process stream)
         for module in _modules(self.algo):
+            if config.sync_batchnorm:  # in place: the algorithm's optimisers keep their parameters
+                distributed.sync_batchnorm(module, self.device)
             distributed.broadcast_module_(module)
         distributed.reseed_rank(config.seed)
         self.steps_per_iteration = self.algo.steps_per_iteration * self.world.size  # over every rank's envs
