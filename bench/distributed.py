@@ -18,7 +18,7 @@ What it does:
    assumption, stated in the output. NCCL figures assumed for one NVLink node: 100 GB/s bus bandwidth,
    10 us per ring step (``--bus-gbps``, ``--latency-us``). The small collectives of an update
    (advantage mean/std, batch-norm statistics of the model-based actor: 2 per batch norm per actor call)
-   are latency-bound and counted with the same latency.
+   are latency-bound: 25 us each assumed (``--small-us``; NCCL's small all-reduce on one NVLink node).
 
     python bench/distributed.py                         # ~3 minutes on 2 busy CPU cores
     python bench/distributed.py --agent ppo --num-envs 16
@@ -128,6 +128,7 @@ def main() -> None:
                         help="one update's compute on one GPU (assumed; measure it with a 1-GPU run)")
     parser.add_argument("--bus-gbps", type=float, default=100.0, help="NCCL bus bandwidth, GB/s (assumed)")
     parser.add_argument("--latency-us", type=float, default=10.0, help="NCCL latency per ring step, us (assumed)")
+    parser.add_argument("--small-us", type=float, default=25.0, help="one small NCCL collective, us (assumed)")
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
@@ -161,9 +162,10 @@ def main() -> None:
 
     n = args.gpus
     ring = 2 * (n - 1) / n * count * 4 / (args.bus_gbps * 1e9) * 1e3 + 2 * (n - 1) * args.latency_us * 1e-3
-    small_ms = 2 * (n - 1) * args.latency_us * 1e-3
+    small_ms = args.small_us * 1e-3
     print(f"\nprojection to {n} GPUs (weak scaling, NCCL ring, no overlap; ASSUMED: {args.bus_gbps:g} GB/s bus, "
-          f"{args.latency_us:g} us per ring step, {args.gpu_update_ms:g} ms of compute per update on one GPU):")
+          f"{args.latency_us:g} us per ring step, {args.small_us:g} us per small collective, "
+          f"{args.gpu_update_ms:g} ms of compute per update on one GPU):")
     cases = [("", small)]
     if args.agent == "model-based":
         cases = [("synchronised batch norm", small), ("--no-sync-batchnorm", 2)]
