@@ -177,3 +177,16 @@ def test_generative_trainers_run_on_two_ranks(tmp_path, kind):
     module = __import__(f"paintgym.experiments.train_{kind}", fromlist=["main"])
     assert module.main(["--out", str(out), "--resume", "--steps", "3", "--device", "cpu"]) == 0
     assert read_checkpoint(out / "ckpt.pt", kind)["step"] == 3
+
+
+def test_sweep_launches_each_run_with_torchrun(tmp_path):
+    from paintgym.experiments import sweep
+
+    run = sweep.PlannedRun.__new__(sweep.PlannedRun)
+    run.run_dir, run.status = tmp_path / "a" / "seed1", "resume"
+    command = sweep.train_command(run, "torchrun:4")
+    assert Path(command[0]).name == "torchrun" and command[1:3] == ["--standalone", "--nproc-per-node=4"]
+    assert command[3:6] == ["-m", "paintgym", "train"] and command[-2:] == ["--resume", str(run.run_dir)]
+    assert sweep.train_command(run)[0] == sys.executable
+    with pytest.raises(sweep.SweepError, match="torchrun:G"):
+        sweep.parse_launcher("torchrun:x")
