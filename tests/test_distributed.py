@@ -190,3 +190,39 @@ def test_sweep_launches_each_run_with_torchrun(tmp_path):
     assert sweep.train_command(run)[0] == sys.executable
     with pytest.raises(sweep.SweepError, match="torchrun:G"):
         sweep.parse_launcher("torchrun:x")
+
+
+def test_a_dead_rank_stops_the_others_and_the_checkpoint_resumes(tmp_path):
+    """Rank 1 is killed mid-run: rank 0 stops with an error within the process group's timeout (30 s here),
+    its last checkpoint is intact and --resume continues on one process."""
+    import time
+
+    run = tmp_path / "run"
+    port = str(free_port())
+    argv = [*MODEL_BASED, "--total-steps", "100000", "--checkpoint-every", "16", "--run-dir", str(run)]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": port, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PAINTGYM_DIST_TIMEOUT": "30"}
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], env=env, cwd=ROOT,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoint.pt").exists():
+            assert time.monotonic() < deadline and procs[0].poll() is None, "no checkpoint was written"
+            time.sleep(0.2)
+        procs[1].kill()
+        killed = time.monotonic()
+        procs[0].wait(timeout=90)
+        took = time.monotonic() - killed
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+    print(f"rank 0 stopped {took:.1f} s after rank 1 died")
+    assert procs[0].returncode != 0 and took < 60, (procs[0].returncode, took)
+    state = load_checkpoint(run)  # intact
+    step = state["global_step"]
+    assert step >= 16
+    assert cli_train.main(["--resume", str(run), "--total-steps", str(step + 16)]) == 0
+    assert load_checkpoint(run)["global_step"] == step + 16
