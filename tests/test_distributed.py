@@ -118,10 +118,11 @@ def test_two_ranks_make_the_first_update_of_one_process(tmp_path):
     assert max_difference(params(cut), params(two)) > 0  # it trained on
 
 
-def test_ppo_runs_on_two_ranks_and_resumes_on_one(tmp_path):
-    run = tmp_path / "ppo"
-    runs = launch(["--agent", "ppo", *TINY, "--total-steps", "16", "--num-minibatches", "2", "--update-epochs",
-                   "1", "--run-dir", str(run)])
+@pytest.mark.parametrize("agent", ["ppo", "reinforce"])
+def test_policy_gradient_agents_run_on_two_ranks_and_resume_on_one(tmp_path, agent):
+    run = tmp_path / agent
+    extra = ["--num-minibatches", "2", "--update-epochs", "1"] if agent == "ppo" else ["--baseline", "mean"]
+    runs = launch(["--agent", agent, *TINY, "--total-steps", "16", *extra, "--run-dir", str(run)])
     for rank, done in enumerate(runs):
         assert done.returncode == 0, f"rank {rank}: {done.stderr[-3000:]}"
     state = load_checkpoint(run)
