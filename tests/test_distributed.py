@@ -227,3 +227,43 @@ def test_a_dead_rank_stops_the_others_and_the_checkpoint_resumes(tmp_path):
     assert step >= 16
     assert cli_train.main(["--resume", str(run), "--total-steps", str(step + 16)]) == 0
     assert load_checkpoint(run)["global_step"] == step + 16
+
+
+def _collectives_worker(rank: int, port: str, out: str) -> None:
+    """Rank ``rank`` of 2: global statistics and the synchronised batch norm on half of a batch each."""
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 5, 5) * 3.0 + 1.0
+    mine = x.chunk(2)[rank].clone().requires_grad_()
+    bn = collective.sync_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(3)), torch.device("cpu"))
+    (bn(mine).square() * torch.arange(3.0).view(1, 3, 1, 1)).mean().backward()
+    collective.average_gradients_(bn.parameters())
+    values = torch.arange(10.0)[rank * 5:(rank + 1) * 5] ** 2
+    result = {"y": bn(mine).detach(), "grad_x": mine.grad, "grad_w": bn[0].weight.grad,
+              "running": bn[0].running_var.clone(), "normalised": collective.normalise(values),
+              "metrics": collective.average_metrics({"a": float(rank), "episodes": 2.0})}
+    torch.save(result, f"{out}/rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_collectives_on_two_ranks_compute_what_one_process_does(tmp_path):
+    """Advantage normalisation, metric averaging and the synchronised batch norm (forward, the gradient
+    of the input and of the weights, running statistics) over 2 gloo ranks equal one process's."""
+    torch.multiprocessing.spawn(_collectives_worker, args=(str(free_port()), str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
+    torch.manual_seed(0)
+    x = (torch.randn(8, 3, 5, 5) * 3.0 + 1.0).requires_grad_()
+    bn = torch.nn.BatchNorm2d(3)
+    (bn(x).square() * torch.arange(3.0).view(1, 3, 1, 1)).mean().backward()
+    y = bn(x).detach()
+    running = bn.running_var.clone()
+    values = torch.arange(10.0) ** 2
+    close = dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat([r["grad_x"] for r in ranks]), x.grad * 2, **close)  # mean of 2 halves
+    torch.testing.assert_close(ranks[0]["grad_w"], bn.weight.grad, **close)
+    torch.testing.assert_close(ranks[1]["running"], running, **close)
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y, **close)
+    torch.testing.assert_close(torch.cat([r["normalised"] for r in ranks]),
+                               (values - values.mean()) / (values.std() + 1e-8), **close)
+    assert ranks[0]["metrics"] == ranks[1]["metrics"] == {"a": 0.5, "episodes": 4.0}

@@ -156,25 +156,40 @@ def _device() -> torch.device:
 
 
 # --------------------------------------------------------------------------- batch normalisation
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the ranks, differentiable: the gradient of every rank's input is the sum of every rank's
+    output gradient (each rank's loss depends on the sum through its own output)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
 class CollectiveBatchNorm2d(nn.BatchNorm2d):
     """``BatchNorm2d`` whose training statistics are those of the whole batch over every rank (a
     synchronised batch norm for the CPU, where ``nn.SyncBatchNorm`` has no kernels).
 
-    The per-channel sums and sums of squares (float64) are summed over the ranks with the autograd-aware
-    ``torch.distributed.nn.functional.all_reduce``, so the backward pass carries the gradient of the
-    statistics across ranks as ``SyncBatchNorm``'s does; the running statistics follow the global batch.
-    Evaluation mode, or no process group, is plain ``BatchNorm2d``.
+    The per-channel sums and sums of squares (float64) are summed over the ranks by an all-reduce whose
+    backward pass all-reduces the gradient (as ``torch.distributed.nn.functional.all_reduce``, now
+    deprecated, does), so the gradient of the statistics crosses the ranks as ``SyncBatchNorm``'s does;
+    the running statistics follow the global batch. Evaluation mode, or no process group, is plain ``BatchNorm2d``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and active()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = (0, 2, 3)
         d = x.double()
         count = torch.full((1,), float(x.numel() // x.shape[1]), dtype=torch.float64, device=x.device)
-        stats = all_reduce(torch.cat([d.sum(dims), d.square().sum(dims), count]))
+        stats = _AllReduceSum.apply(torch.cat([d.sum(dims), d.square().sum(dims), count]))
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
