@@ -389,7 +389,7 @@ def _start(run: PlannedRun, launcher: str = "local") -> tuple[subprocess.Popen, 
 
     header = f"written by paintgym sweep from {run.configuration.name!r}; the run's own record is config.toml"
     atomic_write_bytes(run.run_dir / RUN_CONFIG, dump_toml(run.options, header).encode())
-    command = train_command(run, launcher)
+    command = train_command(run) if launcher == "local" else train_command(run, launcher)
     log = (run.run_dir / LOG).open("ab")
     verb = "resuming" if run.status == "resume" else "starting"
     log.write(f"\n=== {datetime.now():%Y-%m-%d %H:%M:%S} paintgym sweep: {verb}: {shlex.join(command)}\n".encode())
