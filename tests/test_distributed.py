@@ -129,6 +129,10 @@ def test_policy_gradient_agents_run_on_two_ranks_and_resume_on_one(tmp_path, age
     assert state["world_size"] == 2 and state["env"]["episodes"].shape == (8,)
     assert cli_train.main(["--resume", str(run), "--total-steps", "32"]) == 0
     assert load_checkpoint(run)["global_step"] == 32
+    if agent == "ppo":  # and back to two processes (the reward normaliser's per-env returns are re-sliced)
+        runs = launch(["--resume", str(run), "--total-steps", "48"])
+        assert [done.returncode for done in runs] == [0, 0], runs[0].stderr[-3000:]
+        assert load_checkpoint(run)["global_step"] == 48
 
 
 def as_rank_0_of_2(monkeypatch):
