@@ -33,6 +33,16 @@ train on), and the critic takes one step. Every episode starts on a blank canvas
 ends on an episode boundary, so a checkpoint between iterations holds no replay buffer and resumes
 exactly. (Learning to Paint keeps a replay buffer because its actor-critic learns off-policy; here the
 actor's gradient is analytic and on-policy, and fresh episodes every iteration are cheap.)
+
+Data-parallel (``torchrun``, :mod:`experiments.distributed`): each rank paints its share of the envs,
+its group ``k`` being the ``k``-th slice of its own envs (so with ``num_minibatches > 1`` a global group
+is a different, equally large, set of envs than on one process; with one group the update is the
+one-process update). With ``--sync-batchnorm`` (the trainer's default) the actor's batch norms use
+the statistics of every rank's batch (:func:`canvas.collective.sync_batchnorm`). DDP's module wrapper
+cannot be used: one backward pass
+runs through ``horizon`` actor calls of the unrolled episode; so after each backward pass the actor's
+flat gradient buffer (and the critic's gradients) are averaged over the ranks with one ``all_reduce``
+per update, before clipping -- what DDP's gradient buckets do.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ from torch import nn
 from paintgym.agents.common import FlatGradients, adam_options, autocast, check_amp, load_policy
 from paintgym.agents.episodes import EpisodeTracker
 from paintgym.agents.networks import Observation, obs_planes
+from paintgym.canvas import collective
 from paintgym.canvas.render import fitted_colour, paint_, paint_fitted_, render, stroke_coverage
 from paintgym.canvas.strokes import MAX_RADIUS, MIN_RADIUS, STROKE_DIM
 from paintgym.envs.vector_env import CanvasVectorEnv
@@ -367,6 +378,7 @@ class ModelBased:
                 loss = -gain.mean()
                 self.actor_gradients.zero_grad()
                 loss.backward()
+                collective.average_gradients_(self.actor_gradients.flat)  # data-parallel: one all_reduce
                 grad_norm += self.actor_gradients.clip_grad_norm_(args.max_grad_norm)
                 self.actor_optimizer.step()
                 policy_loss += loss.detach()
@@ -454,6 +466,7 @@ class ModelBased:
         loss = 0.5 * (values - returns.flatten()).square().mean()
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        collective.average_gradients_(self.critic.parameters())
         nn.utils.clip_grad_norm_(self.critic.parameters(), 10.0)
         self.critic_optimizer.step()
         with torch.no_grad():

@@ -18,6 +18,13 @@ Two speed-ups keep CleanRL's lines but not its objects: ``b_obs`` is a
 update, not once per minibatch) and the gradients live in one :class:`~agents.common.FlatGradients`
 buffer (``zero_grad`` and ``clip_grad_norm_`` in one operation each). The losses of every
 minibatch are summed on the device and read once per update.
+
+Data-parallel (``torchrun``, :mod:`experiments.distributed`): each rank rolls out its share of the envs
+and draws its minibatches from its own rollout; a global minibatch is every rank's minibatch. The
+advantages are normalised with the global minibatch's mean and std, the reward normaliser tracks the
+global returns, the early stop on the KL is decided on the global mean, and the flat gradient buffer
+is averaged over the ranks with one ``all_reduce`` before clipping (what DDP's buckets do; DDP's module
+wrapper does not fit, since the minibatches run through :class:`PatchedObservations`, not ``forward``).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from paintgym.agents.episodes import EpisodeTracker
 from paintgym.agents.networks import Observation, PatchedObservations
 from paintgym.agents.rollout import collect_rollout
 from paintgym.agents.storage import RewardNormalizer, RolloutStorage, compute_gae
+from paintgym.canvas import collective
 from paintgym.envs.vector_env import CanvasVectorEnv
 
 
@@ -151,8 +159,8 @@ class PPO:
                     clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
 
                 mb_advantages = b_advantages[mb_inds]
-                if args.norm_adv:
-                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                if args.norm_adv:  # over the global minibatch: every rank's (no-op reduction on one process)
+                    mb_advantages = collective.normalise(mb_advantages)
 
                 # policy loss: the clipped surrogate
                 pg_loss1 = -mb_advantages * ratio
@@ -174,13 +182,14 @@ class PPO:
 
                 self.gradients.zero_grad()
                 loss.backward()
+                collective.average_gradients_(self.gradients.flat)  # data-parallel: one all_reduce per update
                 self.gradients.clip_grad_norm_(args.max_grad_norm)
                 self.optimizer.step()
 
                 loss_sums += torch.stack([pg_loss.detach(), v_loss.detach(), entropy_loss.detach(), old_approx_kl,
                                           approx_kl, clipfrac])
                 updates += 1
-            if args.target_kl is not None and float(approx_kl) > args.target_kl:
+            if args.target_kl is not None and float(collective.all_reduce_mean_(approx_kl)) > args.target_kl:
                 break
 
         y_pred, y_true = b_values, b_returns

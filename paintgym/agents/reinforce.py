@@ -14,6 +14,10 @@ Baselines (``--baseline``):
 * ``none``: plain REINFORCE.
 
 The env runs with ``autoreset_mode="disabled"`` and the loop resets finished envs itself, as in PPO.
+
+Data-parallel (``torchrun``): each rank plays its share of the envs; the advantages are normalised and
+the running mean baseline moves with global statistics, and the gradients are averaged over the ranks
+with one ``all_reduce`` of a flat buffer before clipping (:mod:`canvas.collective`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from paintgym.agents.episodes import EpisodeTracker
 from paintgym.agents.networks import Observation
 from paintgym.agents.rollout import collect_rollout
 from paintgym.agents.storage import RewardNormalizer, RolloutStorage, reward_to_go
+from paintgym.canvas import collective
 from paintgym.envs.vector_env import CanvasVectorEnv
 
 BASELINES = ("value", "mean", "none")
@@ -128,15 +133,15 @@ class Reinforce:
         elif args.baseline == "mean":
             per_step = returns.view(args.rollout_episodes, self.episode_length, -1)  # (E, T_episode, B)
             baseline = self.running_mean.view(1, -1, 1).expand_as(per_step).reshape(-1)
-            batch_mean = per_step.mean(dim=(0, 2))
+            batch_mean = collective.all_reduce_mean_(per_step.mean(dim=(0, 2)))  # every rank has as many envs
             momentum = args.baseline_momentum if self.running_seen else 0.0  # the first batch sets it
             self.running_mean.mul_(momentum).add_((1.0 - momentum) * batch_mean)
             self.running_seen = True
         else:
             baseline = torch.zeros_like(b_returns)
         advantages = b_returns - baseline
-        if args.norm_adv:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if args.norm_adv:  # over every rank's episodes in a data-parallel run
+            advantages = collective.normalise(advantages)
 
         pg_loss = -(logprob * advantages).mean()
         entropy_loss = entropy.mean()
@@ -147,6 +152,7 @@ class Reinforce:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        collective.average_gradients_(self.agent.parameters())  # data-parallel: one all_reduce per update
         nn.utils.clip_grad_norm_(self.agent.parameters(), args.max_grad_norm)
         self.optimizer.step()
         values = torch.stack([pg_loss.detach(), v_loss.detach(), entropy_loss.detach()]).tolist()

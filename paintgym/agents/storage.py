@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from paintgym.agents.networks import Observation
+from paintgym.canvas import collective
 
 
 def _alloc(like: Observation, steps: int) -> Observation:
@@ -129,8 +130,12 @@ class RewardNormalizer:
         return scaled
 
     def _update(self, x: torch.Tensor) -> None:
-        """Merge a batch into the running mean and variance (Chan et al.'s parallel algorithm)."""
-        batch_mean, batch_var, batch_count = x.mean(), x.var(unbiased=False), x.numel()
+        """Merge a batch into the running mean and variance (Chan et al.'s parallel algorithm); in a
+        data-parallel run the batch is every rank's envs (:func:`canvas.collective.moments`)."""
+        if collective.active():
+            batch_mean, batch_var, batch_count = collective.moments(x)
+        else:
+            batch_mean, batch_var, batch_count = x.mean(), x.var(unbiased=False), x.numel()
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean = self.mean + delta * batch_count / total
@@ -142,5 +147,13 @@ class RewardNormalizer:
         return {"returns": self.returns, "mean": self.mean, "var": self.var, "count": self.count}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict`. A checkpoint of another number of envs (a data-parallel run resumed
+        with another world size) is taken at an episode boundary, where every running return is 0."""
+        saved = dict(state)
+        if saved["returns"].shape != self.returns.shape:
+            if bool(saved["returns"].abs().max() > 0):
+                raise ValueError(f"the reward normaliser was saved for {saved['returns'].shape[0]} envs "
+                                 f"mid-episode; this run has {self.returns.shape[0]}")
+            saved["returns"] = torch.zeros_like(self.returns)
         for key in ("returns", "mean", "var", "count"):
-            setattr(self, key, state[key].to(getattr(self, key).device).clone())
+            setattr(self, key, saved[key].to(getattr(self, key).device).clone())

@@ -8,6 +8,7 @@
 :mod:`canvas.export`            PNG, JSON and SVG of paintings; atomic file writes
 :mod:`canvas.video`             frame grids and MP4/GIF/PNG-frame writing
 :mod:`canvas.painting_video`    stroke histories re-rendered as videos, each stroke drawn progressively
+:mod:`canvas.collective`        collectives across data-parallel ranks (no-ops without ``torchrun``)
 ==============================  ===================================================================
 
 Modules are imported on demand (``from paintgym.canvas.render import paint_``).

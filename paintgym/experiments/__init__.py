@@ -14,6 +14,7 @@ The run layer (every command that trains uses it)
 :mod:`experiments.device`       the device (``--device auto``), mixed precision, CPU threads
 :mod:`experiments.signals`      Ctrl-C and SIGTERM: finish the step, checkpoint, stop
 :mod:`experiments.logs`         ``metrics.csv`` + TensorBoard, and the progress bar
+:mod:`experiments.distributed`  ``torchrun``: the process group, each rank's device and share, rank 0 writes
 ==============================  ===============================================================
 
 Training

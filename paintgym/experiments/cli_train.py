@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from paintgym.agents.common import TrainingDiverged
+from paintgym.experiments import distributed
 from paintgym.experiments.algorithms import algorithm_args_class
 from paintgym.experiments.checkpoints import load_checkpoint
 from paintgym.experiments.config import ConfigError, load_toml, resolve_options
@@ -65,18 +66,23 @@ def resolve(argv: list[str]) -> tuple[TrainConfig, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    main_rank = distributed.world().is_main  # under torchrun, rank 0 speaks for the run
     try:
         config, args = resolve(argv)
         result = train(config, args)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
         print("paintgym train: interrupted; the last checkpoint written (if any) is kept", file=sys.stderr)
         return 130
-    except TrainingDiverged as err:
-        print(f"paintgym train: {err}", file=sys.stderr)
+    except TrainingDiverged as err:  # the metrics are global: every rank stops, rank 0 says why
+        if main_rank:
+            print(f"paintgym train: {err}", file=sys.stderr)
         return 1
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"paintgym train: error: {err}", file=sys.stderr)
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as err:  # the same on every rank
+        if main_rank:
+            print(f"paintgym train: error: {err}", file=sys.stderr)
         return 2
+    if not main_rank:
+        return 130 if result.status == "interrupted" else 0
     if result.status == "interrupted":
         print(f"interrupted at step {result.global_step:,}; checkpoint saved. Continue with:\n"
               f"  paintgym train --resume {result.run_dir}")

@@ -34,8 +34,9 @@ from torch.nn import functional as F
 from paintgym.canvas.export import atomic_write_bytes, save_png
 from paintgym.canvas.images import to_uint8
 from paintgym.canvas.video import grid
+from paintgym.experiments import distributed
 from paintgym.experiments.config import ConfigError, dump_toml, load_toml, resolve_options
-from paintgym.experiments.device import resolve_device, use_amp
+from paintgym.experiments.device import use_amp
 from paintgym.experiments.flags import parse_flags, peek
 from paintgym.experiments.logs import MetricsLog, progress_bar
 from paintgym.experiments.rng import make_generator, rng_state, set_rng_state
@@ -48,6 +49,10 @@ from paintgym.generative.models import CHANNELS, SIZES
 RESUME_FREE = ("steps", "out", "resume", "device", "sample_every", "eval_every", "checkpoint_every", "log_every",
                "amp")
 """Options that may change when a run is resumed; every other option must match the checkpoint's."""
+
+
+DATA_PARALLEL = ("gan", "vae")
+"""The model kinds whose trainers run data-parallel under ``torchrun`` (each rank a slice of the batch)."""
 
 
 class TrainingError(ConfigError):
@@ -186,13 +191,34 @@ class GenerativeRun:
     def __init__(self, args: GenerativeRunArgs, kind: str, command: str, progress: bool = True) -> None:
         args.check()
         self.args, self.kind, self.command, self.progress = args, kind, command, progress
-        self.device = resolve_device(args.device)
+        self.world = distributed.world()
+        if self.world.size > 1 and kind not in DATA_PARALLEL:
+            raise TrainingError(f"paintgym {command} does not run under torchrun yet; data-parallel trainers: "
+                                "train-gan, train-vae")
+        self.batch_size = distributed.local_count(args.batch_size, "batch_size", "--batch-size")  # this rank's
+        self.device = distributed.rank_device(args.device)
         self.out, self.resumed = prepare_run(args, kind)
         self.amp = use_amp(self.device, args.amp)
         self.step = 0
         self.streams = {"data": make_generator(self.device, args.seed),
                         "noise": make_generator(self.device, args.seed + 1)}
+        self._reseed_rank(0)
         self.log: MetricsLog | None = None
+        self._stop: StopRequest | None = None
+
+    def _reseed_rank(self, step: int) -> None:
+        """Ranks other than 0 draw their own batches and noise (rank 0 keeps the one-process streams)."""
+        for offset, stream in enumerate(self.streams.values()):
+            if self.world.rank > 0:
+                stream.manual_seed(self.args.seed + offset + self.world.rank * distributed.RANK_SEED_OFFSET
+                                   + step * 104_729)
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Under ``torchrun``: the model's batch norms synchronised over the ranks and rank 0's weights
+        copied to every rank; without it, ``model`` as it is."""
+        model = distributed.sync_batchnorm(model, self.device)
+        distributed.broadcast_module_(model)
+        return model
 
     @property
     def checkpoint_path(self) -> Path:
@@ -207,11 +233,14 @@ class GenerativeRun:
             optimizer.load_state_dict(self.resumed["train"][name])
         self.step = int(self.resumed["step"])
         set_rng_state(self.resumed["train"]["rng"], self.streams, reseed=self.args.seed * 1_000_003 + self.step)
+        self._reseed_rank(self.step)  # only rank 0's streams are in the checkpoint
 
     def save(self, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
              extra: dict[str, Any] | None = None) -> Path:
-        """Write the checkpoint of the current step (``extra``: more training state, e.g. history pools,
-        read back from ``self.resumed["train"]``)."""
+        """Write the checkpoint of the current step (rank 0 alone under ``torchrun``; ``extra``: more
+        training state, e.g. history pools, read back from ``self.resumed["train"]``)."""
+        if not self.world.is_main:
+            return self.checkpoint_path
         train_state = {"args": dataclasses.asdict(self.args), **{name: opt.state_dict() for name, opt in
                                                                  optimizers.items()},
                        "rng": rng_state(self.streams), **(extra or {})}
@@ -226,37 +255,45 @@ class GenerativeRun:
         :param columns: the statistics the loop logs (``metrics.csv``'s columns after ``step``).
         :param images_per_step: training images one step consumes (for ``perf/images_per_s``).
         """
-        self.out.mkdir(parents=True, exist_ok=True)
-        record = {key: value for key, value in dataclasses.asdict(self.args).items() if key not in ("out", "resume")}
-        header = (f"paintgym {self.command}, resolved options ({datetime.now():%Y-%m-%d %H:%M:%S})\n"
-                  f"rerun with: paintgym {self.command} --config {self.out / 'config.toml'} --out NEW_DIR")
-        atomic_write_bytes(self.out / "config.toml", dump_toml(record, header).encode())
-        self.log = MetricsLog(self.out, ["step", *columns, "perf/images_per_s"],
-                              self.step if self.resumed is not None else None)
-        self.bar = progress_bar(self.args.steps, self.step, self.command, self.progress)
+        main = self.world.is_main
+        if main:  # rank 0 alone writes
+            self.out.mkdir(parents=True, exist_ok=True)
+            record = {key: value for key, value in dataclasses.asdict(self.args).items()
+                      if key not in ("out", "resume")}
+            header = (f"paintgym {self.command}, resolved options ({datetime.now():%Y-%m-%d %H:%M:%S})\n"
+                      f"rerun with: paintgym {self.command} --config {self.out / 'config.toml'} --out NEW_DIR")
+            atomic_write_bytes(self.out / "config.toml", dump_toml(record, header).encode())
+            self.log = MetricsLog(self.out, ["step", *columns, "perf/images_per_s"],
+                                  self.step if self.resumed is not None else None)
+        self.bar = progress_bar(self.args.steps, self.step, self.command, self.progress and main)
         self._images_per_step, self._started, self._start_step = images_per_step, time.perf_counter(), self.step
         try:
             with stop_on_signals("step") as stop:
+                self._stop = stop
                 yield stop
         finally:
             self.bar.close()
-            self.log.close()
+            if self.log is not None:
+                self.log.close()
 
     def advance(self) -> None:
-        """Count one finished training step."""
+        """Count one finished training step (under ``torchrun``: every rank stops at the same step)."""
         self.step += 1
         self.bar.update(1)
+        if self._stop is not None and self.world.size > 1:
+            self._stop.requested = bool(distributed.all_reduce_max(float(self._stop.requested)))
 
     def images_per_second(self) -> float:
-        """Training images per second since the loop started."""
+        """Training images per second since the loop started (over every rank)."""
         done = (self.step - self._start_step) * self._images_per_step
         return done / max(time.perf_counter() - self._started, 1e-9)
 
     def write(self, values: dict[str, float | torch.Tensor]) -> dict[str, float]:
         """Log ``values`` (tensors are read) and ``perf/images_per_s`` at the current step; returns the row."""
-        assert self.log is not None, "write() belongs inside loop()"
-        row = {key: float(value) for key, value in values.items()}
+        row = distributed.average_metrics({key: float(value) for key, value in values.items()}, sums=())
         row["perf/images_per_s"] = self.images_per_second()
+        if self.log is None:  # ranks other than 0
+            return {"step": self.step, **row}
         return self.log.write(self.step, row)
 
     @property
@@ -266,7 +303,8 @@ class GenerativeRun:
 
     def write_sheet(self, path: Path, images: torch.Tensor, tag: str, columns: int | None = None) -> Path:
         """Save an image sheet of ``images`` (:func:`image_sheet`) as PNG, and add it to TensorBoard."""
-        assert self.log is not None, "write_sheet() belongs inside loop()"
+        if self.log is None:  # ranks other than 0
+            return path
         sheet = image_sheet(images, columns)
         self.log.tb.add_image(tag, sheet, self.step, dataformats="HWC")
         return save_png(path, sheet)

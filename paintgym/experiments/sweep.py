@@ -34,7 +34,10 @@ options.
 
 Each run is a normal ``paintgym train --config OUT/NAME/seedS/sweep_run.toml`` in a child process
 (``sys.executable`` on paintgym's ``train.py``), its output kept in ``train.log`` beside it;
-``--jobs N`` runs N at once. Running the same sweep again skips finished runs (those with
+``--jobs N`` runs N at once; ``--launcher torchrun:G`` starts each run with ``torchrun --standalone
+--nproc-per-node G`` instead (data-parallel on G processes or GPUs of this node; a sweep whose runs
+each need a node of their own runs one ``paintgym sweep --launcher torchrun:G`` per node, each on its
+own sweep file or --out). Running the same sweep again skips finished runs (those with
 ``summary.json``), resumes interrupted ones (``checkpoint.pt`` without ``summary.json``) with
 ``--resume`` and starts the rest. Ctrl-C asks every running training to checkpoint and stop (a
 second Ctrl-C stops them at once); rerun the command to continue. If the sweep itself is killed (even
@@ -311,10 +314,31 @@ def plan(sweep: Sweep, resolved: list[tuple[Any, Any]]) -> list[PlannedRun]:
 
 
 # ------------------------------------------------------------------------------------------ running
-def train_command(run: PlannedRun) -> list[str]:
-    """The child's command line: ``python -m paintgym train`` under this Python."""
-    command = [sys.executable, "-m", "paintgym", "train", "--config", str(run.run_dir / RUN_CONFIG)]
+def train_command(run: PlannedRun, launcher: str = "local") -> list[str]:
+    """The child's command line: ``python -m paintgym train`` under this Python; with the launcher
+    ``torchrun:G``, ``torchrun --standalone --nproc-per-node G -m paintgym train`` (each run data-parallel
+    on G processes of this node, :mod:`experiments.distributed`)."""
+    command = ["-m", "paintgym", "train", "--config", str(run.run_dir / RUN_CONFIG)]
+    if launcher.startswith("torchrun:"):
+        torchrun = str(Path(sys.executable).with_name("torchrun"))
+        command = [torchrun, "--standalone", f"--nproc-per-node={parse_launcher(launcher)}", *command]
+    else:
+        command = [sys.executable, *command]
     return command + (["--resume", str(run.run_dir)] if run.status == "resume" else [])
+
+
+def parse_launcher(launcher: str) -> int:
+    """Processes per run of a ``--launcher`` (``local``: 1, ``torchrun:G``: G).
+
+    :raises SweepError: one line, for anything else.
+    """
+    if launcher == "local":
+        return 1
+    kind, _, count = launcher.partition(":")
+    if kind != "torchrun" or not count.isdigit() or int(count) < 1:
+        raise SweepError(f"--launcher must be local or torchrun:G (G processes per run, e.g. torchrun:8), "
+                         f"got {launcher!r}")
+    return int(count)
 
 
 def _last_line(path: Path) -> str:
@@ -360,12 +384,12 @@ def _stop_when_orphaned(sweep_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _start(run: PlannedRun) -> tuple[subprocess.Popen, Any]:
+def _start(run: PlannedRun, launcher: str = "local") -> tuple[subprocess.Popen, Any]:
     run.run_dir.mkdir(parents=True, exist_ok=True)
 
     header = f"written by paintgym sweep from {run.configuration.name!r}; the run's own record is config.toml"
     atomic_write_bytes(run.run_dir / RUN_CONFIG, dump_toml(run.options, header).encode())
-    command = train_command(run)
+    command = train_command(run) if launcher == "local" else train_command(run, launcher)
     log = (run.run_dir / LOG).open("ab")
     verb = "resuming" if run.status == "resume" else "starting"
     log.write(f"\n=== {datetime.now():%Y-%m-%d %H:%M:%S} paintgym sweep: {verb}: {shlex.join(command)}\n".encode())
@@ -382,8 +406,8 @@ def _start(run: PlannedRun) -> tuple[subprocess.Popen, Any]:
     return process, log
 
 
-def execute(runs: list[PlannedRun], jobs: int = 1, progress: bool = True) -> Outcome:
-    """Run the ``new`` and ``resume`` runs, ``jobs`` at a time, and say how each went."""
+def execute(runs: list[PlannedRun], jobs: int = 1, progress: bool = True, launcher: str = "local") -> Outcome:
+    """Run the ``new`` and ``resume`` runs, ``jobs`` at a time (each with ``launcher``), and say how each went."""
 
     outcome = Outcome({"finished": [], "skipped": [], "failed": [], "interrupted": []})
     pending = deque(run for run in runs if run.status != "done")
@@ -417,7 +441,7 @@ def execute(runs: list[PlannedRun], jobs: int = 1, progress: bool = True) -> Out
                 run = pending.popleft()
                 bar.write(f"{'resume' if run.status == 'resume' else 'start':<7} {run.label}  (log: "
                           f"{run.run_dir / LOG})")
-                process, log = _start(run)
+                process, log = _start(run, launcher)
                 running[process] = (run, log)
             for process in [p for p in running if p.poll() is not None]:
                 reap(process)
@@ -459,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", metavar="SWEEP.toml", help="the sweep file")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at once (default 1: one by one)")
+    parser.add_argument("--launcher", default="local", metavar="L",
+                        help="local (one process per run) or torchrun:G (each run data-parallel on G processes)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: the file's out, else runs/sweep-NAME)")
     parser.add_argument("--dry-run", action="store_true", help="check the file and show the runs, start nothing")
     parser.add_argument("--no-report", action="store_true", help="do not write OUT/report at the end")
@@ -486,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.jobs < 1:
             raise SweepError(f"--jobs must be at least 1, got {args.jobs}")
+        parse_launcher(args.launcher)
         sweep = load_sweep(args.sweep, args.out)
         runs = plan(sweep, validate(sweep))
         if not args.dry_run:
@@ -502,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         if run.status != "done" or not (run.run_dir / SWEEP_LABEL).is_file():
             label = {"config": run.configuration.name, "seed": run.seed, "sweep": str(sweep.path)}
             atomic_write_bytes(run.run_dir / SWEEP_LABEL, (json.dumps(label, indent=1) + "\n").encode())
-    outcome = execute(runs, args.jobs, args.progress)
+    outcome = execute(runs, args.jobs, args.progress, args.launcher)
     counts = {key: len(value) for key, value in outcome.runs.items()}
     print(f"sweep: {counts['finished']} trained, {counts['skipped']} finished before (skipped), "
           f"{counts['failed']} failed, {counts['interrupted']} stopped")

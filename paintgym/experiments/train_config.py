@@ -66,6 +66,9 @@ class TrainConfig:
     """side of each painting in videos and the contact sheet (re-rendered from the strokes)"""
     progress: bool = True
     """show a progress bar"""
+    sync_batchnorm: bool = True
+    """under torchrun: batch norms (the model-based actor's) use the batch statistics of every rank (the maths of one
+    process; two small all-reduces per batch norm and actor call); off: each rank's own, as DDP without SyncBatchNorm"""
     threads: int = 1
     """CPU threads for torch and the renderer (0: all cores; 1 is steadier, idle OpenMP threads spin on busy CPUs)"""
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from paintgym.experiments import distributed
 from paintgym.experiments.generative_runs import (
     GenerativeRun,
     GenerativeRunArgs,
@@ -111,7 +112,8 @@ def train(args: Args, progress: bool = True) -> Result:
         data, channels = load_dataset(args.data, args.size, args.channels, split="train", device=device)
 
     seed_everything(args.seed)
-    model = GAN(args.size, channels, args.latent_dim, args.width, num_classes=len(names), arch=args.arch).to(device)
+    model = run.prepare(GAN(args.size, channels, args.latent_dim, args.width, num_classes=len(names),
+                            arch=args.arch).to(device))
     optimizers = {"opt_generator": torch.optim.Adam(model.generator.parameters(), lr=args.lr,
                                                     betas=(args.beta1, args.beta2)),
                   "opt_critic": torch.optim.Adam(model.critic.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))}
@@ -123,11 +125,11 @@ def train(args: Args, progress: bool = True) -> Result:
     streams = run.streams
 
     def real_batch() -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        index = torch.randint(len(data), (args.batch_size,), generator=streams["data"], device=device)
+        index = torch.randint(len(data), (run.batch_size,), generator=streams["data"], device=device)
         return as_float(data[index]) if labels is None else (as_float(data[index]), labels[index])
 
-    def noise() -> torch.Tensor:
-        return torch.randn(args.batch_size, args.latent_dim, generator=streams["noise"], device=device)
+    def noise() -> torch.Tensor:  # this rank's slice of the batch (all of it on one process)
+        return torch.randn(run.batch_size, args.latent_dim, generator=streams["noise"], device=device)
 
     model.train()
     columns = ["loss/critic", "loss/generator", *CRITIC_STATS]
@@ -157,13 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_args(Args, argv, "paintgym train-gan", description(__doc__), "gan")
-        result = train(args)
+        with distributed.process_group(args.device):  # under torchrun: data-parallel, rank 0 writes
+            result = train(args)
     except (ValueError, FileExistsError) as err:  # bad data, options, checkpoint or run folder
         print(f"paintgym train-gan: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
         print("paintgym train-gan: interrupted; the last checkpoint written (if any) is kept", file=sys.stderr)
         return 130
+    if not distributed.world().is_main:  # rank 0 speaks for the run
+        return 130 if result.interrupted else 0
     if result.interrupted:
         print(interrupted_message(result.step, f"{args.out}/{CHECKPOINT_NAME}"), file=sys.stderr)
         return 130

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from paintgym.experiments import distributed
 from paintgym.experiments.generative_runs import (
     GenerativeRun,
     GenerativeRunArgs,
@@ -84,7 +85,7 @@ def train(args: Args, progress: bool = True) -> Result:
     heldout, _ = load_dataset(args.data, args.size, channels, split="test", device=device)
 
     seed_everything(args.seed)
-    model = VAE(args.size, channels, args.latent_dim, args.beta, args.width).to(device)
+    model = run.prepare(VAE(args.size, channels, args.latent_dim, args.beta, args.width).to(device))
     optimizers = {"optimizer": torch.optim.Adam(model.parameters(), lr=args.lr)}
     fixed_z = torch.randn(64, args.latent_dim, generator=torch.Generator().manual_seed(args.seed + 2)).to(device)
     shown = as_float(heldout[:32])  # reconstructed in every grid
@@ -96,7 +97,7 @@ def train(args: Args, progress: bool = True) -> Result:
     columns = ["loss/loss", "loss/nll", "loss/kl", "heldout/mse", "heldout/elbo"]
     with run.loop(columns, args.batch_size) as stop:
         while run.step < args.steps:
-            index = torch.randint(len(data), (args.batch_size,), generator=streams["data"], device=device)
+            index = torch.randint(len(data), (run.batch_size,), generator=streams["data"], device=device)  # rank's
             stats = vae_step(model, optimizers["optimizer"], as_float(data[index]), streams["noise"], run.amp)
             run.advance()
             last = run.step == args.steps
@@ -129,13 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_args(Args, argv, "paintgym train-vae", description(__doc__), "vae")
-        result = train(args)
+        with distributed.process_group(args.device):  # under torchrun: data-parallel, rank 0 writes
+            result = train(args)
     except (ValueError, FileExistsError) as err:  # bad data, options, checkpoint or run folder
         print(f"paintgym train-vae: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
         print("paintgym train-vae: interrupted; the last checkpoint written (if any) is kept", file=sys.stderr)
         return 130
+    if not distributed.world().is_main:  # rank 0 speaks for the run
+        return 130 if result.interrupted else 0
     if result.interrupted:
         print(interrupted_message(result.step, f"{args.out}/{CHECKPOINT_NAME}"), file=sys.stderr)
         return 130

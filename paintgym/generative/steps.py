@@ -5,6 +5,12 @@ The loops around them -- run folder, resume, logs, signals -- are the run layer'
 Each step takes its batches and random streams as arguments and runs the forward passes under
 bfloat16 autocast when ``amp`` (which the caller enables on CUDA only); losses and statistics come
 back as detached scalar tensors, so the caller decides when to synchronise with the device.
+
+Data-parallel (``torchrun``): each rank passes its slice of the batch, and the GAN and VAE steps average
+the gradients over the ranks with one ``all_reduce`` of a flat buffer per update
+(:func:`canvas.collective.average_gradients_`; a no-op on one process). DDP's module wrapper is not used:
+WGAN-GP's gradient penalty needs a double backward, which DDP does not support, and the VAE's loss is
+not its ``forward``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.nn import functional as F
 
+from paintgym.canvas import collective
 from paintgym.canvas.render import render
 from paintgym.generative.classifier import REJECT_NAME, Classifier
 from paintgym.generative.data import adapt_images, as_float
@@ -79,6 +86,7 @@ def gan_step(model: GAN, opt_generator: torch.optim.Optimizer, opt_critic: torch
             loss_c, stats = critic_loss(critic, real, fake.float(), gp_weight, generator=noise_stream, labels=labels)
         opt_critic.zero_grad(set_to_none=True)
         loss_c.backward()
+        collective.average_gradients_(critic.parameters())  # data-parallel: one all_reduce (no DDP: double backward)
         opt_critic.step()
     critic.requires_grad_(False)
     labels = draw()[1] if model.num_classes else None
@@ -87,6 +95,7 @@ def gan_step(model: GAN, opt_generator: torch.optim.Optimizer, opt_critic: torch
         loss_g = generator_loss(critic, fake, labels)
     opt_generator.zero_grad(set_to_none=True)
     loss_g.backward()
+    collective.average_gradients_(generator.parameters())
     opt_generator.step()
     critic.requires_grad_(True)
     return {"loss/critic": loss_c.detach(), "loss/generator": loss_g.detach(),
@@ -106,6 +115,7 @@ def vae_step(model: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor,
         loss, stats = model.loss(images, noise_stream)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    collective.average_gradients_(model.parameters())  # data-parallel: one all_reduce per step
     optimizer.step()
     return {f"loss/{key}": value for key, value in stats.items()}
 
