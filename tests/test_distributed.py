@@ -271,3 +271,25 @@ def test_collectives_on_two_ranks_compute_what_one_process_does(tmp_path):
     torch.testing.assert_close(torch.cat([r["normalised"] for r in ranks]),
                                (values - values.mean()) / (values.std() + 1e-8), **close)
     assert ranks[0]["metrics"] == ranks[1]["metrics"] == {"a": 0.5, "episodes": 4.0}
+
+
+def test_learning_rewards_are_synchronised(tmp_path):
+    """The novelty archive and the online GAN critic see every rank's paintings (all-gathered in rank order):
+    after one iteration on two ranks they are one process's, as is the model-based agent's value critic
+    (a reward term that is not differentiable needs it: --horizon 1)."""
+    argv = [*MODEL_BASED, "--reward", "target:1.0, novelty:0.5, gan(data=digits):0.1", "--horizon", "1",
+            "--total-steps", "16"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert cli_train.main([*argv, "--run-dir", str(one)]) == 0
+    runs = launch([*argv, "--run-dir", str(two)])
+    for rank, run in enumerate(runs):
+        assert run.returncode == 0, f"rank {rank}: {run.stderr[-3000:]}"
+    state_one, state_two = load_checkpoint(one), load_checkpoint(two)
+    archive_one, archive_two = (state["reward"]["novelty"]["archive"] for state in (state_one, state_two))
+    assert archive_one.shape == archive_two.shape and archive_one.shape[0] > 4  # more than one rank's paintings
+    torch.testing.assert_close(archive_two, archive_one, atol=1e-3, rtol=0)
+    gan_one, gan_two = state_one["reward"]["gan"], state_two["reward"]["gan"]
+    assert gan_one["stored"] == gan_two["stored"] == 8  # each rank painted 4
+    # the paintings differ by the float noise of the actor's update; Adam's first steps are near lr * sign(grad)
+    assert max_difference(gan_one["critic"], gan_two["critic"]) < 1e-3
+    assert max_difference(state_one["algorithm"]["agent"], state_two["algorithm"]["agent"]) < 1e-4

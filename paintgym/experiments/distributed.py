@@ -97,8 +97,9 @@ def timeout_s() -> float:
 @contextmanager
 def process_group(device: str | torch.device = "auto") -> Iterator[World]:
     """Run the block inside a process group when ``torchrun`` launched this process (NCCL for CUDA,
-    gloo for the CPU, with :func:`timeout_s`); destroy it afterwards. Without ``torchrun``, or when a
-    group is already running (its owner ends it), only yields the :class:`World`.
+    gloo for the CPU, with :func:`timeout_s`); afterwards :func:`shutdown` (unless the block did).
+    Without ``torchrun``, or when a group is already running (its owner ends it), only yields the
+    :class:`World`.
 
     :param device: the ``--device`` option: it chooses the backend.
     """
@@ -114,7 +115,18 @@ def process_group(device: str | torch.device = "auto") -> Iterator[World]:
                             world_size=info.size)
     try:
         yield info
+        shutdown()  # every rank arrives, then all leave together
     finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def shutdown() -> None:
+    """End the process group now, every rank together (a barrier, then destroy): a rank that tore its
+    connections down while another still used them could abort at exit. Rank 0 may then go on alone
+    (e.g. the final evaluation and files) without the others waiting on it. A no-op without a group."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -227,6 +227,8 @@ class Trainer:
                         status = "interrupted"
                         break
             bar.close()
+            # the ranks part here: rank 0 alone evaluates and writes the final files, no one waits on it
+            distributed.shutdown()
             if status == "finished" and log is not None:
                 final = self.finish(log)
         except TrainingDiverged as err:

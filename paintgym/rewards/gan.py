@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from paintgym import generative
+from paintgym.canvas import collective
 from paintgym.rewards.base import Reward
 from paintgym.rewards.registry import register
 
@@ -192,6 +193,10 @@ class GANReward(Reward):
             raise ValueError(f"canvas must have shape (N, 3, H, W), got {tuple(canvas.shape)}")
         if self.conditional and (target is None or target.shape[0] != canvas.shape[0]):
             raise ValueError("the conditional 'gan' reward's update needs the paintings' targets, one per painting")
+        if collective.active():  # data-parallel: every rank's paintings, in rank order, join every rank's replay;
+            # the critic's draws come from its own seeded stream, so every rank's critic takes the one-process steps
+            canvas = collective.all_gather_cat(canvas.contiguous())
+            target = None if target is None else collective.all_gather_cat(target.contiguous())
         if canvas.shape[0] > 0:
             self._push(canvas, target)
         self._credit += self.ratio

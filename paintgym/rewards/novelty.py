@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paintgym import generative
+from paintgym.canvas import collective
 from paintgym.rewards.base import Reward
 from paintgym.rewards.registry import register
 
@@ -169,8 +170,11 @@ class NoveltyReward(Reward):
             loss = self._rnd_error(canvas, embedded).square().mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            collective.average_gradients_(self.predictor.parameters())  # data-parallel: every rank's paintings
             self.optimizer.step()
             return {"rnd_loss": float(loss.detach())}
+        # data-parallel: every rank's paintings, in rank order, so every rank's archive is the one-process archive
+        embedded = collective.all_gather_cat(embedded.contiguous())
         # new = farther than threshold from the archive and from the earlier new paintings of this batch
         nearest = (torch.cdist(embedded, self.archive[:self.count]).min(dim=1).values if self.count
                    else torch.full((embedded.shape[0],), math.inf, device=embedded.device))
