@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from paintgym.agents.common import autocast
 from paintgym.canvas.export import atomic_write_bytes
 from paintgym.canvas.images import DatasetError, split_indices
 from paintgym.experiments.generative_runs import (
@@ -41,7 +42,6 @@ from paintgym.experiments.generative_runs import (
 from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError
 from paintgym.generative.cyclegan import CycleGAN, ImagePool, cycle_errors, linear_decay, random_crops, train_step
 from paintgym.generative.data import as_float, load_dataset, resize
-from paintgym.generative.steps import _autocast as autocast
 from paintgym.generative.steps import evaluating
 
 SHEET_IMAGES = 8  # columns of the before/after sheets

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from paintgym import generative
 from paintgym.canvas.images import load_images, to_float
 from paintgym.rewards.base import Reward
 from paintgym.rewards.registry import register
@@ -91,9 +92,7 @@ class TrainedFeatures(nn.Module):
         self.size, self.channels = model.size, model.channels
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        from paintgym.generative import adapt_images  # generative imports envs: import on use
-
-        x = adapt_images(images, self.size, self.channels) * 2.0 - 1.0
+        x = generative.adapt_images(images, self.size, self.channels) * 2.0 - 1.0
         maps = []
         for layer in self.trunk:
             if isinstance(layer, (nn.Flatten, nn.Linear)):  # the trunk's convolutional part ends here
@@ -115,8 +114,6 @@ def feature_network(features: str, device: torch.device) -> nn.Module:
     """``random`` or the path of a trained model's checkpoint -> a network returning a list of maps."""
     if features == "random":
         return RandomFeatures().to(device)
-    from paintgym import generative  # generative imports envs: import on use
-
     return TrainedFeatures(generative.load(features, device=device)).to(device)
 
 
