@@ -9,6 +9,7 @@ Argument parsing and wiring only; the work lives in the packages. Each subcomman
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help); modules are imported only when their subcommand runs
@@ -77,7 +78,15 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"paintgym: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(SUBCOMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    code = int(module.main(rest) or 0)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
+        # A torchrun rank other than 0 has written nothing and has nothing left to do, and its interpreter's
+        # teardown can abort in the destructor of a thread the process group left behind ("terminate called
+        # without an active exception", about one CPU/gloo run in five): end the process without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
