@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -308,6 +309,37 @@ class GenerativeRun:
         sheet = image_sheet(images, columns)
         self.log.tb.add_image(tag, sheet, self.step, dataformats="HWC")
         return save_png(path, sheet)
+
+
+def command_main(argv: list[str] | None, command: str, cls: type, kind: str, doc: str,
+                 train: Callable[[Any], Any], summary: Callable[[Any, Any], str]) -> int:
+    """The ``main`` of a generative trainer's subcommand: options (:func:`parse_args`), ``train(args)``
+    (under ``torchrun`` in a process group: the trainers that support it run data-parallel, the others
+    stop with a one-line error), and what it says and returns: one line and 2 for bad data, options, a
+    checkpoint or a run folder; 130 after a signal (checkpoint kept); rank 0 prints ``summary(args,
+    result)`` and returns 0.
+
+    :param command: the subcommand, e.g. ``train-gan``; ``kind`` the model kind of its checkpoints.
+    :param doc: the trainer's module docstring (``--help``'s text, :func:`description`).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(cls, argv, f"paintgym {command}", description(doc), kind)
+        with distributed.process_group(args.device):  # under torchrun: data-parallel, rank 0 writes
+            result = train(args)
+    except (ValueError, FileExistsError) as err:  # bad data, options, checkpoint or run folder
+        print(f"paintgym {command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
+        print(f"paintgym {command}: interrupted; the last checkpoint written (if any) is kept", file=sys.stderr)
+        return 130
+    if not distributed.world().is_main:  # rank 0 speaks for the run
+        return 130 if result.interrupted else 0
+    if result.interrupted:
+        print(interrupted_message(result.step, f"{args.out}/{CHECKPOINT_NAME}"), file=sys.stderr)
+        return 130
+    print(summary(args, result))
+    return 0
 
 
 def interrupted_message(step: int, path: Path | str) -> str:

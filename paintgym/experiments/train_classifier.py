@@ -40,9 +40,7 @@ from paintgym.experiments.generative_runs import (
     GenerativeRun,
     GenerativeRunArgs,
     TrainingError,
-    description,
-    interrupted_message,
-    parse_args,
+    command_main,
 )
 from paintgym.experiments.rng import seed_everything
 from paintgym.generative.checkpoint import CHECKPOINT_NAME
@@ -219,30 +217,21 @@ def train(args: Args, progress: bool = True) -> Result:
     return Result(model.eval(), run.step, run.history, run.images_per_second(), seconds, record, stop.requested)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``paintgym train-classifier [options]``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_args(Args, argv, "paintgym train-classifier", description(__doc__), "classifier")
-        result = train(args)
-    except (ValueError, FileExistsError) as err:  # bad data, options, checkpoint or run folder
-        print(f"paintgym train-classifier: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
-        print("paintgym train-classifier: interrupted; the last checkpoint written (if any) is kept", file=sys.stderr)
-        return 130
-    if result.interrupted:
-        print(interrupted_message(result.step, f"{args.out}/{CHECKPOINT_NAME}"), file=sys.stderr)
-        return 130
+def summary(args: Args, result: Result) -> str:
+    """The line ``paintgym train-classifier`` ends with."""
     heldout = result.heldout
     reject = ("" if heldout["reject_accuracy"] is None
               else f"; blank and random-stroke canvases called none: {heldout['reject_accuracy']:.1%}")
     shared = " (too few images to hold any out: measured on the training images)" \
         if heldout["heldout_is_training_data"] else ""
-    print(f"trained to step {result.step} in {result.seconds:.1f} s ({result.images_per_second:.0f} images/s); "
-          f"held-out accuracy {heldout['accuracy']:.1%} of {heldout['count']} images{shared}{reject}; "
-          f"checkpoint {args.out}/{CHECKPOINT_NAME}; confusion matrix {args.out}/{CONFUSION_NAME}")
-    return 0
+    return (f"trained to step {result.step} in {result.seconds:.1f} s ({result.images_per_second:.0f} images/s); "
+            f"held-out accuracy {heldout['accuracy']:.1%} of {heldout['count']} images{shared}{reject}; "
+            f"checkpoint {args.out}/{CHECKPOINT_NAME}; confusion matrix {args.out}/{CONFUSION_NAME}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``paintgym train-classifier [options]``."""
+    return command_main(argv, "train-classifier", Args, "classifier", __doc__, train, summary)
 
 
 if __name__ == "__main__":

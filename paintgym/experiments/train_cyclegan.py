@@ -35,11 +35,9 @@ from paintgym.experiments.generative_runs import (
     GenerativeRun,
     GenerativeRunArgs,
     TrainingError,
-    description,
-    interrupted_message,
-    parse_args,
+    command_main,
 )
-from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError
+from paintgym.generative.checkpoint import CHECKPOINT_NAME
 from paintgym.generative.cyclegan import CycleGAN, ImagePool, cycle_errors, linear_decay, random_crops, train_step
 from paintgym.generative.data import as_float, load_dataset, resize
 from paintgym.generative.steps import evaluating
@@ -226,30 +224,21 @@ def train(args: Args, progress: bool = True) -> Result:
     return Result(model.eval(), run.step, run.history, run.images_per_second(), seconds, record, stop.requested)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``paintgym train-cyclegan [options]``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_args(Args, argv, "paintgym train-cyclegan", description(__doc__), "cyclegan")
-        result = train(args)
-    except (DatasetError, CheckpointError, ValueError, FileExistsError) as err:  # data, options, run folder
-        print(f"paintgym train-cyclegan: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
-        print("paintgym train-cyclegan: interrupted; the last checkpoint written (if any) is kept", file=sys.stderr)
-        return 130
-    if result.interrupted:
-        print(interrupted_message(result.step, f"{args.out}/{CHECKPOINT_NAME}"), file=sys.stderr)
-        return 130
+def summary(args: Args, result: Result) -> str:
+    """The line ``paintgym train-cyclegan`` ends with."""
     held = result.heldout
     where = " + ".join(f"{held[f'heldout_{d}']} {'training' if held[f'heldout_{d}_is_training_data'] else 'held-out'} "
                        f"{d.upper()} images" for d in ("a", "b"))
-    print(f"trained to step {result.step} in {result.seconds:.0f} s ({result.images_per_second:.1f} images/s); "
-          f"cycle error A->B->A {held['cycle_a']:.4f}, B->A->B {held['cycle_b']:.4f} "
-          f"(translation changes {held['change_a']:.4f}, {held['change_b']:.4f}) on {where} "
-          f"({held['train_cycle_a']:.4f}, {held['train_cycle_b']:.4f} on training images); "
-          f"checkpoint {args.out}/{CHECKPOINT_NAME}; sheet {args.out}/{SHEET_NAME}")
-    return 0
+    return (f"trained to step {result.step} in {result.seconds:.0f} s ({result.images_per_second:.1f} images/s); "
+            f"cycle error A->B->A {held['cycle_a']:.4f}, B->A->B {held['cycle_b']:.4f} "
+            f"(translation changes {held['change_a']:.4f}, {held['change_b']:.4f}) on {where} "
+            f"({held['train_cycle_a']:.4f}, {held['train_cycle_b']:.4f} on training images); "
+            f"checkpoint {args.out}/{CHECKPOINT_NAME}; sheet {args.out}/{SHEET_NAME}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``paintgym train-cyclegan [options]``."""
+    return command_main(argv, "train-cyclegan", Args, "cyclegan", __doc__, train, summary)
 
 
 if __name__ == "__main__":

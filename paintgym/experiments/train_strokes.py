@@ -31,18 +31,16 @@ import numpy as np
 import torch
 
 from paintgym.canvas.export import atomic_write_bytes, save_png
-from paintgym.canvas.images import DatasetError, to_uint8
+from paintgym.canvas.images import to_uint8
 from paintgym.canvas.pen import render_pen
 from paintgym.canvas.video import grid
 from paintgym.experiments.generative_runs import (
     GenerativeRun,
     GenerativeRunArgs,
     TrainingError,
-    description,
-    interrupted_message,
-    parse_args,
+    command_main,
 )
-from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError
+from paintgym.generative.checkpoint import CHECKPOINT_NAME
 from paintgym.generative.pen_data import PenDataset, PenSplit, collate, drawing_statistics, load_pen_dataset
 from paintgym.generative.sketch_rnn import CELLS, GaussianBaseline, SketchRNN, evaluate, to_stroke3, train_step
 
@@ -237,26 +235,18 @@ def train(args: Args, progress: bool = True) -> Result:
     return Result(model.eval(), run.step, run.history, seconds, record, stop.requested)
 
 
+def summary(args: Args, result: Result) -> str:
+    """The line ``paintgym train-strokes`` ends with."""
+    h = result.heldout
+    return (f"trained to step {result.step} in {result.seconds:.1f} s; held-out ({h['split']}, {h['drawings']} "
+            f"drawings) NLL {h['nll']:.1f} nats per drawing ({h['nll_per_point']:.3f} per point), Gaussian "
+            f"baseline {h['baseline_nll']:.1f} ({h['baseline_nll_per_point']:.3f}); checkpoint "
+            f"{Path(args.out) / CHECKPOINT_NAME}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``paintgym train-strokes [options]``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_args(Args, argv, "paintgym train-strokes", description(__doc__), SketchRNN.kind)
-        result = train(args)
-    except (DatasetError, CheckpointError, ValueError, FileExistsError) as err:  # data, options, run folder
-        print(f"paintgym train-strokes: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
-        print("paintgym train-strokes: interrupted; the last checkpoint written (if any) is kept", file=sys.stderr)
-        return 130
-    if result.interrupted:
-        print(interrupted_message(result.step, f"{args.out}/{CHECKPOINT_NAME}"), file=sys.stderr)
-        return 130
-    h = result.heldout
-    print(f"trained to step {result.step} in {result.seconds:.1f} s; held-out ({h['split']}, {h['drawings']} "
-          f"drawings) NLL {h['nll']:.1f} nats per drawing ({h['nll_per_point']:.3f} per point), Gaussian baseline "
-          f"{h['baseline_nll']:.1f} ({h['baseline_nll_per_point']:.3f}); checkpoint {Path(args.out) / CHECKPOINT_NAME}")
-    return 0
+    return command_main(argv, "train-strokes", Args, SketchRNN.kind, __doc__, train, summary)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-from paintgym.experiments import distributed
 from paintgym.experiments.generative_runs import (
     GenerativeRun,
     GenerativeRunArgs,
     TrainingError,
-    description,
-    interrupted_message,
-    parse_args,
+    command_main,
 )
 from paintgym.experiments.rng import seed_everything
 from paintgym.generative.checkpoint import CHECKPOINT_NAME
@@ -125,27 +122,15 @@ def train(args: Args, progress: bool = True) -> Result:
                   stop.requested)
 
 
+def summary(args: Args, result: Result) -> str:
+    """The line ``paintgym train-vae`` ends with."""
+    return (f"trained to step {result.step} ({result.images_per_second:.0f} images/s); held-out reconstruction "
+            f"MSE {result.heldout_mse:.4f}; checkpoint {args.out}/{CHECKPOINT_NAME}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``paintgym train-vae [options]``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_args(Args, argv, "paintgym train-vae", description(__doc__), "vae")
-        with distributed.process_group(args.device):  # under torchrun: data-parallel, rank 0 writes
-            result = train(args)
-    except (ValueError, FileExistsError) as err:  # bad data, options, checkpoint or run folder
-        print(f"paintgym train-vae: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
-        print("paintgym train-vae: interrupted; the last checkpoint written (if any) is kept", file=sys.stderr)
-        return 130
-    if not distributed.world().is_main:  # rank 0 speaks for the run
-        return 130 if result.interrupted else 0
-    if result.interrupted:
-        print(interrupted_message(result.step, f"{args.out}/{CHECKPOINT_NAME}"), file=sys.stderr)
-        return 130
-    print(f"trained to step {result.step} ({result.images_per_second:.0f} images/s); held-out reconstruction "
-          f"MSE {result.heldout_mse:.4f}; checkpoint {args.out}/{CHECKPOINT_NAME}")
-    return 0
+    return command_main(argv, "train-vae", Args, "vae", __doc__, train, summary)
 
 
 if __name__ == "__main__":
