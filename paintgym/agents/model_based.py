@@ -53,6 +53,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from paintgym.agents.common import FlatGradients, adam_options, autocast, check_amp, load_policy
 from paintgym.agents.episodes import EpisodeTracker
@@ -93,6 +94,12 @@ class ModelBasedArgs:
     """channels of the first convolution of the actor's window CNN and of the critic"""
     hidden: int = 256
     """width of the actor's stroke head and of the critic's features"""
+    anchors: str = "residual"
+    """where the strokes of the finer levels go: fixed (a coarse-to-fine layout) or residual (the cells furthest from
+    the target, tasks with targets)"""
+    second_look: bool = False
+    """the actor paints each bundle on a scratch canvas, looks at its windows again and corrects the bundle (twice
+    the actor's cost)"""
 
 
 LOSS_KEYS = ["policy_loss", "value_loss", "actor_grad_norm"]
@@ -178,6 +185,44 @@ def stroke_layout(count: int) -> torch.Tensor:
     return torch.tensor(rows[:count], dtype=torch.float32)
 
 
+ANCHORS = ("fixed", "residual")
+RESIDUAL_FROM_LEVEL = 3  # at 64 px and 32 strokes: the 16 level-2 cells all get a stroke, 11 of 64 level-3 cells do
+
+
+def residual_anchors(anchor: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Move the anchors of the finer levels to the cells where the painting is furthest from its target.
+
+    From level :data:`RESIDUAL_FROM_LEVEL` on (where an episode has fewer strokes than the level has
+    cells, so the fixed layout leaves cells unpainted), a bundle's strokes of level ``l`` take the
+    cells of level ``l`` with the largest squared residual, largest first; the coarser levels keep
+    the fixed layout, whose every cell gets a stroke anyway. A choice, not a gradient: the strokes
+    are fitted to whatever window they are given.
+
+    :param anchor: ``(B, S, 3)`` rows ``(x, y, level)`` of :func:`stroke_layout`.
+    :param canvas: ``(B, 3, H, W)`` float in [0, 1].
+    :param target: ``(B, 3, H, W)`` float in [0, 1].
+    :return: ``(B, S, 3)``, the same levels.
+    """
+    level = anchor[..., 2].long()
+    count = level.shape[1]
+    # rank of each stroke among the bundle's earlier strokes of its level: the r-th takes the r-th worst cell
+    earlier = torch.ones(count, count, dtype=torch.bool, device=level.device).tril(-1)
+    rank = ((level[:, :, None] == level[:, None, :]) & earlier).sum(-1)
+    residual = (target.detach() - canvas.detach()).float().square().sum(1, keepdim=True)  # (B, 1, H, W)
+    xs, ys = anchor[..., 0], anchor[..., 1]
+    for value in level.unique().tolist():
+        if value < RESIDUAL_FROM_LEVEL:
+            continue
+        side = 1 << value
+        worst = nn.functional.adaptive_avg_pool2d(residual, side).flatten(1)  # (B, side * side)
+        top = worst.topk(min(count, side * side), dim=1).indices
+        cell = top.gather(1, rank.clamp(max=top.shape[1] - 1))
+        chosen = level == value
+        xs = torch.where(chosen, (cell % side + 0.5) / side, xs)
+        ys = torch.where(chosen, (cell // side + 0.5) / side, ys)
+    return torch.stack([xs, ys, anchor[..., 2]], dim=-1)
+
+
 class PatchStrokeActor(nn.Module):
     """(canvas, target, progress) -> strokes ``(B, S, 13)``; each stroke fitted to its own window.
 
@@ -196,21 +241,33 @@ class PatchStrokeActor(nn.Module):
     thumb = 8  # side of the thumbnail of the whole canvas
 
     def __init__(self, has_target: bool, size: int, strokes_per_step: int, width: int, hidden: int,
-                 max_steps: int = 1) -> None:
+                 max_steps: int = 1, anchors: str = "fixed", second_look: bool = False,
+                 fit_colour: bool = False) -> None:
         super().__init__()
+        if anchors not in ANCHORS:
+            raise ValueError(f"unknown anchors {anchors!r}; choose one of {', '.join(ANCHORS)}")
         self.strokes_per_step, self.max_steps = strokes_per_step, max_steps
+        # residual anchors need a target to measure the residual against
+        self.residual_anchors = anchors == "residual" and has_target
+        self.fit_colour = fit_colour and has_target
         self.register_buffer("layout", stroke_layout(strokes_per_step * max_steps), persistent=False)
         channels = 9 if has_target else 3
         c1, c2 = width, 2 * width
         self.cnn = nn.Sequential(*conv_block(channels, c1, 1), *conv_block(c1, c2, 2), *conv_block(c2, c2, 2),
                                  *conv_block(c2, c2, 2))  # 16 -> 8 -> 4 -> 2
         self.glance = nn.Sequential(nn.Linear(channels * self.thumb * self.thumb, hidden // 2), nn.ReLU(inplace=True))
-        self.head = nn.Sequential(nn.Linear(c2 * 4 + hidden // 2 + self.levels + 1, hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(hidden, STROKE_DIM))
+        features = c2 * 4 + hidden // 2 + self.levels + 1
+        self.head = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, STROKE_DIM))
         nn.init.normal_(self.head[-1].weight, std=0.01)
         with torch.no_grad():
             self.head[-1].bias.zero_()
             self.head[-1].bias[8:10] = 2.0  # opacities start near 0.9
+        self.second_look = None
+        if second_look:  # (the same window features of the canvas with the bundle painted, the bundle) -> correction
+            self.second_look = nn.Sequential(nn.Linear(features + STROKE_DIM, hidden), nn.ReLU(inplace=True),
+                                             nn.Linear(hidden, STROKE_DIM))
+            nn.init.zeros_(self.second_look[-1].weight)  # starts as no correction
+            nn.init.zeros_(self.second_look[-1].bias)
         cell = 0.5 ** torch.arange(self.levels + 4, dtype=torch.float32)
         radius = ((0.6 * cell - MIN_RADIUS) / (MAX_RADIUS - MIN_RADIUS)).clamp(0.05, 1.0)
         self.register_buffer("cell", cell, persistent=False)
@@ -219,13 +276,31 @@ class PatchStrokeActor(nn.Module):
         self.register_buffer("offsets", offsets, persistent=False)
 
     def forward(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor) -> torch.Tensor:
-        b, s, p = canvas.shape[0], self.strokes_per_step, self.patch
+        s = self.strokes_per_step
         step = (progress.float() * self.max_steps).round().long().clamp_(0, self.max_steps - 1)
         index = step[:, None] * s + torch.arange(s, device=step.device)
         anchor = self.layout[index]  # (B, S, 3)
+        if self.residual_anchors:
+            anchor = residual_anchors(anchor, canvas, target)
+        raw = self.head(self._look(canvas, target, progress, anchor)).float()
+        if self.second_look is not None:
+            # paint the bundle on a scratch copy (no gradient: only the correction's inputs) and look again
+            with torch.no_grad():
+                scratch, first = canvas.detach().float().contiguous().clone(), self._strokes(raw, anchor).contiguous()
+                if self.fit_colour:
+                    paint_fitted_(scratch, first, target)
+                else:
+                    paint_(scratch, first)
+            again = self._look(scratch, target, progress, anchor)
+            raw = raw + self.second_look(torch.cat([again, raw.to(again.dtype)], dim=-1)).float()
+        return self._strokes(raw, anchor)
+
+    def _look(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor,
+              anchor: torch.Tensor) -> torch.Tensor:
+        """The head's input for each stroke, ``(B, S, features)``: its window, a thumbnail, its level, the progress."""
+        b, s, p = canvas.shape[0], anchor.shape[1], self.patch
         level = anchor[..., 2].long()
-        cell = self.cell[level]  # (B, S)
-        span = (self.window * cell)[..., None]  # window side as a fraction of the canvas
+        span = (self.window * self.cell[level])[..., None]  # window side as a fraction of the canvas
         xs = anchor[..., 0:1] + self.offsets * span  # (B, S, P)
         ys = anchor[..., 1:2] + self.offsets * span
         grid = torch.stack([xs[:, :, None, :].expand(-1, -1, p, -1), ys[:, :, :, None].expand(-1, -1, -1, p)], -1)
@@ -239,26 +314,45 @@ class PatchStrokeActor(nn.Module):
         # small windows and thumbnails, not on the whole canvas at every step
         windows = self._planes(window(canvas), None if target is None else window(target))
         # channels-last: oneDNN's (and cuDNN's) fast layout for many small images; 15-20% faster inference on CPU
-        local = self.cnn(windows.contiguous(memory_format=torch.channels_last)).flatten(1).view(b, s, -1)
+        cnn = self.cnn if self.training or torch.is_grad_enabled() else fold_batch_norms(self.cnn)
+        local = cnn(windows.contiguous(memory_format=torch.channels_last)).flatten(1).view(b, s, -1)
         thumb = self._planes(*(None if image is None else nn.functional.adaptive_avg_pool2d(image, self.thumb)
                                for image in (canvas, target))).flatten(1)
         one_hot = nn.functional.one_hot(level.clamp(max=self.levels - 1), self.levels).to(local.dtype)
-        head_in = torch.cat([local, self.glance(thumb)[:, None].expand(-1, s, -1), one_hot,
-                             progress.view(b, 1, 1).expand(-1, s, 1).to(local.dtype)], dim=-1)
-        out = self.head(head_in).float()
-        cell = cell.unsqueeze(-1)
-        start = anchor[..., :2] + torch.tanh(out[..., 0:2]) * cell
-        bend = start.repeat(1, 1, 2) + torch.tanh(out[..., 2:6]) * (1.5 * cell)
-        points = torch.cat([start, bend], dim=-1).clamp(0.0, 1.0)
-        radii = torch.sigmoid(out[..., 6:8]) * self.max_radius[level].unsqueeze(-1)
-        return torch.cat([points, radii, torch.sigmoid(out[..., 8:13])], dim=-1)
+        return torch.cat([local, self.glance(thumb)[:, None].expand(-1, s, -1), one_hot,
+                          progress.view(b, 1, 1).expand(-1, s, 1).to(local.dtype)], dim=-1)
 
+    def _strokes(self, raw: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        """The head's raw output ``(B, S, 13)`` -> strokes ``(B, S, 13)`` in [0, 1] around their anchors."""
+        level = anchor[..., 2].long()
+        cell = self.cell[level].unsqueeze(-1)
+        start = anchor[..., :2] + torch.tanh(raw[..., 0:2]) * cell
+        bend = start.repeat(1, 1, 2) + torch.tanh(raw[..., 2:6]) * (1.5 * cell)
+        points = torch.cat([start, bend], dim=-1).clamp(0.0, 1.0)
+        radii = torch.sigmoid(raw[..., 6:8]) * self.max_radius[level].unsqueeze(-1)
+        return torch.cat([points, radii, torch.sigmoid(raw[..., 8:13])], dim=-1)
 
     @staticmethod
     def _planes(canvas: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         """Canvas, target and their difference (when there is a target), scaled to [-1, 1]: ``(N, 9 or 3, h, w)``."""
         planes = [canvas] if target is None else [canvas, target, target - canvas]
         return torch.cat(planes, dim=1) * 2.0 - 1.0
+
+
+def fold_batch_norms(layers: nn.Sequential) -> nn.Sequential:
+    """An inference copy of :func:`conv_block` layers with each batch norm folded into its convolution.
+
+    In evaluation mode a batch norm is an affine map per channel, so it folds into the convolution's
+    weights and bias (the same outputs up to rounding, one pass less over every activation). Folding
+    takes microseconds, so it is redone at each call rather than cached against later weight updates.
+    """
+    folded: list[nn.Module] = []
+    for layer in layers:
+        if isinstance(layer, nn.BatchNorm2d) and folded and isinstance(folded[-1], nn.Conv2d):
+            folded[-1] = fuse_conv_bn_eval(folded[-1], layer)
+        else:
+            folded.append(layer)
+    return nn.Sequential(*folded)
 
 
 class StateCritic(nn.Module):
@@ -327,7 +421,8 @@ class ModelBased:
                              f"through the critic: set --horizon below --max-steps ({self.max_steps}), e.g. 1")
 
         actor = PatchStrokeActor(self.has_target, core.size, self.strokes_per_step, args.width, args.hidden,
-                                 max_steps=self.max_steps)
+                                 max_steps=self.max_steps, anchors=args.anchors, second_look=args.second_look,
+                                 fit_colour=self.fit_colour)
         critic = StateCritic(self.has_target, core.size, args.width, args.hidden)
         self.agent = nn.ModuleDict({"actor": actor, "critic": critic}).to(self.device)
         self.actor, self.critic = self.agent["actor"], self.agent["critic"]
