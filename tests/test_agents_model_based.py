@@ -167,12 +167,13 @@ def test_residual_anchors_go_where_the_painting_is_furthest_from_its_target():
     target[0, :, 40:48, 8:16] = 1.0  # cell (x 1, y 5) of the 8x8 level-3 grid: the worst
     target[0, :, 0:8, 56:64] = 0.8  # cell (x 7, y 0): second worst
     target[1, :, 24:32, 24:32] = 0.0  # cell (x 3, y 3)
-    moved = residual_anchors(anchor, canvas, target)
+    partial = torch.tensor([False, False, False, True])  # 32 strokes: only level 3 is partly painted
+    moved = residual_anchors(anchor, canvas, target, partial)
     assert torch.equal(moved[..., 2], anchor[..., 2])  # the levels stay
     assert moved[0, 0, :2].tolist() == [1.5 / 8, 5.5 / 8] and moved[0, 1, :2].tolist() == [7.5 / 8, 0.5 / 8]
     assert moved[1, 0, :2].tolist() == [3.5 / 8, 3.5 / 8]
     coarse = stroke_layout(32)[:4].expand(2, -1, -1)
-    assert torch.equal(residual_anchors(coarse, canvas, target), coarse)  # levels 0 and 1: the fixed layout
+    assert torch.equal(residual_anchors(coarse, canvas, target, partial), coarse)  # levels 0 and 1: the fixed layout
 
 
 def test_second_look_starts_as_no_correction_and_learns_through_the_renderer(tiny_env):

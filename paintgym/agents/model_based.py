@@ -186,21 +186,23 @@ def stroke_layout(count: int) -> torch.Tensor:
 
 
 ANCHORS = ("fixed", "residual")
-RESIDUAL_FROM_LEVEL = 3  # at 64 px and 32 strokes: the 16 level-2 cells all get a stroke, 11 of 64 level-3 cells do
 
 
-def residual_anchors(anchor: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Move the anchors of the finer levels to the cells where the painting is furthest from its target.
+def residual_anchors(anchor: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor,
+                     partial: torch.Tensor) -> torch.Tensor:
+    """Move the anchors of the partly painted levels to the cells where the painting is furthest from its target.
 
-    From level :data:`RESIDUAL_FROM_LEVEL` on (where an episode has fewer strokes than the level has
-    cells, so the fixed layout leaves cells unpainted), a bundle's strokes of level ``l`` take the
-    cells of level ``l`` with the largest squared residual, largest first; the coarser levels keep
-    the fixed layout, whose every cell gets a stroke anyway. A choice, not a gradient: the strokes
-    are fitted to whatever window they are given.
+    A level of :func:`stroke_layout` is partly painted when an episode has fewer strokes at that level
+    than the level has cells, so the fixed layout would leave some of its cells without a stroke
+    whatever the picture (at 64 px and 32 strokes: 11 of level 3's 64 cells). There, a bundle's
+    strokes of level ``l`` take the cells of level ``l`` with the largest squared residual, largest
+    first; the levels every cell of which gets a stroke keep the fixed layout. A choice, not a
+    gradient: the strokes are fitted to whatever window they are given.
 
     :param anchor: ``(B, S, 3)`` rows ``(x, y, level)`` of :func:`stroke_layout`.
     :param canvas: ``(B, 3, H, W)`` float in [0, 1].
     :param target: ``(B, 3, H, W)`` float in [0, 1].
+    :param partial: ``(levels,)`` bool, the levels whose anchors follow the residual.
     :return: ``(B, S, 3)``, the same levels.
     """
     level = anchor[..., 2].long()
@@ -211,7 +213,7 @@ def residual_anchors(anchor: torch.Tensor, canvas: torch.Tensor, target: torch.T
     residual = (target.detach() - canvas.detach()).float().square().sum(1, keepdim=True)  # (B, 1, H, W)
     xs, ys = anchor[..., 0], anchor[..., 1]
     for value in level.unique().tolist():
-        if value < RESIDUAL_FROM_LEVEL:
+        if value >= partial.numel() or not bool(partial[value]):
             continue
         side = 1 << value
         worst = nn.functional.adaptive_avg_pool2d(residual, side).flatten(1)  # (B, side * side)
@@ -250,7 +252,11 @@ class PatchStrokeActor(nn.Module):
         # residual anchors need a target to measure the residual against
         self.residual_anchors = anchors == "residual" and has_target
         self.fit_colour = fit_colour and has_target
-        self.register_buffer("layout", stroke_layout(strokes_per_step * max_steps), persistent=False)
+        layout = stroke_layout(strokes_per_step * max_steps)
+        self.register_buffer("layout", layout, persistent=False)
+        strokes_at_level = torch.bincount(layout[:, 2].long(), minlength=self.levels + 4)
+        cells_at_level = 4 ** torch.arange(strokes_at_level.numel())
+        self.register_buffer("partial_levels", strokes_at_level < cells_at_level, persistent=False)
         channels = 9 if has_target else 3
         c1, c2 = width, 2 * width
         self.cnn = nn.Sequential(*conv_block(channels, c1, 1), *conv_block(c1, c2, 2), *conv_block(c2, c2, 2),
@@ -281,7 +287,7 @@ class PatchStrokeActor(nn.Module):
         index = step[:, None] * s + torch.arange(s, device=step.device)
         anchor = self.layout[index]  # (B, S, 3)
         if self.residual_anchors:
-            anchor = residual_anchors(anchor, canvas, target)
+            anchor = residual_anchors(anchor, canvas, target, self.partial_levels)
         raw = self.head(self._look(canvas, target, progress, anchor)).float()
         if self.second_look is not None:
             # paint the bundle on a scratch copy (no gradient: only the correction's inputs) and look again
