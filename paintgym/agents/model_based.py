@@ -235,6 +235,11 @@ class PatchStrokeActor(nn.Module):
     and the progress, to the stroke in the window's own coordinates. One network thus learns one
     thing -- fit a stroke to what a window shows -- from every stroke of every painting, at every
     place and scale, as Paint Transformer's patch-wise predictor does.
+
+    With ``anchors="residual"`` (and a target) the strokes of the partly painted levels take the cells
+    furthest from the target (:func:`residual_anchors`). With ``second_look`` the actor paints its
+    bundle on a scratch canvas (no gradient), cuts the same windows again, and a second head maps
+    what it sees, with the bundle's raw numbers, to a correction added to them (zero at the start).
     """
 
     levels = 8
