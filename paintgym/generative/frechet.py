@@ -49,7 +49,8 @@ def frechet_distance(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor)
     values, vectors = np.linalg.eigh(cov_a)
     root_a = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0.0, None)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2.0 * cross)
+    distance = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2.0 * cross
+    return max(0.0, float(distance))  # rounding can take two equal sets a hair below 0
 
 
 def classifier_features(classifier: Classifier, images: torch.Tensor) -> torch.Tensor:
