@@ -104,3 +104,13 @@ def test_classifier_strokes_and_cyclegan_train_on_two_ranks_as_one_process(tmp_p
 
     record_two = json.loads((tmp_path / "classifier_two" / "heldout.json").read_text())
     assert record_two["accuracy"] == one["classifier"].heldout["accuracy"]
+    # --resume on one process continues the two-rank run as it continues the one-process run (the streams
+    # in the checkpoint are every rank's)
+    from paintgym.experiments import train_classifier
+
+    resumed = {tag: train_classifier.main(["--out", str(tmp_path / f"classifier_{tag}"), "--resume", "--steps", "4",
+                                           "--device", "cpu"]) for tag in ("one", "two")}
+    assert resumed == {"one": 0, "two": 0}
+    after = [read_checkpoint(tmp_path / f"classifier_{tag}" / "ckpt.pt")["model"] for tag in ("one", "two")]
+    for key, value in after[0].items():
+        torch.testing.assert_close(after[1][key], value, atol=1e-4, rtol=1e-4)
