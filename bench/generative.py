@@ -13,8 +13,21 @@ image) and those of: the trained model's samples, the same model at step 0, rand
 of real images). Lower is better. Training throughput is real images per second through the
 critic (GAN) or the encoder (VAE).
 
+``--classifier PATH`` (a ``paintgym train-classifier`` run or its ``ckpt.pt``) measures in that classifier's
+penultimate features (:func:`generative.frechet.classifier_features`) instead of the script's own small
+classifier, so that distances compare across scripts and with the sweep report (``paintgym report
+--classifier PATH``).
+
+``--models ...,cgan`` adds a class-conditional GAN (``train-gan --conditional``, or ``--cgan PATH`` to
+measure a trained one) with, per class ``k``: the FD of its class-``k`` samples to the real images of
+class ``k``, the same for samples of the *other* classes (how much the class condition matters), the
+floor (two disjoint halves of the real class-``k`` images: the samples are measured against one half,
+in the same number as the other half), and the fraction of class-``k`` samples the classifier reads as
+``k``; and a sample grid with one row per class (``--figures DIR``).
+
     python bench/generative.py                      # a few minutes on a CPU
     python bench/generative.py --gan-steps 2000 --vae-steps 3000 --width 32 --device cuda
+    python bench/generative.py --models cgan --cgan runs/cgan --classifier runs/classifier --figures docs/images
 """
 
 from __future__ import annotations
@@ -40,6 +53,11 @@ from paintgym.envs.targets import split_indices  # noqa: E402
 from paintgym.experiments.device import resolve_device  # noqa: E402
 from paintgym.generative import GAN, VAE  # noqa: E402
 from paintgym.generative.data import adapt_images, as_float, load_dataset, random_stroke_canvases  # noqa: E402
+from paintgym.generative.frechet import (  # noqa: E402
+    classifier_features,
+    frechet_distance,
+    load_feature_classifier,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST = SHARED / "mnist-test" / "mnist_t10k.npz"
@@ -113,35 +131,88 @@ def train_classifier(data: Dataset, steps: int, seed: int) -> tuple[Classifier, 
     return model, accuracy
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """FD between Gaussians fitted to feature sets ``(N, D)`` and ``(M, D)``."""
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    # tr sqrt(A B) = sum sqrt(eig(sqrt(A) B sqrt(A))): symmetric PSD throughout, stable for singular A or B
-    values, vectors = np.linalg.eigh(cov_a)
-    root_a = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0.0, None)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2.0 * cross)
-
-
-def features(classifier: Classifier, images: torch.Tensor) -> np.ndarray:
-    """Classifier features ``(N, FEATURES)`` of ``(N, 1, size, size)`` float images, in batches."""
+def features(classifier: Classifier | generative.Classifier, images: torch.Tensor) -> np.ndarray:
+    """Classifier features ``(N, D)`` of ``(N, 1, size, size)`` float images, in batches: the script's own
+    classifier's, or a paintgym classifier's penultimate layer (``--classifier``; images adapted to it)."""
+    if isinstance(classifier, generative.Classifier):
+        return classifier_features(classifier, images).cpu().double().numpy()
     with torch.no_grad():
         chunks = [classifier.features(images[i:i + 512]) for i in range(0, len(images), 512)]
     return torch.cat(chunks).cpu().double().numpy()
 
 
-def samples(model: GAN | VAE, count: int, seed: int) -> torch.Tensor:
+def predict(classifier: Classifier | generative.Classifier, images: torch.Tensor) -> torch.Tensor:
+    """The classifier's most probable output ``(N,)`` for ``(N, 1, size, size)`` float images."""
+    with torch.no_grad():
+        if isinstance(classifier, generative.Classifier):
+            images = adapt_images(images, classifier.size, classifier.channels)
+        return torch.cat([classifier(images[i:i + 512]).argmax(1) for i in range(0, len(images), 512)])
+
+
+def samples(model: GAN | VAE, count: int, seed: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """``count`` samples ``(count, C, size, size)`` (of classes ``labels`` for a conditional GAN)."""
     model.eval()
+    if labels is not None:
+        return model.sample(count, torch.Generator().manual_seed(seed), labels)
     return model.sample(count, torch.Generator().manual_seed(seed))
 
 
-def bench_dataset(data: Dataset, args: argparse.Namespace, device: torch.device, out: Path) -> list[dict]:
+def feature_classifier(data: Dataset, args: argparse.Namespace,
+                       device: torch.device) -> Classifier | generative.Classifier:
+    """The classifier whose features the distances use: ``--classifier``'s, or the script's own, trained here."""
+    started = time.perf_counter()
+    if args.classifier:
+        classifier = load_feature_classifier(args.classifier, device)
+        what = f"{args.classifier} ({classifier.feature_dim}-d penultimate features)"
+    else:
+        classifier, _ = train_classifier(data, args.classifier_steps, args.seed)
+        what = f"the script's own, {args.classifier_steps} steps ({FEATURES}-d features)"
+    accuracy = (predict(classifier, as_float(data.test)) == data.test_labels).float().mean().item()
+    print(f"[{data.name}] feature classifier: {what}; held-out accuracy {accuracy:.3f} "
+          f"({time.perf_counter() - started:.0f}s)")
+    return classifier
+
+
+def per_class(model: GAN, classifier: Classifier | generative.Classifier, data: Dataset, seed: int) -> list[dict]:
+    """Per-class measures of a conditional GAN (module docstring): the real images of each class (both splits)
+    are shuffled and halved; ``fd`` is the FD of as many class-``k`` samples as a half to the first half,
+    ``other`` that of samples of the other classes, ``floor`` that of the second half of the real images,
+    ``accuracy`` the fraction of 500 class-``k`` samples the classifier reads as ``k``."""
+    images, labels = torch.cat([data.train, data.test]), torch.cat([data.train_labels, data.test_labels])
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for k in range(model.num_classes):
+        mine = images[(labels == k).nonzero().squeeze(1).cpu()[torch.randperm(int((labels == k).sum()),
+                                                                           generator=generator)]]
+        half = len(mine) // 2
+        reference = features(classifier, as_float(mine[:half]))
+        other = torch.tensor([c for c in range(model.num_classes) if c != k])[
+            torch.randint(model.num_classes - 1, (half,), generator=generator)]
+        drawn = samples(model, 500, seed + 10 + k, torch.full((500,), k))
+        rows.append({"class": k, "count": half,
+                     "fd": frechet_distance(reference, features(classifier, drawn[:half])),
+                     "other": frechet_distance(reference, features(classifier, samples(model, half, seed + 100 + k,
+                                                                                        other))),
+                     "floor": frechet_distance(reference, features(classifier, as_float(mine[half:2 * half]))),
+                     "accuracy": (predict(classifier, drawn) == k).float().mean().item()})
+    return rows
+
+
+def class_grid(model: GAN, path: Path, columns: int = 10, seed: int = 0) -> Path:
+    """A PNG of samples, one row per class (``columns`` each), enlarged to 64-pixel tiles."""
+    from paintgym.canvas.export import save_png
+    from paintgym.experiments.generative_runs import image_sheet
+
+    labels = torch.arange(model.num_classes).repeat_interleave(columns)
+    return save_png(path, image_sheet(samples(model, len(labels), seed, labels), columns))
+
+
+def bench_dataset(data: Dataset, args: argparse.Namespace, device: torch.device, out: Path) -> tuple[list[dict],
+                                                                                                     list[dict]]:
+    """The table's rows for one dataset, and the conditional GAN's per-class rows (empty without ``cgan``)."""
     from paintgym.experiments import train_gan, train_vae
 
-    started = time.perf_counter()
-    classifier, accuracy = train_classifier(data, args.classifier_steps, args.seed)
-    print(f"[{data.name}] classifier: held-out accuracy {accuracy:.3f} ({time.perf_counter() - started:.0f}s)")
+    classifier = feature_classifier(data, args, device)
     real = features(classifier, as_float(data.test))
     size = data.train.shape[-1]
     floor = frechet_distance(real, features(classifier, as_float(data.train[: args.samples])))
@@ -149,35 +220,63 @@ def bench_dataset(data: Dataset, args: argparse.Namespace, device: torch.device,
                                      device=device)
     random_fd = frechet_distance(real, features(classifier, adapt_images(strokes, size, 1)))
 
-    rows = []
-    for kind in ("gan", "vae"):
+    rows, classes = [], []
+    for kind in args.models.split(","):
         common = dict(data=data.source, size=size, channels=1, width=args.width, batch_size=args.batch_size,
                       device=str(device), seed=args.seed, out=str(out / f"{data.name}-{kind}"), log_every=50,
                       sample_every=10**9, checkpoint_every=10**9)
         torch.manual_seed(args.seed)  # the trainers' initial weights: the step-0 baseline
+        speed = float("nan")
         if kind == "gan":
             initial = GAN(size, 1, 100, args.width).to(device)
             run = train_gan.Args(steps=args.gan_steps, **common)
-            result = train_gan.train(run, progress=not args.no_progress)
-        else:
+            speed = train_gan.train(run, progress=not args.no_progress).images_per_second
+            trained, steps = generative.load(Path(run.out) / "ckpt.pt", device=device, kind="gan"), run.steps
+        elif kind == "cgan":
+            if args.cgan:
+                trained = generative.load(args.cgan, device=device, kind="gan")
+                steps = generative.read_checkpoint(args.cgan, "gan")["step"]
+                if not trained.num_classes:
+                    raise SystemExit(f"--cgan {args.cgan} is not a conditional GAN (train it with --conditional)")
+            else:
+                run = train_gan.Args(steps=args.cgan_steps, conditional=True, **common)
+                speed = train_gan.train(run, progress=not args.no_progress).images_per_second
+                trained, steps = generative.load(Path(run.out) / "ckpt.pt", device=device, kind="gan"), run.steps
+            torch.manual_seed(args.seed)
+            initial = GAN(trained.size, trained.channels, trained.latent_dim, trained.width,
+                          num_classes=trained.num_classes, arch=trained.arch).to(device)
+            classes = per_class(trained, classifier, data, args.seed)
+            if args.figures:
+                grid_path = class_grid(trained, Path(args.figures) / f"cgan_{data.name}_classes.png", seed=args.seed)
+                print(f"[{data.name}] per-class sample grid: {grid_path}")
+        elif kind == "vae":
             initial = VAE(size, 1, 32, 1.0, args.width).to(device)
             run = train_vae.Args(steps=args.vae_steps, **common)
-            result = train_vae.train(run, progress=not args.no_progress)
-        trained = generative.load(Path(run.out) / "ckpt.pt", device=device, kind=kind)
+            speed = train_vae.train(run, progress=not args.no_progress).images_per_second
+            trained, steps = generative.load(Path(run.out) / "ckpt.pt", device=device, kind="vae"), run.steps
+        else:
+            raise SystemExit(f"--models: unknown model {kind!r}; choose from gan, vae, cgan")
         rows.append({
-            "dataset": data.name, "model": kind.upper(), "steps": run.steps,
+            "dataset": data.name, "model": kind.upper(), "steps": steps,
             "trained": frechet_distance(real, features(classifier, samples(trained, args.samples, args.seed + 1))),
             "step0": frechet_distance(real, features(classifier, samples(initial, args.samples, args.seed + 1))),
-            "strokes": random_fd, "floor": floor, "images_per_s": result.images_per_second,
+            "strokes": random_fd, "floor": floor, "images_per_s": speed,
         })
-    return rows
+    return rows, classes
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="gan,vae", help="comma-separated: gan, vae, cgan (class-conditional)")
     parser.add_argument("--gan-steps", type=int, default=300, help="generator updates (5 critic updates each)")
+    parser.add_argument("--cgan-steps", type=int, default=300, help="conditional generator updates")
+    parser.add_argument("--cgan", default="", help="measure this trained conditional GAN instead of training one")
     parser.add_argument("--vae-steps", type=int, default=1000, help="VAE optimiser steps")
-    parser.add_argument("--classifier-steps", type=int, default=300, help="feature classifier training steps")
+    parser.add_argument("--classifier", default="",
+                        help="paintgym train-classifier run or ckpt.pt whose penultimate features the distances use "
+                             "(default: a small classifier trained here)")
+    parser.add_argument("--classifier-steps", type=int, default=300, help="the script's own classifier's steps")
+    parser.add_argument("--figures", default="", help="folder for the conditional GAN's per-class sample grid")
     parser.add_argument("--size", type=int, default=32, help="image side")
     parser.add_argument("--width", type=int, default=16, help="model width (train-gan/train-vae --width)")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
@@ -200,13 +299,16 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="paintgym-bench-") as scratch:
         out = Path(args.out or scratch)
-        rows = []
+        rows, classes = [], {}
         for name in names:
-            rows += bench_dataset(labelled(name, args.size, device), args, device, out)
+            found, classes[name] = bench_dataset(labelled(name, args.size, device), args, device, out)
+            rows += found
 
     where = f"{device.type}" + (f", {torch.get_num_threads()} threads" if device.type == "cpu" else
                                 f", {torch.cuda.get_device_name(device)}")
-    print(f"\nFréchet distance to held-out images in a self-trained classifier's {FEATURES}-d features "
+    space = f"{args.classifier}'s penultimate features" if args.classifier else \
+        f"a self-trained classifier's {FEATURES}-d features"
+    print(f"\nFréchet distance to held-out images in {space} "
           f"(lower is better); {args.size}x{args.size}, width {args.width}, batch {args.batch_size}, {where}")
     header = f"{'dataset':<8} {'model':<5} {'steps':>6} {'trained':>9} {'step 0':>9} {'strokes':>9} " \
              f"{'real':>9} {'train img/s':>12}"
@@ -217,6 +319,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['strokes']:>9.2f} {r['floor']:>9.2f} {r['images_per_s']:>12.0f}")
     print("trained: the model's samples; step 0: the same model untrained; strokes: random-stroke canvases; "
           "real: training images (the floor)")
+    for name, found in classes.items():
+        if not found:
+            continue
+        print(f"\n[{name}] conditional GAN per class: FD of class-k samples to real class-k images (half of them), "
+              "of other classes' samples, of the other half of the real images (the floor); samples read as k")
+        print("| class | images | FD class k | FD other classes | FD real (floor) | read as k |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for r in found:
+            print(f"| {r['class']} | {r['count']} | {r['fd']:.1f} | {r['other']:.1f} | {r['floor']:.1f} | "
+                  f"{r['accuracy']:.0%} |")
+        mean = {key: float(np.mean([r[key] for r in found])) for key in ("fd", "other", "floor", "accuracy")}
+        print(f"| mean | | {mean['fd']:.1f} | {mean['other']:.1f} | {mean['floor']:.1f} | {mean['accuracy']:.0%} |")
     return 0
 
 

@@ -244,7 +244,11 @@ def _collectives_worker(rank: int, port: str, out: str) -> None:
     (bn(mine).square() * torch.arange(3.0).view(1, 3, 1, 1)).mean().backward()
     collective.average_gradients_(bn.parameters())
     values = torch.arange(10.0)[rank * 5:(rank + 1) * 5] ** 2
+    local = torch.nn.BatchNorm2d(3)  # each rank's own statistics (--no-sync-batchnorm), then one average
+    local(mine.detach())
+    collective.average_running_stats_([torch.nn.Sequential(local)])
     result = {"y": bn(mine).detach(), "grad_x": mine.grad, "grad_w": bn[0].weight.grad,
+              "local_mean": local.running_mean.clone(), "local_var": local.running_var.clone(),
               "running": bn[0].running_var.clone(), "normalised": collective.normalise(values),
               "metrics": collective.average_metrics({"a": float(rank), "episodes": 2.0})}
     torch.save(result, f"{out}/rank{rank}.pt")
@@ -271,6 +275,15 @@ def test_collectives_on_two_ranks_compute_what_one_process_does(tmp_path):
     torch.testing.assert_close(torch.cat([r["normalised"] for r in ranks]),
                                (values - values.mean()) / (values.std() + 1e-8), **close)
     assert ranks[0]["metrics"] == ranks[1]["metrics"] == {"a": 0.5, "episodes": 4.0}
+    # unsynchronised batch norms: after average_running_stats_ every rank holds the mean of the ranks' running
+    # statistics (the running mean of the global batch mean, the ranks' mean variance)
+    halves = [torch.nn.BatchNorm2d(3) for _ in range(2)]
+    for half, part in zip(halves, x.detach().chunk(2), strict=True):
+        half(part)
+    for key, name in (("local_mean", "running_mean"), ("local_var", "running_var")):
+        torch.testing.assert_close(ranks[0][key], ranks[1][key], atol=0, rtol=0)
+        torch.testing.assert_close(ranks[0][key], (getattr(halves[0], name) + getattr(halves[1], name)) / 2, **close)
+    torch.testing.assert_close(ranks[0]["local_mean"], 0.1 * x.detach().mean((0, 2, 3)), **close)
 
 
 def test_learning_rewards_are_synchronised(tmp_path):

@@ -133,6 +133,26 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def shard(batch: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a global ``batch`` along dim 0 (``torch.tensor_split`` into world-size parts, in
+    rank order; the first ``len % world size`` parts one longer). Without a process group: ``batch``.
+
+    A trainer that draws every global batch on every rank from the same random streams and keeps its part
+    trains on exactly what one process with the whole batch trains on.
+    """
+    if not active():
+        return batch
+    return torch.tensor_split(batch, dist.get_world_size())[dist.get_rank()]
+
+
+def share_weight(count: int, total: int) -> float:
+    """The factor that turns the mean loss over this rank's ``count`` examples into its share of the mean
+    over the ``total`` examples of every rank, once :func:`average_gradients_` has averaged the gradients
+    (and :func:`average_metrics` the losses): ``count * world size / total``. 1 when the ranks hold equal parts
+    (and without a process group, where ``count == total``)."""
+    return count * world_size() / total if total else 0.0
+
+
 def broadcast_module_(module: nn.Module, src: int = 0) -> None:
     """Copy rank ``src``'s parameters and buffers to every rank (as DDP does when it wraps a module)."""
     if not active():
@@ -207,6 +227,31 @@ class CollectiveBatchNorm2d(nn.BatchNorm2d):
         if self.affine:
             out = out * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
         return out
+
+
+def average_running_stats_(modules: Iterable[nn.Module]) -> None:
+    """Average the running statistics (``running_mean``, ``running_var``) of every batch norm in ``modules``
+    over the ranks, in one ``all_reduce`` of one flat buffer.
+
+    For batch norms that normalise with each rank's own batch (not :func:`sync_batchnorm`): their parameters
+    stay equal through the averaged gradients, but each rank's running statistics follow its own batches.
+    The running averages are linear in the batch statistics, so averaging them whenever (every update, or
+    before an evaluation or checkpoint) gives every rank the running mean of the global batch means, and
+    the mean of the ranks' variances as the running variance (without the spread between the ranks'
+    means, which is small when each rank holds many samples). A no-op without a process group.
+    """
+    if not active():
+        return
+    stats = [tensor for module in modules for layer in module.modules()
+             if isinstance(layer, nn.modules.batchnorm._NormBase) and layer.track_running_stats
+             for tensor in (layer.running_mean, layer.running_var) if tensor is not None]
+    if not stats:
+        return
+    with torch.no_grad():
+        flat = torch.cat([t.reshape(-1).double() for t in stats])
+        all_reduce_mean_(flat)
+        for tensor, part in zip(stats, flat.split([t.numel() for t in stats]), strict=True):
+            tensor.copy_(part.view_as(tensor))
 
 
 def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:

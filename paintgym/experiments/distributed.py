@@ -32,6 +32,7 @@ from paintgym.canvas.collective import (  # noqa: F401  (re-exported)
     all_reduce_sum_,
     average_gradients_,
     average_metrics,
+    average_running_stats_,
     barrier,
     broadcast_module_,
     moments,

@@ -1,5 +1,6 @@
-"""What the generative trainers (``train-gan``, ``train-vae``, ``train-classifier``) share: their common
-options, and the run layer around their training steps (:mod:`generative.steps`).
+"""What the generative trainers (``train-gan``, ``train-vae``, ``train-classifier``, ``train-strokes``,
+``train-cyclegan``) share: their common options, and the run layer around their training steps
+(:mod:`generative.steps`).
 
 A run folder (``--out``) holds::
 
@@ -13,6 +14,9 @@ Options come from the defaults < the checkpoint's (``--resume``) < a TOML file (
 flags given. ``--resume`` restores the model, the optimisers, the step and every random stream from
 ``ckpt.pt``, so that a resumed run computes exactly what an uninterrupted one would. Ctrl-C (or
 SIGTERM) finishes the step, writes a checkpoint and stops (:mod:`experiments.signals`).
+
+Under ``torchrun`` every trainer runs data-parallel (:class:`GenerativeRun`): each rank computes on its
+part of ``--batch-size``, the gradients are averaged in one ``all_reduce`` per update, rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -50,10 +54,6 @@ from paintgym.generative.models import CHANNELS, SIZES
 RESUME_FREE = ("steps", "out", "resume", "device", "sample_every", "eval_every", "checkpoint_every", "log_every",
                "amp")
 """Options that may change when a run is resumed; every other option must match the checkpoint's."""
-
-
-DATA_PARALLEL = ("gan", "vae")
-"""The model kinds whose trainers run data-parallel under ``torchrun`` (each rank a slice of the batch)."""
 
 
 class TrainingError(ConfigError):
@@ -187,15 +187,24 @@ class GenerativeRun:
     :param kind: the model kind (``gan``, ``vae``, ``classifier``), for checkpoints.
     :param command: the subcommand, for ``config.toml``'s header and the progress bar.
     :param progress: show the progress bar.
+    :param shared_streams: under ``torchrun``, every rank keeps the one-process random streams: the trainer
+        draws each global batch (its indices, augmentations, noise) on every rank and keeps its part
+        (:func:`canvas.collective.shard`), so the run trains on exactly what one process trains on and
+        ``--resume`` continues exactly at any world size (``train-classifier``, ``train-strokes``,
+        ``train-cyclegan``). Otherwise ranks other than 0 reseed their streams and draw their own
+        ``batch_size / world size`` (``train-gan``, ``train-vae``).
+
+    Data-parallel under ``torchrun`` (every generative trainer): each rank computes on its part of
+    ``--batch-size`` (which must divide by the world size), the steps average the gradients in one
+    ``all_reduce`` per update, every rank holds the same weights, and rank 0 alone writes.
     """
 
-    def __init__(self, args: GenerativeRunArgs, kind: str, command: str, progress: bool = True) -> None:
+    def __init__(self, args: GenerativeRunArgs, kind: str, command: str, progress: bool = True,
+                 shared_streams: bool = False) -> None:
         args.check()
         self.args, self.kind, self.command, self.progress = args, kind, command, progress
         self.world = distributed.world()
-        if self.world.size > 1 and kind not in DATA_PARALLEL:
-            raise TrainingError(f"paintgym {command} does not run under torchrun yet; data-parallel trainers: "
-                                "train-gan, train-vae")
+        self.shared_streams = shared_streams
         self.batch_size = distributed.local_count(args.batch_size, "batch_size", "--batch-size")  # this rank's
         self.device = distributed.rank_device(args.device)
         self.out, self.resumed = prepare_run(args, kind)
@@ -208,9 +217,10 @@ class GenerativeRun:
         self._stop: StopRequest | None = None
 
     def _reseed_rank(self, step: int) -> None:
-        """Ranks other than 0 draw their own batches and noise (rank 0 keeps the one-process streams)."""
+        """Ranks other than 0 draw their own batches and noise (rank 0 keeps the one-process streams), unless
+        the streams are shared."""
         for offset, stream in enumerate(self.streams.values()):
-            if self.world.rank > 0:
+            if self.world.rank > 0 and not self.shared_streams:
                 stream.manual_seed(self.args.seed + offset + self.world.rank * distributed.RANK_SEED_OFFSET
                                    + step * 104_729)
 
@@ -314,10 +324,9 @@ class GenerativeRun:
 def command_main(argv: list[str] | None, command: str, cls: type, kind: str, doc: str,
                  train: Callable[[Any], Any], summary: Callable[[Any, Any], str]) -> int:
     """The ``main`` of a generative trainer's subcommand: options (:func:`parse_args`), ``train(args)``
-    (under ``torchrun`` in a process group: the trainers that support it run data-parallel, the others
-    stop with a one-line error), and what it says and returns: one line and 2 for bad data, options, a
-    checkpoint or a run folder; 130 after a signal (checkpoint kept); rank 0 prints ``summary(args,
-    result)`` and returns 0.
+    (under ``torchrun`` in a process group, data-parallel: :class:`GenerativeRun`), and what it says and
+    returns: one line and 2 for bad data, options, a checkpoint or a run folder; 130 after a signal
+    (checkpoint kept); rank 0 prints ``summary(args, result)`` and returns 0.
 
     :param command: the subcommand, e.g. ``train-gan``; ``kind`` the model kind of its checkpoints.
     :param doc: the trainer's module docstring (``--help``'s text, :func:`description`).

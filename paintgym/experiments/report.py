@@ -30,7 +30,17 @@ The metrics, per run, then mean ± sample standard deviation (``ddof=1``) over t
     every painting is the same. With targets the paintings follow different targets, so the
     report also gives the targets' own diversity for scale;
   - ``strokes_used``: strokes per painting that visibly changed it: the stroke history is painted
-    again stroke by stroke and a stroke counts when it changes at least one pixel of the 8-bit image.
+    again stroke by stroke and a stroke counts when it changes at least one pixel of the 8-bit image;
+  - ``fd`` (tasks with targets): the Fréchet distance (:func:`generative.frechet.frechet_distance`)
+    between the final paintings and their held-out targets in the same features as ``novelty``.
+
+**Features.** By default ``novelty`` and ``fd`` embed paintings with the random network above, which sees
+only low-level image statistics. ``--classifier PATH`` (a ``paintgym train-classifier`` run or its
+``ckpt.pt``, trained on the targets' domain) uses that classifier's penultimate features instead
+(:func:`generative.frechet.classifier_features`): distances that see the digits (or the classes) a painting
+shows. A Fréchet distance fitted on ``eval_episodes`` paintings is biased upwards when they are fewer than
+the feature dimensions (64 for the classifier, 32 for the random net): compare it between configurations
+with the same ``eval_episodes``.
 
 Runs without ``summary.json`` (interrupted, failed or still running) are skipped with a warning and
 listed in the report; a folder that is neither a run nor holds one is an error.
@@ -66,6 +76,9 @@ from paintgym.canvas.render import paint_
 from paintgym.canvas.video import grid
 from paintgym.experiments.artefacts import FINAL_EPISODES, SUMMARY
 from paintgym.experiments.config import ConfigError, load_toml, show_value, slug
+from paintgym.generative.checkpoint import CheckpointError
+from paintgym.generative.classifier import Classifier
+from paintgym.generative.frechet import classifier_features, frechet_distance, load_feature_classifier
 from paintgym.rewards.harmony import harmony_score
 from paintgym.rewards.novelty import EMBED_DIM, RandomConvNet
 
@@ -74,7 +87,7 @@ PER_RUN_KEYS = ("seed", "run_dir", "resume", "progress", "threads")
 SWEEP_LABEL = "sweep.json"
 RUN_MARKERS = ("config.toml", "checkpoint.pt", SUMMARY)
 """Files a training run directory holds (any one marks a run, :func:`find_runs`)."""
-DERIVED = ("harmony", "novelty", "strokes_used")
+DERIVED = ("harmony", "novelty", "strokes_used", "fd")
 SHEET_EPISODES = 8
 """Paintings per seed on a contact sheet."""
 
@@ -108,32 +121,46 @@ def strokes_used(strokes: np.ndarray | torch.Tensor, size: int, background: floa
     return used
 
 
-def diversity(paintings: np.ndarray | torch.Tensor) -> float:
-    """Mean pairwise distance of unit-length random-network embeddings of paintings, in [0, 2].
+def embed(paintings: np.ndarray | torch.Tensor, classifier: Classifier | None = None) -> torch.Tensor:
+    """Features ``(N, D)`` of ``(N, H, W, 3)`` uint8 paintings: the ``novelty`` reward's random conv net (seed 0,
+    ``D = 32``), or ``classifier``'s penultimate layer (module docstring, "Features")."""
+    images = to_float(np.asarray(paintings))
+    if classifier is not None:
+        return classifier_features(classifier, images).cpu()
+    with torch.no_grad():
+        return RandomConvNet(EMBED_DIM, seed=0)(images)
+
+
+def diversity(paintings: np.ndarray | torch.Tensor, classifier: Classifier | None = None) -> float:
+    """Mean pairwise distance of unit-length embeddings (:func:`embed`) of paintings, in [0, 2].
 
     :param paintings: ``(N, H, W, 3)`` uint8 images, ``N >= 2`` (NaN for fewer).
     """
 
-    images = to_float(np.asarray(paintings))
-    if images.shape[0] < 2:
+    if len(paintings) < 2:
         return math.nan
-    with torch.no_grad():
-        embedded = torch.nn.functional.normalize(RandomConvNet(EMBED_DIM, seed=0)(images), dim=1)
+    embedded = torch.nn.functional.normalize(embed(paintings, classifier), dim=1)
     distances = torch.cdist(embedded, embedded)
-    pairs = torch.triu_indices(images.shape[0], images.shape[0], offset=1)
+    pairs = torch.triu_indices(len(paintings), len(paintings), offset=1)
     return float(distances[pairs[0], pairs[1]].mean())
 
 
-def episode_metrics(strokes: np.ndarray, paintings: np.ndarray) -> dict[str, float]:
-    """``harmony``, ``novelty`` and ``strokes_used`` of one run's final episodes (module docstring).
+def episode_metrics(strokes: np.ndarray, paintings: np.ndarray, targets: np.ndarray | None = None,
+                    classifier: Classifier | None = None) -> dict[str, float]:
+    """``harmony``, ``novelty``, ``strokes_used`` and (with ``targets``) ``fd`` of one run's final episodes
+    (module docstring).
 
     :param strokes: ``(N, K, 13)`` stroke histories.
-    :param paintings: ``(N, H, W, 3)`` uint8 final paintings.
+    :param paintings: ``(N, H, W, 3)`` uint8 final paintings; ``targets`` their ``(N, H', W', 3)`` targets.
+    :param classifier: the feature network of ``novelty`` and ``fd`` (None: the random conv net).
     """
 
     harmony = harmony_score(to_float(np.asarray(paintings)))
-    return {"harmony": float(harmony.mean()), "novelty": diversity(paintings),
-            "strokes_used": float(strokes_used(strokes, paintings.shape[1]).float().mean())}
+    metrics = {"harmony": float(harmony.mean()), "novelty": diversity(paintings, classifier),
+               "strokes_used": float(strokes_used(strokes, paintings.shape[1]).float().mean())}
+    if targets is not None and len(paintings) >= 2 and len(targets) >= 2:
+        metrics["fd"] = frechet_distance(embed(paintings, classifier), embed(targets, classifier))
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------- runs
@@ -202,8 +229,10 @@ def _read_curves(path: Path) -> dict[str, dict[int, float]]:
     return curves
 
 
-def load_run(path: str | os.PathLike) -> Run:
+def load_run(path: str | os.PathLike, classifier: Classifier | None = None) -> Run:
     """Read a finished run directory (``config.toml``, ``summary.json``, ``metrics.csv``, ``final_episodes.npz``).
+
+    :param classifier: the feature network of ``novelty`` and ``fd`` (None: the random conv net).
 
     :raises ReportError: when the run is not finished or its files cannot be read.
     """
@@ -227,9 +256,9 @@ def load_run(path: str | os.PathLike) -> Run:
                 run.targets = data["targets"] if "targets" in data.files else None
         except (OSError, ValueError, KeyError) as err:
             raise ReportError(f"cannot read {episodes}: {err}") from None
-        run.metrics.update(episode_metrics(run.strokes, run.paintings))
+        run.metrics.update(episode_metrics(run.strokes, run.paintings, run.targets, classifier))
         if run.targets is not None:
-            run.metrics["target_novelty"] = diversity(run.targets)
+            run.metrics["target_novelty"] = diversity(run.targets, classifier)
     else:
         warnings.warn(f"{path} has no final_episodes.npz (trained before it was written?): no harmony, novelty "
                       "or strokes used for it", stacklevel=2)
@@ -292,7 +321,8 @@ def metric_keys(groups: list[Group]) -> list[str]:
 
 
 HEADERS = {"eval/l2": "L2 ↓", "eval/psnr": "PSNR dB ↑", "eval/return": "return", "harmony": "harmony",
-           "novelty": "novelty (diversity)", "strokes_used": "strokes used", "global_step": "env steps",
+           "novelty": "novelty (diversity)", "strokes_used": "strokes used", "fd": "FD to targets ↓",
+           "global_step": "env steps",
            "train_seconds": "train s"}
 
 
@@ -460,7 +490,8 @@ def _writable(out: Path) -> None:
 
 
 def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, title: str = "paintgym report",
-                 runs_found: tuple[list[Path], list[Path]] | None = None, progress: bool = True) -> Report:
+                 runs_found: tuple[list[Path], list[Path]] | None = None, progress: bool = True,
+                 classifier: str | os.PathLike | None = None) -> Report:
     """Compare the finished runs under ``paths`` and write the report files into ``out``.
 
     :param paths: run directories or folders holding runs (see :func:`find_runs`).
@@ -468,7 +499,9 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, title: 
     :param title: the page's title.
     :param runs_found: already found (finished, unfinished) run directories, instead of searching ``paths``.
     :param progress: show a progress bar while the runs are read.
-    :raises ReportError: for paths without runs, no finished run, unreadable runs or an unwritable ``out``.
+    :param classifier: a classifier run or checkpoint whose features ``novelty`` and ``fd`` use (module docstring).
+    :raises ReportError: for paths without runs, no finished run, unreadable runs or an unwritable ``out``, or
+        a ``classifier`` that is not a classifier checkpoint.
     """
 
     finished, unfinished = runs_found if runs_found is not None else find_runs(paths)
@@ -480,7 +513,13 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, title: 
     if not finished:
         raise ReportError(f"no finished run (with {SUMMARY}) among {', '.join(map(str, paths))}")
 
-    runs = [load_run(path) for path in tqdm(finished, desc="report: reading runs", unit="run", leave=False,
+    judge = None
+    if classifier is not None:
+        try:
+            judge = load_feature_classifier(classifier)
+        except CheckpointError as err:
+            raise ReportError(f"--classifier: {err}") from None
+    runs = [load_run(path, judge) for path in tqdm(finished, desc="report: reading runs", unit="run", leave=False,
                                                    disable=not progress)]
     groups = group_runs(runs)
     keys = metric_keys(groups)
@@ -523,14 +562,19 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, title: 
     if any(group.name != group.options for group in groups):
         page.paragraph("Configurations and the options that set them apart:")
         page.items([f"{group.name}: {group.options}" for group in groups])
+    space = f"the classifier {classifier}" if classifier is not None else \
+        "the novelty reward's fixed random conv net (seed 0)"
     notes = [
         "L2 / PSNR: mean squared error (images in [0, 1]) and PSNR of the final paintings to their held-out targets.",
         "return: the held-out episode return under the configuration's own reward (rewards differ in scale, "
         "so returns compare only between seeds); term/NAME: that term's unweighted episode sum.",
         "harmony: Cohen-Or colour-harmony score (rewards/harmony.py) of the final paintings, in [0, 1]; grey "
-        "paintings score 1.",
-        "novelty (diversity): mean pairwise distance of the final paintings' unit-length embeddings by the "
-        "novelty reward's fixed random conv net (seed 0), in [0, 2]; 0 = all paintings alike.",
+        "paintings score 0 (it rates the saturated colour actually painted).",
+        f"novelty (diversity): mean pairwise distance of the final paintings' unit-length embeddings by {space}, "
+        "in [0, 2]; 0 = all paintings alike.",
+        f"FD to targets: Fréchet distance between the final paintings and their held-out targets in {space}'s "
+        "features (lower: the paintings are distributed as the targets are; biased upwards with fewer paintings "
+        "than feature dimensions, so compare at equal eval_episodes).",
         "strokes used: strokes per painting that changed at least one pixel of the 8-bit image when painted in "
         "order (out of max_steps x strokes_per_step).",
     ]
@@ -583,6 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="DIR", help="report folder (default: FOLDER/report for one folder of "
                         "runs, else ./report)")
     parser.add_argument("--title", default="paintgym report", help="the page title")
+    parser.add_argument("--classifier", metavar="PATH", help="a paintgym train-classifier run or ckpt.pt: novelty and "
+                        "the Fréchet distance to the targets use its penultimate features instead of random ones")
     return parser
 
 
@@ -601,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            report = write_report(args.runs, out, title=args.title)
+            report = write_report(args.runs, out, title=args.title, classifier=args.classifier)
         except ReportError as err:
             error = err
     for warning in caught:

@@ -488,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="DIR", help="output folder (default: the file's out, else runs/sweep-NAME)")
     parser.add_argument("--dry-run", action="store_true", help="check the file and show the runs, start nothing")
     parser.add_argument("--no-report", action="store_true", help="do not write OUT/report at the end")
+    parser.add_argument("--classifier", metavar="PATH", help="the report's novelty and Fréchet distance use "
+                        "this paintgym train-classifier run's features rather than random ones")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser
 
@@ -553,7 +555,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("always")
         try:
             report = write_report([sweep.out], sweep.out / "report", title=f"paintgym sweep: {sweep.path.name}",
-                                  runs_found=(finished, unfinished), progress=args.progress)
+                                  runs_found=(finished, unfinished), progress=args.progress,
+                                  classifier=args.classifier)
         except ReportError as err:
             print(f"paintgym sweep: error: {err}", file=sys.stderr)
             return 2

@@ -18,6 +18,11 @@ class=7)``), ``OUT/heldout.json`` (accuracy, per class, confusion matrix), ``OUT
 ``OUT/mistakes.png`` (held-out images it gets wrong), ``OUT/config.toml``, ``OUT/metrics.csv`` and
 TensorBoard scalars in ``OUT/tb`` (:mod:`experiments.generative_runs`). The steps, the "none"
 examples and the held-out scores are :mod:`generative.steps`'s.
+
+Under ``torchrun`` each rank draws the whole global batch (labelled images, "none" examples, augmentations)
+from the same streams and trains on its part of it, the gradients averaged in one ``all_reduce``: the
+ranks hold the same weights, equal to one process's with the whole batch. Every rank evaluates the
+held-out images (the same weights give the same scores); rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from paintgym.canvas.collective import shard
 from paintgym.canvas.export import atomic_write_bytes
 from paintgym.envs.targets import split_indices
 from paintgym.experiments.generative_runs import (
@@ -147,7 +153,7 @@ def write_heldout(out: Path, heldout: dict, step: int, seconds: float, shared: b
 
 def train(args: Args, progress: bool = True) -> Result:
     """Train (or, with ``args.resume``, continue training) a classifier; see the module docstring."""
-    run = GenerativeRun(args, "classifier", "train-classifier", progress)
+    run = GenerativeRun(args, "classifier", "train-classifier", progress, shared_streams=True)
     device = run.device
     data = load_labelled(args.data, args.size, args.channels, split="all", device=device)
     train_index = torch.as_tensor(split_indices(len(data.labels), "train"), device=device)
@@ -158,7 +164,8 @@ def train(args: Args, progress: bool = True) -> Result:
     classes, channels = len(data.names), data.channels
 
     seed_everything(args.seed)
-    model = Classifier(args.size, channels, classes, args.width, args.features, data.names, args.reject).to(device)
+    model = run.prepare(Classifier(args.size, channels, classes, args.width, args.features, data.names,
+                                   args.reject).to(device))
     optimizers = {"optimizer": torch.optim.Adam(model.parameters(), lr=args.lr)}
     rejects = heldout_rejects = None
     n_reject = 0
@@ -173,14 +180,17 @@ def train(args: Args, progress: bool = True) -> Result:
     streams = run.streams
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's part of the global batch (all of it on one process): every rank draws the global
+        batch's indices and augmentations from the same streams (``shared_streams``) and keeps its part."""
         index = torch.randint(len(labels), (args.batch_size,), generator=streams["data"], device=device)
         x, y = images[index], labels[index]
         if rejects is not None:
             pick = torch.randint(len(rejects), (n_reject,), generator=streams["data"], device=device)
             x = torch.cat([x, rejects[pick]])
             y = torch.cat([y, torch.full((n_reject,), classes, dtype=y.dtype, device=device)])
-        x = as_float(x)
-        return (augment(x, streams["noise"]) if args.augment else x), y
+        draws = torch.rand(len(y), 4, generator=streams["noise"], device=device) if args.augment else None
+        x, y = as_float(shard(x)), shard(y)
+        return (augment(x, streams["noise"], shard(draws)) if draws is not None else x), y
 
     model.train()
     heldout: dict = {}
@@ -189,7 +199,8 @@ def train(args: Args, progress: bool = True) -> Result:
     columns = ["loss/cross_entropy", "train/accuracy", "heldout/accuracy", "heldout/reject_accuracy"]
     with run.loop(columns, args.batch_size) as stop:
         while run.step < args.steps:
-            stats = classifier_step(model, optimizers["optimizer"], *batch(), amp=run.amp)
+            stats = classifier_step(model, optimizers["optimizer"], *batch(), amp=run.amp,
+                                    total=args.batch_size + n_reject)
             run.advance()
             last = run.step == args.steps
             evaluated = run.step % args.eval_every == 0 or last
@@ -209,7 +220,7 @@ def train(args: Args, progress: bool = True) -> Result:
             if stop.requested:
                 break
         seconds = time.perf_counter() - started
-        if not stop.requested:
+        if not stop.requested and run.world.is_main:  # rank 0 alone writes
             record = write_heldout(run.out, heldout, run.step, seconds, shared)
             wrong = (heldout["predictions"] != heldout_labels).nonzero().squeeze(1)[:64]
             if len(wrong):

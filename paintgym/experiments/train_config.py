@@ -68,7 +68,9 @@ class TrainConfig:
     """show a progress bar"""
     sync_batchnorm: bool = True
     """under torchrun: batch norms (the model-based actor's) use the batch statistics of every rank (the maths of one
-    process; two small all-reduces per batch norm and actor call); off: each rank's own, as DDP without SyncBatchNorm"""
+    process; two small all-reduces per batch norm and actor call); off: each rank's own, as DDP without SyncBatchNorm
+    (faster; fine with hundreds of envs per rank, costs ~3 dB with 8: bench/README.md), the running statistics
+    averaged over the ranks once per iteration"""
     threads: int = 1
     """CPU threads for torch and the renderer (0: all cores; 1 is steadier, idle OpenMP threads spin on busy CPUs)"""
 

@@ -16,6 +16,10 @@ same from B), ``OUT/cycle.json`` (the cycle reconstruction error on held-out ima
 than 20 images holds none out and is measured on its training images),
 sheets during training in ``OUT/samples``, ``OUT/config.toml``, ``OUT/metrics.csv`` and TensorBoard scalars
 in ``OUT/tb`` (the run layer of :mod:`experiments.generative_runs`).
+
+Under ``torchrun`` each rank draws both global batches (and their crops) from the same streams and
+trains on its part (``--batch-size`` must divide by the world size); gradients are averaged and the
+history pools take every rank's translations, so every rank holds one process's weights and pools.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 import torch
 
 from paintgym.agents.common import autocast
+from paintgym.canvas.collective import shard
 from paintgym.canvas.export import atomic_write_bytes
 from paintgym.canvas.images import DatasetError, split_indices
 from paintgym.experiments.generative_runs import (
@@ -129,7 +134,7 @@ def load_domain(flag: str, source: str, size: int, channels: int | None,
 
 def train(args: Args, progress: bool = True) -> Result:
     """Train (or, with ``args.resume``, continue training) a CycleGAN; see the module docstring."""
-    run = GenerativeRun(args, "cyclegan", "train-cyclegan", progress)
+    run = GenerativeRun(args, "cyclegan", "train-cyclegan", progress, shared_streams=True)
     device = run.device
     load_size = args.size + args.size // 8 if args.jitter else args.size
     data_a, channels_a = load_domain("--a", args.a, load_size, args.channels, device)
@@ -144,7 +149,8 @@ def train(args: Args, progress: bool = True) -> Result:
     shared = {name: bool(len(train) == len(test)) for name, (train, test) in splits.items()}  # too few to hold out
 
     torch.manual_seed(args.seed)
-    model = CycleGAN(args.size, channels, args.width, args.blocks, args.critic_width, args.critic_layers).to(device)
+    model = run.prepare(CycleGAN(args.size, channels, args.width, args.blocks, args.critic_width,
+                                 args.critic_layers).to(device))
     optimizers = {"opt_generators": torch.optim.Adam(model.generators(), lr=args.lr, betas=(args.beta1, args.beta2)),
                   "opt_critics": torch.optim.Adam(model.critics(), lr=args.lr, betas=(args.beta1, args.beta2))}
     opt_g, opt_d = optimizers["opt_generators"], optimizers["opt_critics"]
@@ -171,9 +177,10 @@ def train(args: Args, progress: bool = True) -> Result:
                                 f"sheet/{direction}", columns=len(images))
 
     def batch(images: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a global batch (all of it on one process), drawn alike on every rank."""
         index = torch.randint(len(images), (args.batch_size,), generator=streams["data"], device=device)
         chosen = as_float(images[index])
-        return random_crops(chosen, args.size, streams["data"]) if args.jitter else chosen
+        return shard(random_crops(chosen, args.size, streams["data"]) if args.jitter else chosen)
 
     def save() -> None:
         run.save(model, optimizers, {"pools": [pool.state() for pool in pools]})
@@ -199,14 +206,14 @@ def train(args: Args, progress: bool = True) -> Result:
                 row = run.write({f"loss/{k}": v for k, v in stats.items()} | {"lr": lr})
                 run.bar.set_postfix(cycle=f"{row['loss/cycle_a']:.3f}/{row['loss/cycle_b']:.3f}",
                                     g=f"{row['loss/loss_g']:.2f}", d=f"{row['loss/loss_d']:.3f}")
-            if run.step % args.sample_every == 0 or last:
+            if (run.step % args.sample_every == 0 or last) and run.world.is_main:
                 write_sheets(run.out / "samples", f"_step_{run.step:06d}")
             if run.step % args.checkpoint_every == 0 or last or stop.requested:
                 save()
             if stop.requested:
                 break
         seconds = time.perf_counter() - started
-        if not stop.requested:
+        if not stop.requested and run.world.is_main:  # rank 0 alone evaluates and writes
             write_sheets(run.out, "")
             with evaluating(model):
                 errors = cycle_errors(model, heldout_a, heldout_b)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from paintgym.canvas.collective import shard
 from paintgym.canvas.export import atomic_write_bytes, save_png
 from paintgym.canvas.images import to_uint8
 from paintgym.canvas.pen import render_pen
@@ -127,22 +128,34 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -
 
 
 class _Batches:
-    """Training batch ``step`` (a pure function of the seed and the step: exact resume, no stream to save)."""
+    """Training batch ``step`` (a pure function of the seed and the step: exact resume, no stream to save).
+
+    Under ``torchrun`` every rank collates the whole global batch (the same padded length and dequantisation
+    noise) and keeps its rows (:func:`canvas.collective.shard`): the ranks train on one process's batch."""
 
     def __init__(self, split: PenSplit, batch_size: int, seed: int, device: torch.device, labels: bool) -> None:
         self.split, self.batch_size, self.seed, self.device, self.labels = split, batch_size, seed, device, labels
         self._epoch, self._batches = -1, []
         self.per_epoch = len(epoch_batches(split.lengths, batch_size, seed, 0))
 
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _index(self, step: int) -> np.ndarray:
         epoch, k = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             self._epoch, self._batches = epoch, epoch_batches(self.split.lengths, self.batch_size, self.seed, epoch)
-        index = self._batches[k]
+        return self._batches[k]
+
+    def size(self, step: int) -> int:
+        """Drawings in the global batch ``step`` (over every rank)."""
+        return len(self._index(step))
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """This rank's part of batch ``step``: stroke-5 ``(b, T, 5)`` (``T`` the global batch's padded length),
+        lengths ``(b,)``, labels ``(b,)`` or None."""
+        index = self._index(step)
         noise = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         seq5, lengths = collate([self.split.drawing(int(i)) for i in index], noise, self.split.integer)
-        labels = torch.as_tensor(self.split.labels[index], device=self.device) if self.labels else None
-        return seq5.to(self.device), lengths.to(self.device), labels
+        labels = shard(torch.as_tensor(self.split.labels[index], device=self.device)) if self.labels else None
+        return shard(seq5).to(self.device), shard(lengths).to(self.device), labels
 
 
 def sample_sheet(model: SketchRNN, n: int = 16, temperature: float = 0.5, seed: int = 0, size: int = 96,
@@ -172,7 +185,10 @@ def _dataset(args: Args) -> tuple[PenDataset, PenSplit]:
 def train(args: Args, progress: bool = True) -> Result:
     """Train (or, with ``args.resume``, continue training) a :class:`SketchRNN`; see the module docstring."""
     data, train_split = _dataset(args)
-    run = GenerativeRun(args, SketchRNN.kind, "train-strokes", progress)
+    run = GenerativeRun(args, SketchRNN.kind, "train-strokes", progress, shared_streams=True)
+    if len(train_split) < run.world.size:
+        raise TrainingError(f"{data.name} has {len(train_split)} training drawings, fewer than the {run.world.size} "
+                            "ranks; run on fewer processes")
     device = run.device
     stats = drawing_statistics(train_split)
     baseline = GaussianBaseline.fit(train_split.rows, len(train_split), dequantised=train_split.integer)
@@ -182,6 +198,7 @@ def train(args: Args, progress: bool = True) -> Result:
     torch.manual_seed(args.seed)
     model = SketchRNN(args.hidden, args.mixtures, args.cell, stats["scale"], classes, args.embedding, names,
                       stats["extent"], stats["step_length"], stats["simplify"], baseline.to_dict()).to(device)
+    model = run.prepare(model)
     optimizers = {"optimizer": torch.optim.Adam(model.parameters(), lr=args.lr)}
     optimizer = optimizers["optimizer"]
     run.restore(model, optimizers)
@@ -201,7 +218,7 @@ def train(args: Args, progress: bool = True) -> Result:
             for group in optimizer.param_groups:
                 group["lr"] = max(args.min_lr, args.lr * args.lr_decay ** run.step)
             seq5, lengths, labels = batches(run.step)
-            step_stats = train_step(model, optimizer, seq5, lengths, labels, args.clip)
+            step_stats = train_step(model, optimizer, seq5, lengths, labels, args.clip, batches.size(run.step))
             run.advance()
             last = run.step == args.steps
             values: dict[str, float] = {}
@@ -221,7 +238,7 @@ def train(args: Args, progress: bool = True) -> Result:
                 break
         seconds = time.perf_counter() - started
         record: dict = {}
-        if not stop.requested:
+        if not stop.requested and run.world.is_main:  # rank 0 alone evaluates the test split and writes
             final = heldout(test if len(test) else valid)
             units = "nats, data units" + (" (integer offsets dequantised)" if test.integer else "")
             config = {key: value for key, value in model.config().items() if key != "baseline"}

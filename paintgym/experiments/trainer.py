@@ -197,6 +197,8 @@ class Trainer:
                 while self.iteration < self.num_iterations:
                     started = time.perf_counter()
                     metrics = self.algo.train_iteration(self.iteration + 1, self.num_iterations)
+                    if not config.sync_batchnorm:  # each rank's own batch statistics: one running average again
+                        distributed.average_running_stats_(_modules(self.algo))
                     metrics = distributed.average_metrics(metrics)  # global numbers (every rank: the same)
                     finite_or_raise(metrics, ["policy_loss", "value_loss", "entropy"], self.global_step)
                     took = time.perf_counter() - started

@@ -9,6 +9,8 @@ Trained with ``paintgym train-gan`` / ``train-vae`` / ``train-classifier`` / ``t
 * an embedding — the VAE encoder's mean (the ``novelty`` reward);
 * a prior — samples as a target dataset, ``targets="gan:PATH"`` / ``"vae:PATH"`` (:func:`prior_images`);
 * a judge — the classifier's log-probability of a class, or its confidence (``rewards.classifier``);
+* a feature space — the classifier's penultimate layer for the Fréchet distance of samples or
+  paintings (:mod:`generative.frechet`: ``bench/generative.py``, ``paintgym report --classifier``);
 * a translator — a CycleGAN turns photos into painting-like targets, ``targets="cyclegan:PATH:DIR"``.
 
 >>> import torch, generative

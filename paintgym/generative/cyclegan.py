@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from paintgym.canvas import collective
 from paintgym.generative.models import MODELS, _check_images, _Model, check_config
 
 DIRECTIONS = ("a2b", "b2a")
@@ -320,6 +321,11 @@ def train_step(model: CycleGAN, real_a: torch.Tensor, real_b: torch.Tensor, opt_
     :param generator: random stream of the pools.
     :return: detached statistics: ``loss_g``, ``loss_d`` and the terms of :func:`generator_losses`
         and :func:`critic_losses`.
+
+    Data-parallel (``torchrun``): ``real_a``, ``real_b`` are this rank's equal parts of the global batches;
+    the gradients are averaged over the ranks (one ``all_reduce`` per update), and the history pools take
+    every rank's translations (all-gathered in rank order, drawn from the same ``generator`` on every rank),
+    so every rank holds the one-process pools and keeps its part of what they return.
     """
     critics = (model.d_a, model.d_b)
     for critic in critics:
@@ -327,14 +333,17 @@ def train_step(model: CycleGAN, real_a: torch.Tensor, real_b: torch.Tensor, opt_
     loss_g, stats, fake_b, fake_a = generator_losses(model, real_a, real_b, cycle_weight, identity_weight)
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
+    collective.average_gradients_(model.generators())
     opt_g.step()
     for critic in critics:
         critic.requires_grad_(True)
     if pools is not None:
-        fake_a, fake_b = pools[0].query(fake_a, generator), pools[1].query(fake_b, generator)
+        fake_a = collective.shard(pools[0].query(collective.all_gather_cat(fake_a.detach()), generator))
+        fake_b = collective.shard(pools[1].query(collective.all_gather_cat(fake_b.detach()), generator))
     loss_d, critic_stats = critic_losses(model, real_a, real_b, fake_a, fake_b)
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
+    collective.average_gradients_(model.critics())
     opt_d.step()
     return {"loss_g": loss_g.detach(), "loss_d": loss_d.detach(), **stats, **critic_stats}
 

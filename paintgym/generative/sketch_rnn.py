@@ -48,6 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from paintgym.canvas import collective
 from paintgym.canvas.pen import stroke5_to_stroke3
 from paintgym.generative.models import MODELS, _Model
 
@@ -370,15 +371,21 @@ def loss(model: SketchRNN, seq5: torch.Tensor, lengths: torch.Tensor,
 
 
 def train_step(model: SketchRNN, optimizer: torch.optim.Optimizer, seq5: torch.Tensor, lengths: torch.Tensor,
-               labels: torch.Tensor | None = None, clip: float = 1.0) -> dict[str, float]:
+               labels: torch.Tensor | None = None, clip: float = 1.0, total: int | None = None) -> dict[str, float]:
     """One Adam (or other ``optimizer``) step on :func:`loss`, gradients clipped to norm ``clip`` (as the paper).
 
-    :return: ``loss`` (``L_R``) and ``grad_norm`` (before clipping).
+    Data-parallel (``torchrun``): ``seq5`` is this rank's rows of a global batch of ``total`` drawings (None:
+    ``B``, one process), padded to the global batch's length; the loss is weighted by
+    :func:`canvas.collective.share_weight` and the gradients are averaged over the ranks in one
+    ``all_reduce`` before the clip, so every rank takes the one-process step on the whole batch.
+
+    :return: ``loss`` (``L_R``; averaged over the ranks, the global batch's) and ``grad_norm`` (before clipping).
     """
     model.train()
-    value = loss(model, seq5, lengths, labels)
+    value = loss(model, seq5, lengths, labels) * collective.share_weight(len(lengths), total or len(lengths))
     optimizer.zero_grad(set_to_none=True)
     value.backward()
+    collective.average_gradients_(model.parameters())
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
     return {"loss": float(value.detach()), "grad_norm": float(norm)}

@@ -6,11 +6,11 @@ Each step takes its batches and random streams as arguments and runs the forward
 bfloat16 autocast when ``amp`` (which the caller enables on CUDA only); losses and statistics come
 back as detached scalar tensors, so the caller decides when to synchronise with the device.
 
-Data-parallel (``torchrun``): each rank passes its slice of the batch, and the GAN and VAE steps average
+Data-parallel (``torchrun``): each rank passes its slice of the batch, and the steps average
 the gradients over the ranks with one ``all_reduce`` of a flat buffer per update
 (:func:`canvas.collective.average_gradients_`; a no-op on one process). DDP's module wrapper is not used:
 WGAN-GP's gradient penalty needs a double backward, which DDP does not support, and the VAE's loss is
-not its ``forward``.
+not its ``forward``; one mechanism serves every step.
 """
 
 from __future__ import annotations
@@ -138,19 +138,28 @@ def vae_heldout(model: VAE, images: torch.Tensor) -> dict[str, float]:
 
 
 def classifier_step(model: Classifier, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
-                    amp: bool = False) -> dict[str, torch.Tensor]:
+                    amp: bool = False, total: int | None = None) -> dict[str, torch.Tensor]:
     """One cross-entropy step on images ``(B, C, H, W)`` in [0, 1] with class indices ``labels`` ``(B,)``.
 
-    :return: ``loss/cross_entropy`` and ``train/accuracy`` (of this batch, before the step).
+    Data-parallel (``torchrun``): ``images`` is this rank's part of a global batch of ``total`` images (None:
+    ``B``, one process); the gradients are averaged over the ranks in one ``all_reduce``, and the loss is
+    weighted (:func:`canvas.collective.share_weight`) so that the update is that of the mean over the whole
+    global batch even when the ranks hold unequal parts. Without the average, each rank would step on its
+    own part's gradient and the ranks' weights would part at the first step.
+
+    :return: ``loss/cross_entropy`` and ``train/accuracy`` (of this batch, before the step; averaged over the
+        ranks, they are the global batch's).
     """
+    weight = collective.share_weight(len(labels), len(labels) if total is None else total)
     with _autocast(images.device, amp):
         logits = model(images)
-    loss = F.cross_entropy(logits.float(), labels)
+    loss = F.cross_entropy(logits.float(), labels) * weight
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    collective.average_gradients_(model.parameters())  # data-parallel: one all_reduce per step
     optimizer.step()
     return {"loss/cross_entropy": loss.detach(),
-            "train/accuracy": (logits.detach().argmax(1) == labels).float().mean()}
+            "train/accuracy": (logits.detach().argmax(1) == labels).float().mean() * weight}
 
 
 def classifier_heldout(model: Classifier, images: torch.Tensor, labels: torch.Tensor,
@@ -214,11 +223,17 @@ def reject_examples(count: int, size: int, channels: int, seed: int,
     return images.mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).to(device)
 
 
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment(images: torch.Tensor, generator: torch.Generator, draws: torch.Tensor | None = None) -> torch.Tensor:
     """Randomly rotate (up to 10 degrees), scale (0.9-1.1) and shift (up to 10% of the side) ``(B, C, H, W)``
-    float images, each its own way; edges are extended (``border`` padding), so paper stays paper."""
+    float images, each its own way; edges are extended (``border`` padding), so paper stays paper.
+
+    :param draws: ``(B, 4)`` uniform [0, 1) numbers to use instead of drawing from ``generator`` (a
+        data-parallel rank's part of the global batch's draws).
+    """
     b, device = images.shape[0], images.device
-    u = torch.rand(b, 4, generator=generator, device=generator.device).to(device) * 2.0 - 1.0
+    if draws is None:
+        draws = torch.rand(b, 4, generator=generator, device=generator.device)
+    u = draws.to(device) * 2.0 - 1.0
     angle, scale, shift = u[:, 0] * math.radians(10.0), 1.0 + 0.1 * u[:, 1], 0.2 * u[:, 2:]
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
