@@ -13,6 +13,8 @@ Options come from the defaults < the checkpoint's (``--resume``) < a TOML file (
 flags given. ``--resume`` restores the model, the optimisers, the step and every random stream from
 ``ckpt.pt``, so that a resumed run computes exactly what an uninterrupted one would. Ctrl-C (or
 SIGTERM) finishes the step, writes a checkpoint and stops (:mod:`experiments.signals`).
+``--init-from RUN`` instead starts a new run from another run's model weights, ``--freeze`` keeping
+part of them fixed (:mod:`experiments.transfer`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ A run directory holds::
     videos/, painting.mp4, final_paintings.png, learning_curve.png, final_episodes.npz, summary.json
                            the output files (:mod:`experiments.artefacts`)
 
+``--init-from RUN`` starts a new run from another run's network weights (:mod:`experiments.transfer`).
+
 Iterations end on episode boundaries (episodes have a fixed length), so a checkpoint holds no
 half-painted canvas: restoring the env needs only its episode counters. Ctrl-C finishes the current
 iteration, writes a checkpoint and stops; a second Ctrl-C stops at once (:mod:`experiments.signals`).

@@ -18,7 +18,8 @@ an actor-critic to the model-based agent) or one of which no layer fits is a one
 with a re-initialised tensor trains, all of it). What ``encoder`` and ``trunk`` mean is each model's own
 (``freeze_parts``): ``encoder`` is the convolutions that read the image, ``trunk`` everything but the
 output layers (heads). The parameters frozen are recorded in the run's checkpoint, so that ``--resume``
-freezes the same ones.
+freezes the same ones. Batch norms in a frozen part keep their affine weights but, the network being in
+training mode, still normalise with (and track) the new data's batch statistics.
 """
 
 from __future__ import annotations
