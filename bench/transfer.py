@@ -67,6 +67,7 @@ def main() -> None:
     if args.freeze:
         variants["init-from digits, --freeze encoder"] = ["--init-from", str(digits), "--freeze", "encoder"]
     print(f"faces: {args.faces}; digits run: final held-out PSNR {psnr_curve(digits)[-1][1]:.2f} dB")
+    fractions: dict[str, list[float]] = {}
     for seed in args.seeds:
         curves = {}
         for name, extra in variants.items():
@@ -85,9 +86,16 @@ def main() -> None:
             if name == "scratch":
                 continue
             reached = steps_to_reach(curve, target)
+            fractions.setdefault(name, []).append(1.0 if reached is None else reached / budget)
             fraction = "never" if reached is None else f"{reached:,} steps, {reached / budget:.0%} of the budget"
             print(f"{name}: reaches the from-scratch final {target:.2f} dB at {fraction}; "
                   f"final {curve[-1][1]:.2f} dB")
+
+    if len(args.seeds) > 1:
+        for name, values in fractions.items():
+            listed = ", ".join(f"{value:.0%}" for value in values)
+            print(f"{name}: fraction of the budget per seed {listed}; mean {sum(values) / len(values):.0%} "
+                  "(never counted as 100%)")
 
 
 if __name__ == "__main__":
