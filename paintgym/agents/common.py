@@ -59,6 +59,19 @@ class Algorithm(Protocol):
         :raises ValueError: the saved policy does not fit this network (one line, see :func:`load_policy`).
         """
 
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The networks whose weights ``--init-from`` copies, by their key in :meth:`state_dict`."""
+
+    def freeze_parts(self) -> dict[str, list[str]]:
+        """What ``--freeze`` may freeze: ``{"encoder": prefixes, "trunk": prefixes}`` of parameter names
+        ``KEY.NAME`` (KEY of :meth:`networks`). ``encoder``: the convolutions that read the canvas; ``trunk``:
+        everything but the output heads."""
+
+    def restart_training(self) -> None:
+        """The weights were replaced and some parameters frozen (``requires_grad`` False; ``--init-from``):
+        fresh optimisers over the parameters that still train, and whatever derives from the weights (the
+        model-based critic's target network) recomputed."""
+
 
 # ------------------------------------------------------------------------------------ setup
 def encoder_widths(width: int) -> tuple[int, int, int]:
@@ -101,7 +114,17 @@ def build_agent(env: CanvasVectorEnv, algorithm: str, width: int, hidden: int, l
     check_amp(env.device, amp)
     agent = ActorCritic(env.single_observation_space, env.single_action_space, encoder_widths(width), hidden)
     agent.to(env.device)
-    return agent, optim.Adam(agent.parameters(), lr=learning_rate, **adam_options(env.device))
+    return agent, adam(agent, learning_rate, env.device)
+
+
+def prefixed(prefix: str, parts: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``freeze_parts`` of a network under its key: every prefix with ``prefix`` (e.g. ``"agent."``) in front."""
+    return {part: [prefix + name for name in names] for part, names in parts.items()}
+
+
+def adam(module: torch.nn.Module, learning_rate: float, device: torch.device) -> optim.Adam:
+    """Adam (with :func:`adam_options`) over the parameters of ``module`` that require gradients."""
+    return optim.Adam([p for p in module.parameters() if p.requires_grad], lr=learning_rate, **adam_options(device))
 
 
 class FlatGradients:

@@ -55,7 +55,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from paintgym.agents.common import FlatGradients, adam_options, autocast, check_amp, load_policy
+from paintgym.agents.common import FlatGradients, adam, autocast, check_amp, load_policy
 from paintgym.agents.episodes import EpisodeTracker
 from paintgym.agents.networks import Observation, obs_planes
 from paintgym.canvas import collective
@@ -440,16 +440,19 @@ class ModelBased:
         self.critic_target = StateCritic(self.has_target, core.size, args.width, args.hidden).to(self.device)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
-        options = adam_options(self.device)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=args.learning_rate, **options)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=args.critic_learning_rate, **options)
-        self.actor_gradients = FlatGradients(self.actor.parameters())
+        self._optimisers()
 
         self.steps_per_iteration = env.num_envs * self.max_steps  # one episode per env
         self.tracker = EpisodeTracker(env)
         self.metric_keys = [*self.tracker.metric_keys, *LOSS_KEYS, "learning_rate"]
         self.noise = torch.Generator(device=self.device)
         self.obs: Observation | None = None
+
+    def _optimisers(self) -> None:
+        """Fresh Adam optimisers over the actor's and the critic's parameters that require gradients."""
+        self.actor_optimizer = adam(self.actor, self.args.learning_rate, self.device)
+        self.critic_optimizer = adam(self.critic, self.args.critic_learning_rate, self.device)
+        self.actor_gradients = FlatGradients(self.actor.parameters())
 
     def start(self, obs: Observation) -> None:
         """Continue from the env's current observations (the trainer has reset the env)."""
@@ -638,6 +641,19 @@ class ModelBased:
         return {"agent": self.agent.state_dict(), "critic_target": self.critic_target.state_dict(),
                 "actor_optimizer": self.actor_optimizer.state_dict(),
                 "critic_optimizer": self.critic_optimizer.state_dict(), "args": asdict(self.args)}
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"agent": self.agent}
+
+    def freeze_parts(self) -> dict[str, list[str]]:
+        """``encoder``: the actor's window CNN and the critic's convolutions; ``trunk``: everything but the
+        actor's last (stroke) layer and the critic's value layer."""
+        return {"encoder": ["agent.actor.cnn.", "agent.critic.trunk.convs."],
+                "trunk": ["agent.actor.cnn.", "agent.actor.glance.", "agent.actor.head.0.", "agent.critic.trunk."]}
+
+    def restart_training(self) -> None:
+        self.critic_target.load_state_dict(self.critic.state_dict())  # the target restarts from the critic
+        self._optimisers()
 
     def load_state_dict(self, state: dict[str, Any], policy_only: bool = False) -> None:
         load_policy(self.agent, state["agent"])

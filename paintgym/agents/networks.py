@@ -108,6 +108,9 @@ class CanvasEncoder(nn.Module):
     :param hidden: width of the output features.
     """
 
+    CONVOLUTIONS = ("stem.", "stem_coords.", "convs.", "merge.")
+    """Name prefixes of the layers before the last linear one (``fc``): the convolutional part, ``--freeze encoder``."""
+
     def __init__(self, in_channels: int, size: int, channels: tuple[int, int, int] = (16, 32, 32),
                  hidden: int = 256) -> None:
         super().__init__()
@@ -193,6 +196,11 @@ class ActorCritic(nn.Module):
         else:
             raise ValueError(f"unsupported action space {action_space}; paintgym's are Box(-1, 1) and MultiDiscrete")
         self.critic = layer_init(nn.Linear(hidden, 1), std=1.0)
+
+    def freeze_parts(self) -> dict[str, list[str]]:
+        """What ``--freeze`` may freeze (parameter name prefixes): ``encoder`` the CNN's convolutional part,
+        ``trunk`` the whole encoder (its last linear layer too): everything but the actor and critic heads."""
+        return {"encoder": ["encoder." + name for name in CanvasEncoder.CONVOLUTIONS], "trunk": ["encoder."]}
 
     def features(self, obs: Observation) -> torch.Tensor:
         """``(B, hidden)`` shared features of a batch of observations."""

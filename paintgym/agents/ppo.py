@@ -33,8 +33,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
-from paintgym.agents.common import FlatGradients, autocast, build_agent, load_policy, minibatch_size
+from paintgym.agents.common import (
+    FlatGradients,
+    adam,
+    autocast,
+    build_agent,
+    load_policy,
+    minibatch_size,
+    prefixed,
+)
 from paintgym.agents.episodes import EpisodeTracker
 from paintgym.agents.networks import Observation, PatchedObservations
 from paintgym.agents.rollout import collect_rollout
@@ -210,6 +219,16 @@ class PPO:
         if self.reward_normalizer is not None:
             state["reward_normalizer"] = self.reward_normalizer.state_dict()
         return state
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"agent": self.agent}
+
+    def freeze_parts(self) -> dict[str, list[str]]:
+        return prefixed("agent.", self.agent.freeze_parts())
+
+    def restart_training(self) -> None:
+        self.optimizer = adam(self.agent, self.args.learning_rate, self.device)
+        self.gradients = FlatGradients(self.agent.parameters())
 
     def load_state_dict(self, state: dict[str, Any], policy_only: bool = False) -> None:
         load_policy(self.agent, state["agent"])

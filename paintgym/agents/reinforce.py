@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paintgym.agents.common import autocast, build_agent, load_policy
+from paintgym.agents.common import adam, autocast, build_agent, load_policy, prefixed
 from paintgym.agents.episodes import EpisodeTracker
 from paintgym.agents.networks import Observation
 from paintgym.agents.rollout import collect_rollout
@@ -170,6 +170,15 @@ class Reinforce:
         if self.reward_normalizer is not None:
             state["reward_normalizer"] = self.reward_normalizer.state_dict()
         return state
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"agent": self.agent}
+
+    def freeze_parts(self) -> dict[str, list[str]]:
+        return prefixed("agent.", self.agent.freeze_parts())
+
+    def restart_training(self) -> None:
+        self.optimizer = adam(self.agent, self.args.learning_rate, self.device)
 
     def load_state_dict(self, state: dict[str, Any], policy_only: bool = False) -> None:
         load_policy(self.agent, state["agent"])

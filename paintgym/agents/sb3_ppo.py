@@ -246,6 +246,25 @@ class SB3PPO:
         return {"policy": self.model.policy.state_dict(), "optimizer": self.model.policy.optimizer.state_dict(),
                 "num_timesteps": self.model.num_timesteps, "args": asdict(self.args)}
 
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"policy": self.model.policy}
+
+    def freeze_parts(self) -> dict[str, list[str]]:
+        """``encoder``: the features extractor's convolutions; ``trunk``: the features extractor and SB3's MLP
+        extractor (empty with --policy paintgym): everything but the action and value heads."""
+        extractor = "policy.features_extractor."
+        if self.args.policy == "paintgym":
+            encoder = [f"{extractor}encoder.{name}" for name in CanvasEncoder.CONVOLUTIONS]
+        else:  # NatureCNN
+            encoder = [f"{extractor}cnn."]
+        return {"encoder": encoder, "trunk": [extractor, "policy.mlp_extractor."]}
+
+    def restart_training(self) -> None:
+        policy = self.model.policy
+        trainable = [p for p in policy.parameters() if p.requires_grad]
+        policy.optimizer = policy.optimizer_class(trainable, lr=policy.optimizer.param_groups[0]["lr"],
+                                                  **policy.optimizer_kwargs)
+
     def load_state_dict(self, state: dict[str, Any], policy_only: bool = False) -> None:
         try:
             self.model.policy.load_state_dict(state["policy"])

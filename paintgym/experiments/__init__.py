@@ -15,6 +15,7 @@ The run layer (every command that trains uses it)
 :mod:`experiments.signals`      Ctrl-C and SIGTERM: finish the step, checkpoint, stop
 :mod:`experiments.logs`         ``metrics.csv`` + TensorBoard, and the progress bar
 :mod:`experiments.distributed`  ``torchrun``: the process group, each rank's device and share, rank 0 writes
+:mod:`experiments.transfer`     ``--init-from`` / ``--freeze``: another run's weights, matched by name and shape
 ==============================  ===============================================================
 
 Training

@@ -25,13 +25,15 @@ class AlgorithmEntry:
     cls: type
     args_class: type
     native_env: bool = True
+    network: str = ""
+    """the kind of network it trains (agents with the same one can start from each other's runs, --init-from)"""
 
 
 ALGORITHMS: dict[str, AlgorithmEntry] = {
-    "model-based": AlgorithmEntry(ModelBased, ModelBasedArgs),
-    "ppo": AlgorithmEntry(PPO, PPOArgs),
-    "reinforce": AlgorithmEntry(Reinforce, ReinforceArgs),
-    "sb3-ppo": AlgorithmEntry(SB3PPO, SB3PPOArgs, native_env=False),
+    "model-based": AlgorithmEntry(ModelBased, ModelBasedArgs, network="the model-based actor and critic"),
+    "ppo": AlgorithmEntry(PPO, PPOArgs, network="an actor-critic"),
+    "reinforce": AlgorithmEntry(Reinforce, ReinforceArgs, network="an actor-critic"),
+    "sb3-ppo": AlgorithmEntry(SB3PPO, SB3PPOArgs, native_env=False, network="an SB3 policy"),
 }
 
 

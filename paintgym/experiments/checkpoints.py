@@ -6,6 +6,7 @@ A checkpoint (``RUN_DIR/checkpoint.pt``) is a ``torch.save`` dict, loadable with
     config       the run's TrainConfig, as a dict
     args         the algorithm's hyperparameters, as a dict
     algorithm    Algorithm.state_dict(): policy, optimisers, baselines
+    frozen       names of the parameters --freeze froze (``KEY.NAME``; --resume freezes them again)
     reward       the reward's state (a learning reward's critic or archive)
     env          the env's episode counters: env_seeds, episodes
     rng          experiments.rng.rng_state()

@@ -31,7 +31,8 @@ examples:
   paintgym train --agent reinforce --action-mode discrete
   paintgym train --reward "target:1.0, harmony:0.2" --targets faces --canvas-size 64
   paintgym train --config run.toml --device cuda --num-envs 1024 --total-steps 5000000
-  paintgym train --resume runs/ppo-Reconstruct-v0-s1-20250101-120000 --total-steps 1000000"""
+  paintgym train --resume runs/ppo-Reconstruct-v0-s1-20250101-120000 --total-steps 1000000
+  paintgym train --targets faces --init-from runs/digits-run --freeze encoder   # fine-tune another run's agent"""
 
 
 def resolve(argv: list[str]) -> tuple[TrainConfig, Any]:
@@ -40,7 +41,10 @@ def resolve(argv: list[str]) -> tuple[TrainConfig, Any]:
     :raises ConfigError: an unknown option or a wrong type in the checkpoint or the config file.
     :raises ValueError: an unknown agent, or ``--agent`` other than the resumed run's.
     """
-    known = peek(argv, {"--config": {}, "--agent": {}, "--resume": {}})
+    known = peek(argv, {"--config": {}, "--agent": {}, "--resume": {}, "--init-from": {}})
+    if known.resume and known.init_from:
+        raise ConfigError("--init-from starts a new run from another run's weights, --resume continues a run: give "
+                          "one of them")
     layers: list[tuple[str, dict[str, Any]]] = []
     if known.resume:
         state = load_checkpoint(known.resume)

@@ -14,6 +14,8 @@ Options come from the defaults < the checkpoint's (``--resume``) < a TOML file (
 flags given. ``--resume`` restores the model, the optimisers, the step and every random stream from
 ``ckpt.pt``, so that a resumed run computes exactly what an uninterrupted one would. Ctrl-C (or
 SIGTERM) finishes the step, writes a checkpoint and stops (:mod:`experiments.signals`).
+``--init-from RUN`` instead starts a new run from another run's model weights, ``--freeze`` keeping
+part of them fixed (:mod:`experiments.transfer`).
 
 Under ``torchrun`` every trainer runs data-parallel (:class:`GenerativeRun`): each rank computes on its
 part of ``--batch-size``, the gradients are averaged in one ``all_reduce`` per update, rank 0 alone writes.
@@ -47,6 +49,19 @@ from paintgym.experiments.logs import MetricsLog, progress_bar
 from paintgym.experiments.rng import make_generator, rng_state, set_rng_state
 from paintgym.experiments.run_dir import check_new_run
 from paintgym.experiments.signals import StopRequest, stop_on_signals
+from paintgym.experiments.transfer import (
+    Transfer,
+    describe_checkpoint,
+    drop_frozen_,
+    freeze_,
+    freeze_names_,
+    frozen_names,
+    load_matching_,
+    part_prefixes,
+)
+from paintgym.experiments.transfer import (
+    check_options as check_transfer,
+)
 from paintgym.generative.checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint, save_checkpoint
 from paintgym.generative.data import to_rgb
 from paintgym.generative.models import CHANNELS, SIZES
@@ -89,6 +104,12 @@ class GenerativeRunArgs:
     """run folder: ckpt.pt, config.toml, metrics.csv, tb/ (TensorBoard)"""
     resume: bool = False
     """continue the run in --out from its checkpoint, exactly"""
+    init_from: str | None = None
+    """start from the model weights of this run folder or ckpt.pt (same kind of model; layers whose shapes differ are
+    re-initialised and listed; fresh optimisers, step 0)"""
+    freeze: str | None = None
+    """with --init-from: do not train the copied encoder (the convolutions that read images) or trunk (all but the
+    output layers)"""
     log_every: int = 10
     """steps between logged statistics (metrics.csv, TensorBoard) and progress-bar updates"""
     checkpoint_every: int = 500
@@ -106,6 +127,10 @@ class GenerativeRunArgs:
                 raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise TrainingError(f"--lr must be positive, got {self.lr}")
+        try:
+            check_transfer(self.init_from, self.freeze)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
 
 
 # ---------------------------------------------------------------- options
@@ -127,7 +152,11 @@ def parse_args(cls: type, argv: list[str], prog: str, description: str, kind: st
     :raises ConfigError: an unknown option or a wrong type in the config file.
     :raises CheckpointError: ``--resume`` finds a checkpoint of another kind, or an unreadable one.
     """
-    known = peek(argv, {"--config": {}, "--out": {}, "--resume": {"action": argparse.BooleanOptionalAction}})
+    known = peek(argv, {"--config": {}, "--out": {}, "--resume": {"action": argparse.BooleanOptionalAction},
+                        "--init-from": {}})
+    if known.resume and known.init_from:
+        raise TrainingError("--init-from starts a new run from another run's weights, --resume continues the run in "
+                            "--out: give one of them")
     from_file = load_toml(known.config) if known.config else {}
     out = known.out or from_file.get("out") or cls.out
     resume = known.resume if known.resume is not None else from_file.get("resume", False)
@@ -215,6 +244,8 @@ class GenerativeRun:
         self._reseed_rank(0)
         self.log: MetricsLog | None = None
         self._stop: StopRequest | None = None
+        self.transfer: Transfer | None = None
+        """what ``--init-from`` copied, re-initialised and froze (None without it)"""
 
     def _reseed_rank(self, step: int) -> None:
         """Ranks other than 0 draw their own batches and noise (rank 0 keeps the one-process streams), unless
@@ -236,15 +267,46 @@ class GenerativeRun:
         return self.out / CHECKPOINT_NAME
 
     def restore(self, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> None:
-        """With ``--resume``: load the model, the optimisers, the step and the random streams."""
+        """With ``--resume``: load the model, the optimisers, the step and the random streams (and freeze what
+        the run froze). With ``--init-from`` (:mod:`experiments.transfer`): copy the weights that fit, freeze
+        ``--freeze``'s part, and take the frozen parameters out of the (fresh) optimisers."""
         if self.resumed is None:
+            if self.args.init_from is not None:
+                self.transfer = self._init_from(model)
+                drop_frozen_(optimizers.values())
             return
+        freeze_names_({"model": model}, self.resumed["train"].get("frozen", []))
+        drop_frozen_(optimizers.values())
         model.load_state_dict(self.resumed["model"])
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(self.resumed["train"][name])
         self.step = int(self.resumed["step"])
         set_rng_state(self.resumed["train"]["rng"], self.streams, reseed=self.args.seed * 1_000_003 + self.step)
         self._reseed_rank(self.step)  # only rank 0's streams are in the checkpoint
+
+    def _init_from(self, model: torch.nn.Module) -> Transfer:
+        """``--init-from``: the weights that fit, ``--freeze``, and the log (rank 0 prints it)."""
+        source = str(self.args.init_from)
+        try:
+            payload = read_checkpoint(source, self.kind)
+        except CheckpointError as err:
+            found = describe_checkpoint(source)
+            if found is not None and not found.startswith(f"a {self.kind.upper()} "):
+                raise TrainingError(f"--init-from {source} is {found}; paintgym {self.command} starts from a "
+                                    f"{self.kind.upper()} checkpoint (written by paintgym {self.command})") from None
+            raise TrainingError(f"--init-from: {err}") from None
+        try:
+            report = load_matching_({"model": model}, {"model": payload["model"]}, source)
+            if self.args.freeze is not None:
+                parts = model.freeze_parts() if hasattr(model, "freeze_parts") else {}
+                prefixes = part_prefixes(parts, self.args.freeze, f"a {self.kind} model")
+                freeze_({"model": model}, [f"model.{prefix}" for prefix in prefixes], report, self.args.freeze,
+                        f"the {self.kind} model")
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
+        if self.world.is_main:
+            print("\n".join(report.lines()), flush=True)
+        return report
 
     def save(self, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
              extra: dict[str, Any] | None = None) -> Path:
@@ -254,7 +316,7 @@ class GenerativeRun:
             return self.checkpoint_path
         train_state = {"args": dataclasses.asdict(self.args), **{name: opt.state_dict() for name, opt in
                                                                  optimizers.items()},
-                       "rng": rng_state(self.streams), **(extra or {})}
+                       "rng": rng_state(self.streams), "frozen": frozen_names({"model": model}), **(extra or {})}
         return save_checkpoint(self.checkpoint_path, model, self.step, train_state)
 
     @contextmanager

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from paintgym.experiments.transfer import check_options as check_transfer
+
 BASE_STEPS = 81_920
 """The automatic budget for a 32 px canvas and 8 strokes per episode (the default digits task, about a minute
 of the model-based agent on 2 CPU cores); it grows in proportion to the canvas side and the strokes."""
@@ -42,6 +44,13 @@ class TrainConfig:
     """the run directory (None: runs/AGENT-ENV-sSEED-TIME)"""
     resume: str | None = None
     """continue the run in this run directory (or from this checkpoint file)"""
+    init_from: str | None = None
+    """start from the network weights of this run directory (or checkpoint file) of the same agent (ppo and reinforce
+    share theirs); layers whose shapes differ (action space, canvas size) are re-initialised and listed; fresh
+    optimiser, step 0"""
+    freeze: str | None = None
+    """with --init-from: do not train the copied encoder (the convolutions that read the canvas) or trunk (all but the
+    output heads); see paintgym.experiments.transfer"""
     eval_every: int = 16_384
     """evaluate on held-out targets every this many env steps (0: only at the start and the end)"""
     video_every: int = 0
@@ -94,6 +103,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be 0 (off) or a positive number of steps, got {getattr(self, name)}")
         if self.threads < 0:
             raise ValueError(f"threads must be 0 (all cores) or a positive count, got {self.threads}")
+        check_transfer(self.init_from, self.freeze)
 
 
 def run_record(config: TrainConfig, args: Any) -> dict[str, Any]:

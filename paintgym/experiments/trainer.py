@@ -11,6 +11,8 @@ A run directory holds::
     videos/, painting.mp4, final_paintings.png, learning_curve.png, final_episodes.npz, summary.json
                            the output files (:mod:`experiments.artefacts`)
 
+``--init-from RUN`` starts a new run from another run's network weights (:mod:`experiments.transfer`).
+
 Iterations end on episode boundaries (episodes have a fixed length), so a checkpoint holds no
 half-painted canvas: restoring the env needs only its episode counters. Ctrl-C finishes the current
 iteration, writes a checkpoint and stops; a second Ctrl-C stops at once (:mod:`experiments.signals`).
@@ -44,6 +46,7 @@ from paintgym.experiments.rng import rng_state, seed_everything, set_rng_state
 from paintgym.experiments.run_dir import check_new_run, default_run_dir
 from paintgym.experiments.signals import stop_on_signals
 from paintgym.experiments.train_config import TrainConfig, run_record
+from paintgym.experiments.transfer import Transfer, freeze_names_, frozen_names, init_algorithm_
 
 
 @dataclass
@@ -92,6 +95,19 @@ class Trainer:
         self.eval_env = make_eval_env(config, config.eval_episodes, self.device) if self.world.is_main else None
         self.eval_seed = config.seed + EVAL_SEED_OFFSET  # fixed: every evaluation paints the same targets
         self.algo: Algorithm = make_algorithm(config.agent, self.env, args, amp=config.amp, seed=config.seed)
+        self.transfer: Transfer | None = None  # what --init-from copied, re-initialised and froze
+        if self.checkpoint_state is not None:  # a resumed run freezes what it froze (its optimisers lack those)
+            saved_freeze = self.checkpoint_state["config"].get("freeze")
+            if config.freeze != saved_freeze:
+                raise ValueError(f"--freeze {config.freeze} differs from the resumed run's ({saved_freeze}); resume "
+                                 "with the same --freeze")
+            if self.checkpoint_state.get("frozen"):
+                freeze_names_(self.algo.networks(), self.checkpoint_state["frozen"])
+                self.algo.restart_training()
+        elif config.init_from is not None:
+            self.transfer = init_algorithm_(self.algo, config.agent, config.init_from, config.freeze, self.device)
+            if self.world.is_main:
+                print("\n".join(self.transfer.lines()), flush=True)
         # every rank built the same networks from --seed; rank 0's are copied to all the same (as DDP does),
         # then the ranks' random streams part ways (rank 0 keeps the one-process stream)
         for module in _modules(self.algo):
@@ -120,6 +136,7 @@ class Trainer:
             "config": asdict(self.config),
             "args": asdict(self.args),
             "algorithm": self.algo.state_dict(),
+            "frozen": frozen_names(self.algo.networks()),
             "reward": core.reward.state_dict(),
             "env": {"env_seeds": env_seeds, "episodes": episodes},
             "rng": rng_state(),

@@ -82,6 +82,12 @@ class Classifier(_Model):
         return {"size": self.size, "channels": self.channels, "classes": self.classes, "width": self.width,
                 "features": self.feature_dim, "names": list(self.names), "reject": self.reject}
 
+    def freeze_parts(self) -> dict[str, list[str]]:
+        """What ``--freeze`` may freeze (parameter name prefixes): ``encoder`` the convolutions, ``trunk``
+        everything but the logits layer (``head``)."""
+        convs = [f"body.{i}." for i, layer in enumerate(self.body) if isinstance(layer, nn.Conv2d)]
+        return {"encoder": convs, "trunk": ["body."]}
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The hidden layer ``(B, features)`` of images ``(B, C, size, size)`` in [0, 1] (an embedding)."""
         _check_images(x, self.channels, self.size)

@@ -263,6 +263,18 @@ class GAN(_Model):
         return {"size": self.size, "channels": self.channels, "latent_dim": self.latent_dim, "width": self.width,
                 "num_classes": self.num_classes, "arch": self.arch}
 
+    def freeze_parts(self) -> dict[str, list[str]]:
+        """What ``--freeze`` may freeze (parameter name prefixes): ``encoder`` the critic's convolutions (the
+        features it scores); ``trunk`` those and the generator's hidden layers: everything but the critic's
+        score and class projection and the generator's last (image) layer."""
+        if self.arch == "stylegan":
+            generator = ["generator.mapping.", "generator.const", "generator.layers."]
+        else:
+            body = self.generator.net[3]
+            hidden = [f"generator.net.3.{i}." for i in range(len(body) - 1)]  # all but the image layer
+            generator = ["generator.net.0.", "generator.net.1.", *hidden]
+        return {"encoder": ["critic.net.0."], "trunk": ["critic.net.0.", *generator]}
+
     def sample(self, n: int, generator: torch.Generator | None = None,
                labels: torch.Tensor | None = None) -> torch.Tensor:
         """``(n, channels, size, size)`` generator samples in [0, 1] (of classes ``labels`` ``(n,)`` if conditional)."""
@@ -302,6 +314,12 @@ class VAE(_Model):
     def config(self) -> dict[str, Any]:
         return {"size": self.size, "channels": self.channels, "latent_dim": self.latent_dim, "beta": self.beta,
                 "width": self.width}
+
+    def freeze_parts(self) -> dict[str, list[str]]:
+        """What ``--freeze`` may freeze (parameter name prefixes): ``encoder`` the convolutions of q(z|x);
+        ``trunk`` everything but the decoder's last (image) layer."""
+        hidden = [f"upsample.{i}." for i in range(len(self.upsample) - 1)]
+        return {"encoder": ["features."], "trunk": ["features.", "to_latent.", "from_latent.", *hidden]}
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``(B, C, size, size)`` in [0, 1] -> posterior mean and log-variance, each ``(B, latent_dim)``."""
