@@ -151,10 +151,11 @@ def state_planes(canvas: torch.Tensor, target: torch.Tensor | None, progress: to
     return torch.cat(planes, dim=1)
 
 
-def conv_block(inputs: int, outputs: int, stride: int) -> list[nn.Module]:
-    """3x3 convolution, batch normalisation, ReLU (as Learning to Paint's ResNet actor)."""
-    return [nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(outputs),
-            nn.ReLU(inplace=True)]
+def conv_block(inputs: int, outputs: int, stride: int, batch_norm: bool = True) -> list[nn.Module]:
+    """3x3 convolution, batch normalisation (as Learning to Paint's ResNet actor) or, with ``batch_norm``
+    off, a per-image normalisation over channels and pixels (``GroupNorm`` with one group), ReLU."""
+    norm = nn.BatchNorm2d(outputs) if batch_norm else nn.GroupNorm(1, outputs)
+    return [nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False), norm, nn.ReLU(inplace=True)]
 
 
 def stroke_layout(count: int) -> torch.Tensor:
@@ -195,6 +196,11 @@ class PatchStrokeActor(nn.Module):
     place and scale, as Paint Transformer's patch-wise predictor does. On free-painting tasks with a
     ``condition`` or ``noise`` the episode's code (``code_dim`` values in [0, 1]) joins the head's input, so
     one actor paints a different picture per class and per latent.
+
+    With a target the window CNN uses batch normalisation; without one (free painting) it normalises
+    each window alone: there every window of the first step is the same blank, so batch statistics
+    zero the features in training, while acting (running statistics) the blank gives other features:
+    an actor trained to paint ten classes painted one for all of them.
     """
 
     levels = 8
@@ -208,9 +214,9 @@ class PatchStrokeActor(nn.Module):
         self.strokes_per_step, self.max_steps, self.code_dim = strokes_per_step, max_steps, code_dim
         self.register_buffer("layout", stroke_layout(strokes_per_step * max_steps), persistent=False)
         channels = 9 if has_target else 3
-        c1, c2 = width, 2 * width
-        self.cnn = nn.Sequential(*conv_block(channels, c1, 1), *conv_block(c1, c2, 2), *conv_block(c2, c2, 2),
-                                 *conv_block(c2, c2, 2))  # 16 -> 8 -> 4 -> 2
+        c1, c2, bn = width, 2 * width, has_target
+        self.cnn = nn.Sequential(*conv_block(channels, c1, 1, bn), *conv_block(c1, c2, 2, bn),
+                                 *conv_block(c2, c2, 2, bn), *conv_block(c2, c2, 2, bn))  # 16 -> 8 -> 4 -> 2
         self.glance = nn.Sequential(nn.Linear(channels * self.thumb * self.thumb, hidden // 2), nn.ReLU(inplace=True))
         self.head = nn.Sequential(nn.Linear(c2 * 4 + hidden // 2 + self.levels + 1 + code_dim, hidden),
                                   nn.ReLU(inplace=True),

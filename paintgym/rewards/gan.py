@@ -150,19 +150,19 @@ class GANReward(Reward):
               condition: torch.Tensor | None = None) -> torch.Tensor:
         """The critic's score ``(B,)`` float32 of ``canvas`` ``(B, 3, H, W)`` (given ``target`` if conditional;
         with ``class=condition``, as the class ``condition`` ``(B,)`` int64 of each painting)."""
-        condition = None
+        pair = None  # the target a (target, canvas) critic scores the canvas against
         if self.conditional:
             if target is None:
                 raise ValueError("the conditional 'gan' reward needs a target image; use a task with targets "
                                  "(paintgym/Reconstruct-v0) or drop conditional=true")
-            condition = self._adapt(target)
-        # a graph only when the caller differentiates the canvas (the model-based agent): env steps build none
+            pair = self._adapt(target)
         if self.uses_condition:
             labels = check_condition(condition, self.num_classes, self.name).to(canvas.device)
         else:
             labels = None if self.label is None else torch.full((canvas.shape[0],), self.label, device=canvas.device)
+        # a graph only when the caller differentiates the canvas (the model-based agent): env steps build none
         with torch.set_grad_enabled(torch.is_grad_enabled() and canvas.requires_grad):
-            return self.critic(self._adapt(canvas), condition, labels).float()
+            return self.critic(self._adapt(canvas), pair, labels).float()
 
     # ------------------------------------------------------------------ online training
 
