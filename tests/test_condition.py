@@ -120,6 +120,14 @@ def test_model_based_agent_trains_and_paints_to_the_condition():
     assert strokes.shape == (4, 2, 13)
     with pytest.raises(ValueError, match="code of shape"):
         agent.paint(None, 4)
+    # acting paints what training paints: on the free canvas every first-step window is the same blank, which
+    # batch statistics (training) and running statistics (acting) would normalise differently
+    canvas = torch.ones(4, 3, 16, 16)
+    progress = torch.zeros(4)
+    agent.actor.train()
+    training = agent.actor(canvas, None, progress, code)
+    agent.actor.eval()
+    torch.testing.assert_close(agent.actor(canvas, None, progress, code), training)
 
 
 def test_bad_condition_options_fail_in_one_line():
