@@ -6,7 +6,10 @@ run's canvas size with its whole episode, in batches of ``--batch`` images, dete
 and prints one table: images/s and strokes/s per row, median of ``--repeats`` timed passes after a
 warm-up, and the speed-up over the baseline row measured in the same run, greedy search (best of 64
 shapes per stroke with least-squares colours) painting the same images with the same stroke count.
-The agent rows refined by ``--refine`` Adam steps through the renderer show what refinement costs.
+With more than one thread, the agent also paints with torch's threads inside each operation (one
+batch) instead of one piece of the batch per thread (the default,
+:func:`experiments.pretrained.paint_on_threads`). The agent rows refined by ``--refine`` Adam steps
+through the renderer show what refinement costs.
 
     python bench/inference.py --agent runs/MODEL_BASED_RUN [--ppo runs/PPO_RUN] [--threads 2]
 """
@@ -54,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     targets = to_float(np.concatenate([images] * copies)[:args.batch])
     rows: dict[str, float] = {"greedy (baseline)": images_per_second(GreedyPainter(64), targets[:32], strokes, 1)}
     rows[agent.name] = images_per_second(agent, targets, strokes, args.repeats)
+    if args.threads > 1:  # the same painting with torch's threads inside each operation instead of one batch each
+        agent.threaded_batches = False
+        rows[f"{agent.name} (intra-op threads)"] = images_per_second(agent, targets, strokes, args.repeats)
+        agent.threaded_batches = True
     if args.ppo:
         other = PolicyPainter(args.ppo, "cpu", batch_size=args.batch)
         rows[other.name if other.name not in rows else f"{other.name} (--ppo)"] = images_per_second(

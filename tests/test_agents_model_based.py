@@ -11,7 +11,14 @@ import torch
 
 from paintgym import rewards
 from paintgym.agents.common import TrainingDiverged
-from paintgym.agents.model_based import ModelBased, ModelBasedArgs, paint_and_score
+from paintgym.agents.model_based import (
+    ModelBased,
+    ModelBasedArgs,
+    fold_batch_norms,
+    paint_and_score,
+    residual_anchors,
+    stroke_layout,
+)
 from paintgym.agents.painters import GreedyPainter, measure_quality
 from paintgym.envs.targets import TargetSource
 from paintgym.experiments import cli_train
@@ -150,3 +157,63 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged, match="policy_loss=nan.*last good checkpoint"):
         trainer.train()
     assert load_checkpoint(tmp_path / "nan")["global_step"] == 32  # written after iteration 2
+
+
+def test_residual_anchors_go_where_the_painting_is_furthest_from_its_target():
+    """Fine-level strokes take the cells with the largest residual, the worst first; coarse levels keep the layout."""
+    anchor = stroke_layout(32)[21:24].expand(2, -1, -1)  # three level-3 strokes of a 32-stroke episode
+    canvas = torch.full((2, 3, 64, 64), 0.5)
+    target = canvas.clone()
+    target[0, :, 40:48, 8:16] = 1.0  # cell (x 1, y 5) of the 8x8 level-3 grid: the worst
+    target[0, :, 0:8, 56:64] = 0.8  # cell (x 7, y 0): second worst
+    target[1, :, 24:32, 24:32] = 0.0  # cell (x 3, y 3)
+    partial = torch.tensor([False, False, False, True])  # 32 strokes: only level 3 is partly painted
+    moved = residual_anchors(anchor, canvas, target, partial)
+    assert torch.equal(moved[..., 2], anchor[..., 2])  # the levels stay
+    assert moved[0, 0, :2].tolist() == [1.5 / 8, 5.5 / 8] and moved[0, 1, :2].tolist() == [7.5 / 8, 0.5 / 8]
+    assert moved[1, 0, :2].tolist() == [3.5 / 8, 3.5 / 8]
+    coarse = stroke_layout(32)[:4].expand(2, -1, -1)
+    assert torch.equal(residual_anchors(coarse, canvas, target, partial), coarse)  # levels 0 and 1: the fixed layout
+
+
+def test_second_look_starts_as_no_correction_and_learns_through_the_renderer(tiny_env):
+    env = tiny_env(8, strokes_per_step=2)
+    torch.manual_seed(0)
+    plain = ModelBased(env, SMALL)
+    torch.manual_seed(0)
+    looking = ModelBased(env, ModelBasedArgs(width=8, hidden=32, second_look=True))
+    targets = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    plain.actor.load_state_dict(looking.actor.state_dict(), strict=False)
+    assert torch.equal(plain.paint(targets), looking.paint(targets))  # zero-initialised correction
+    obs, _ = env.reset(seed=0)
+    looking.start(obs)
+    before = [p.detach().clone() for p in looking.actor.second_look.parameters()]
+    looking.train_iteration(1, 10)
+    assert all(not torch.equal(b, p) for b, p in zip(before, looking.actor.second_look.parameters(), strict=True))
+
+
+def test_inference_paths_paint_what_the_training_actor_paints(tiny_env, tmp_path):
+    """Batch norms folded into the convolutions, and batches split over CPU threads, change nothing but speed."""
+    env = tiny_env(8, strokes_per_step=2)
+    algo = ModelBased(env, SMALL)
+    algo.actor.eval()
+    for layer in algo.actor.cnn:  # running statistics that differ from the initial identity
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.running_mean.uniform_(-0.5, 0.5)
+            layer.running_var.uniform_(0.5, 2.0)
+    planes = torch.rand(5, 9, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(fold_batch_norms(algo.actor.cnn)(planes), algo.actor.cnn(planes), atol=1e-5)
+
+    Trainer(tiny_config(tmp_path / "run", total_steps=32, eval_every=0), SMALL).train()
+    painter = PolicyPainter(tmp_path / "run", "cpu", batch_size=4)
+    targets = torch.rand(10, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        threaded = painter.paint(targets, 4)
+        assert torch.get_num_threads() == 2  # restored after the pieces are painted
+        painter.threaded_batches = False
+        assert torch.allclose(painter.paint(targets, 4), threaded, atol=1e-6)
+    finally:
+        torch.set_num_threads(threads)

@@ -53,6 +53,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from paintgym.agents.common import FlatGradients, adam_options, autocast, check_amp, load_policy
 from paintgym.agents.episodes import EpisodeTracker
@@ -93,6 +94,12 @@ class ModelBasedArgs:
     """channels of the first convolution of the actor's window CNN and of the critic"""
     hidden: int = 256
     """width of the actor's stroke head and of the critic's features"""
+    anchors: str = "residual"
+    """where the strokes of the finer levels go: fixed (a coarse-to-fine layout) or residual (the cells furthest from
+    the target, tasks with targets)"""
+    second_look: bool = False
+    """the actor paints each bundle on a scratch canvas, looks at its windows again and corrects the bundle (twice
+    the actor's cost)"""
 
 
 LOSS_KEYS = ["policy_loss", "value_loss", "actor_grad_norm"]
@@ -184,6 +191,46 @@ def stroke_layout(count: int) -> torch.Tensor:
     return torch.tensor(rows[:count], dtype=torch.float32)
 
 
+ANCHORS = ("fixed", "residual")
+
+
+def residual_anchors(anchor: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor,
+                     partial: torch.Tensor) -> torch.Tensor:
+    """Move the anchors of the partly painted levels to the cells where the painting is furthest from its target.
+
+    A level of :func:`stroke_layout` is partly painted when an episode has fewer strokes at that level
+    than the level has cells, so the fixed layout would leave some of its cells without a stroke
+    whatever the picture (at 64 px and 32 strokes: 11 of level 3's 64 cells). There, a bundle's
+    strokes of level ``l`` take the cells of level ``l`` with the largest squared residual, largest
+    first; the levels every cell of which gets a stroke keep the fixed layout. A choice, not a
+    gradient: the strokes are fitted to whatever window they are given.
+
+    :param anchor: ``(B, S, 3)`` rows ``(x, y, level)`` of :func:`stroke_layout`.
+    :param canvas: ``(B, 3, H, W)`` float in [0, 1].
+    :param target: ``(B, 3, H, W)`` float in [0, 1].
+    :param partial: ``(levels,)`` bool, the levels whose anchors follow the residual.
+    :return: ``(B, S, 3)``, the same levels.
+    """
+    level = anchor[..., 2].long()
+    count = level.shape[1]
+    # rank of each stroke among the bundle's earlier strokes of its level: the r-th takes the r-th worst cell
+    earlier = torch.ones(count, count, dtype=torch.bool, device=level.device).tril(-1)
+    rank = ((level[:, :, None] == level[:, None, :]) & earlier).sum(-1)
+    residual = (target.detach() - canvas.detach()).float().square().sum(1, keepdim=True)  # (B, 1, H, W)
+    xs, ys = anchor[..., 0], anchor[..., 1]
+    for value in level.unique().tolist():
+        if value >= partial.numel() or not bool(partial[value]):
+            continue
+        side = 1 << value
+        worst = nn.functional.adaptive_avg_pool2d(residual, side).flatten(1)  # (B, side * side)
+        top = worst.topk(min(count, side * side), dim=1).indices
+        cell = top.gather(1, rank.clamp(max=top.shape[1] - 1))
+        chosen = level == value
+        xs = torch.where(chosen, (cell % side + 0.5) / side, xs)
+        ys = torch.where(chosen, (cell // side + 0.5) / side, ys)
+    return torch.stack([xs, ys, anchor[..., 2]], dim=-1)
+
+
 class PatchStrokeActor(nn.Module):
     """(canvas, target, progress[, code]) -> strokes ``(B, S, 13)``; each stroke fitted to its own window.
 
@@ -209,22 +256,37 @@ class PatchStrokeActor(nn.Module):
     thumb = 8  # side of the thumbnail of the whole canvas
 
     def __init__(self, has_target: bool, size: int, strokes_per_step: int, width: int, hidden: int,
-                 max_steps: int = 1, code_dim: int = 0) -> None:
+                 max_steps: int = 1, anchors: str = "fixed", second_look: bool = False,
+                 fit_colour: bool = False, code_dim: int = 0) -> None:
         super().__init__()
+        if anchors not in ANCHORS:
+            raise ValueError(f"unknown anchors {anchors!r}; choose one of {', '.join(ANCHORS)}")
         self.strokes_per_step, self.max_steps, self.code_dim = strokes_per_step, max_steps, code_dim
-        self.register_buffer("layout", stroke_layout(strokes_per_step * max_steps), persistent=False)
+        # residual anchors need a target to measure the residual against
+        self.residual_anchors = anchors == "residual" and has_target
+        self.fit_colour = fit_colour and has_target
+        layout = stroke_layout(strokes_per_step * max_steps)
+        self.register_buffer("layout", layout, persistent=False)
+        strokes_at_level = torch.bincount(layout[:, 2].long(), minlength=self.levels + 4)
+        cells_at_level = 4 ** torch.arange(strokes_at_level.numel())
+        self.register_buffer("partial_levels", strokes_at_level < cells_at_level, persistent=False)
         channels = 9 if has_target else 3
         c1, c2, bn = width, 2 * width, has_target
         self.cnn = nn.Sequential(*conv_block(channels, c1, 1, bn), *conv_block(c1, c2, 2, bn),
                                  *conv_block(c2, c2, 2, bn), *conv_block(c2, c2, 2, bn))  # 16 -> 8 -> 4 -> 2
         self.glance = nn.Sequential(nn.Linear(channels * self.thumb * self.thumb, hidden // 2), nn.ReLU(inplace=True))
-        self.head = nn.Sequential(nn.Linear(c2 * 4 + hidden // 2 + self.levels + 1 + code_dim, hidden),
-                                  nn.ReLU(inplace=True),
-                                  nn.Linear(hidden, STROKE_DIM))
+        features = c2 * 4 + hidden // 2 + self.levels + 1 + code_dim
+        self.head = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, STROKE_DIM))
         nn.init.normal_(self.head[-1].weight, std=0.01)
         with torch.no_grad():
             self.head[-1].bias.zero_()
             self.head[-1].bias[8:10] = 2.0  # opacities start near 0.9
+        self.second_look = None
+        if second_look:  # (the same window features of the canvas with the bundle painted, the bundle) -> correction
+            self.second_look = nn.Sequential(nn.Linear(features + STROKE_DIM, hidden), nn.ReLU(inplace=True),
+                                             nn.Linear(hidden, STROKE_DIM))
+            nn.init.zeros_(self.second_look[-1].weight)  # starts as no correction
+            nn.init.zeros_(self.second_look[-1].bias)
         cell = 0.5 ** torch.arange(self.levels + 4, dtype=torch.float32)
         radius = ((0.6 * cell - MIN_RADIUS) / (MAX_RADIUS - MIN_RADIUS)).clamp(0.05, 1.0)
         self.register_buffer("cell", cell, persistent=False)
@@ -234,16 +296,35 @@ class PatchStrokeActor(nn.Module):
 
     def forward(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor,
                 code: torch.Tensor | None = None) -> torch.Tensor:
-        b, s, p = canvas.shape[0], self.strokes_per_step, self.patch
+        s = self.strokes_per_step
         if (0 if code is None else code.shape[1]) != self.code_dim:
             raise ValueError(f"this actor was built for a code of {self.code_dim} values (condition classes + noise), "
                              f"got {None if code is None else tuple(code.shape)}")
         step = (progress.float() * self.max_steps).round().long().clamp_(0, self.max_steps - 1)
         index = step[:, None] * s + torch.arange(s, device=step.device)
         anchor = self.layout[index]  # (B, S, 3)
+        if self.residual_anchors:
+            anchor = residual_anchors(anchor, canvas, target, self.partial_levels)
+        raw = self.head(self._look(canvas, target, progress, anchor, code)).float()
+        if self.second_look is not None:
+            # paint the bundle on a scratch copy (no gradient: only the correction's inputs) and look again
+            with torch.no_grad():
+                scratch, first = canvas.detach().float().contiguous().clone(), self._strokes(raw, anchor).contiguous()
+                if self.fit_colour:
+                    paint_fitted_(scratch, first, target)
+                else:
+                    paint_(scratch, first)
+            again = self._look(scratch, target, progress, anchor, code)
+            raw = raw + self.second_look(torch.cat([again, raw.to(again.dtype)], dim=-1)).float()
+        return self._strokes(raw, anchor)
+
+    def _look(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor,
+              anchor: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's input for each stroke, ``(B, S, features)``: its window, a thumbnail, its level, the progress
+        and the episode's code (condition and noise, when the actor takes one)."""
+        b, s, p = canvas.shape[0], anchor.shape[1], self.patch
         level = anchor[..., 2].long()
-        cell = self.cell[level]  # (B, S)
-        span = (self.window * cell)[..., None]  # window side as a fraction of the canvas
+        span = (self.window * self.cell[level])[..., None]  # window side as a fraction of the canvas
         xs = anchor[..., 0:1] + self.offsets * span  # (B, S, P)
         ys = anchor[..., 1:2] + self.offsets * span
         grid = torch.stack([xs[:, :, None, :].expand(-1, -1, p, -1), ys[:, :, :, None].expand(-1, -1, -1, p)], -1)
@@ -257,7 +338,8 @@ class PatchStrokeActor(nn.Module):
         # small windows and thumbnails, not on the whole canvas at every step
         windows = self._planes(window(canvas), None if target is None else window(target))
         # channels-last: oneDNN's (and cuDNN's) fast layout for many small images; 15-20% faster inference on CPU
-        local = self.cnn(windows.contiguous(memory_format=torch.channels_last)).flatten(1).view(b, s, -1)
+        cnn = self.cnn if self.training or torch.is_grad_enabled() else fold_batch_norms(self.cnn)
+        local = cnn(windows.contiguous(memory_format=torch.channels_last)).flatten(1).view(b, s, -1)
         thumb = self._planes(*(None if image is None else nn.functional.adaptive_avg_pool2d(image, self.thumb)
                                for image in (canvas, target))).flatten(1)
         one_hot = nn.functional.one_hot(level.clamp(max=self.levels - 1), self.levels).to(local.dtype)
@@ -265,21 +347,39 @@ class PatchStrokeActor(nn.Module):
                  progress.view(b, 1, 1).expand(-1, s, 1).to(local.dtype)]
         if self.code_dim:
             parts.append(code.to(local.dtype)[:, None].expand(-1, s, -1))
-        head_in = torch.cat(parts, dim=-1)
-        out = self.head(head_in).float()
-        cell = cell.unsqueeze(-1)
-        start = anchor[..., :2] + torch.tanh(out[..., 0:2]) * cell
-        bend = start.repeat(1, 1, 2) + torch.tanh(out[..., 2:6]) * (1.5 * cell)
-        points = torch.cat([start, bend], dim=-1).clamp(0.0, 1.0)
-        radii = torch.sigmoid(out[..., 6:8]) * self.max_radius[level].unsqueeze(-1)
-        return torch.cat([points, radii, torch.sigmoid(out[..., 8:13])], dim=-1)
+        return torch.cat(parts, dim=-1)
 
+    def _strokes(self, raw: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        """The head's raw output ``(B, S, 13)`` -> strokes ``(B, S, 13)`` in [0, 1] around their anchors."""
+        level = anchor[..., 2].long()
+        cell = self.cell[level].unsqueeze(-1)
+        start = anchor[..., :2] + torch.tanh(raw[..., 0:2]) * cell
+        bend = start.repeat(1, 1, 2) + torch.tanh(raw[..., 2:6]) * (1.5 * cell)
+        points = torch.cat([start, bend], dim=-1).clamp(0.0, 1.0)
+        radii = torch.sigmoid(raw[..., 6:8]) * self.max_radius[level].unsqueeze(-1)
+        return torch.cat([points, radii, torch.sigmoid(raw[..., 8:13])], dim=-1)
 
     @staticmethod
     def _planes(canvas: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         """Canvas, target and their difference (when there is a target), scaled to [-1, 1]: ``(N, 9 or 3, h, w)``."""
         planes = [canvas] if target is None else [canvas, target, target - canvas]
         return torch.cat(planes, dim=1) * 2.0 - 1.0
+
+
+def fold_batch_norms(layers: nn.Sequential) -> nn.Sequential:
+    """An inference copy of :func:`conv_block` layers with each batch norm folded into its convolution.
+
+    In evaluation mode a batch norm is an affine map per channel, so it folds into the convolution's
+    weights and bias (the same outputs up to rounding, one pass less over every activation). Folding
+    takes microseconds, so it is redone at each call rather than cached against later weight updates.
+    """
+    folded: list[nn.Module] = []
+    for layer in layers:
+        if isinstance(layer, nn.BatchNorm2d) and folded and isinstance(folded[-1], nn.Conv2d):
+            folded[-1] = fuse_conv_bn_eval(folded[-1], layer)
+        else:
+            folded.append(layer)
+    return nn.Sequential(*folded)
 
 
 class StateCritic(nn.Module):
@@ -355,7 +455,8 @@ class ModelBased:
                              f"through the critic: set --horizon below --max-steps ({self.max_steps}), e.g. 1")
 
         actor = PatchStrokeActor(self.has_target, core.size, self.strokes_per_step, args.width, args.hidden,
-                                 max_steps=self.max_steps, code_dim=self.code_dim)
+                                 max_steps=self.max_steps, anchors=args.anchors, second_look=args.second_look,
+                                 fit_colour=self.fit_colour, code_dim=self.code_dim)
         critic = StateCritic(self.has_target, core.size, args.width, args.hidden, self.code_dim)
         self.agent = nn.ModuleDict({"actor": actor, "critic": critic}).to(self.device)
         self.actor, self.critic = self.agent["actor"], self.agent["critic"]

@@ -10,6 +10,7 @@ trainer's: the run's env options, the held-out target split, the reward restored
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,15 +145,18 @@ class PolicyPainter:
         :class:`experiments.pretrained.PretrainedAgent`.
     :param device: where the agent runs (``auto``: CUDA if available); ignored for a loaded agent.
     :param batch_size: canvases painted at once.
+    :param threaded_batches: on the CPU, paint one piece of each batch per torch thread
+        (:func:`paint_on_threads`) instead of one batch with torch's threads inside each operation.
     :raises ValueError: the agent was trained without targets (``paintgym/Canvas-v0``).
     """
 
     incremental = True
 
     def __init__(self, run: str | Path | PretrainedAgent, device: str | torch.device = "auto",
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, threaded_batches: bool = True) -> None:
         self.agent = run if isinstance(run, PretrainedAgent) else load_agent(run, device)
         self.batch_size = check_int("batch_size", batch_size, 1)
+        self.threaded_batches = bool(threaded_batches)
         config = self.agent.config
         probe = self.agent.make_env(1)
         trained_on_targets = probe.core.targets is not None
@@ -176,9 +180,15 @@ class PolicyPainter:
         algorithm = self.agent.algorithm
         if callable(getattr(algorithm, "paint", None)):  # a whole episode without the env (the model-based agent)
             resized = resize_images(targets.detach().float(), self.canvas_size).to(device)
-            out = [algorithm.paint(resized[first:first + self.batch_size])[:, :num_strokes]
-                   for first in range(0, resized.shape[0], self.batch_size)]
-            return torch.cat(out).to(targets.device)
+            pieces = -(-resized.shape[0] // self.batch_size)
+            workers = min(torch.get_num_threads(), resized.shape[0])
+            if device.type != "cpu" or not self.threaded_batches:
+                workers = 1
+            if workers <= 1:
+                out = [algorithm.paint(chunk) for chunk in resized.tensor_split(pieces)]
+            else:  # every image is painted on its own, so the pieces are independent: one per CPU thread
+                out = paint_on_threads(algorithm.paint, resized.tensor_split(max(pieces, workers)), workers)
+            return torch.cat(out)[:, :num_strokes].to(targets.device)
         images = to_uint8(resize_images(targets.detach().float(), self.canvas_size).to(device))
         out = []
         for first in range(0, images.shape[0], self.batch_size):
@@ -188,3 +198,20 @@ class PolicyPainter:
             env.close()
             out.append(torch.as_tensor(result.strokes[:, :num_strokes]))
         return torch.cat(out).to(targets.device)
+
+
+def paint_on_threads(paint: Any, pieces: tuple[torch.Tensor, ...], workers: int) -> list[torch.Tensor]:
+    """``[paint(piece) for piece in pieces]``, the pieces painted at once on ``workers`` CPU threads.
+
+    The window CNN's convolutions are small, and torch's intra-op threads (OpenMP) meet at a barrier
+    after each one; one whole batch per thread with a single intra-op thread each keeps every core
+    busy instead (bench/inference.py measures both). Torch's thread count is process-wide, so it is
+    1 while the pieces are painted and restored after.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="paintgym-paint") as pool:
+            return list(pool.map(paint, pieces))
+    finally:
+        torch.set_num_threads(threads)
