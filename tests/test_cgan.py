@@ -94,6 +94,11 @@ def test_class_reward_scores_that_class_and_is_differentiable(tmp_path) -> None:
         rewards.build(f"gan(checkpoint={path})")
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         rewards.build(f"gan(checkpoint={path},class=3)")
+    per_episode = rewards.build(f"gan(checkpoint={path},class=condition)")  # each painting's own class
+    labels = torch.tensor([2, 0, 1])
+    assert per_episode.uses_condition and per_episode.num_classes == 3
+    assert torch.allclose(per_episode.score(canvas.detach(), condition=labels),
+                          gan.critic(grey, labels=labels), atol=1e-5)
 
 
 def test_train_gan_conditional_learns_which_class_an_image_is(tmp_path) -> None:

@@ -16,6 +16,7 @@ from sklearn.datasets import load_digits
 
 from paintgym import generative, rewards
 from paintgym.canvas.images import DatasetError, load_images, to_float
+from paintgym.envs import CanvasVectorEnv
 from paintgym.experiments.generative_runs import TrainingError
 from paintgym.experiments.train_classifier import Args, train
 from paintgym.generative import CheckpointError, Classifier
@@ -177,6 +178,22 @@ def test_a_digit_of_class_k_beats_a_blank_canvas_and_other_digits() -> None:
     painted = drawn_digits()  # a 1, a 0 and a 7, two strokes each
     for index, k in enumerate((1, 0, 7)):
         assert _term(f"classifier(checkpoint={out}, class={k})").score(painted).argmax() == index
+
+
+def test_class_condition_scores_each_paintings_own_class_and_sets_the_envs_classes() -> None:
+    out, _ = trained()
+    digits, classes = _heldout_digits()
+    reward = _term(f"classifier(checkpoint={out}, class=condition)")
+    assert reward.uses_condition and reward.num_classes == 10
+    asked = torch.as_tensor(classes[:12]).roll(1)  # each digit asked for its own class or another
+    expected = torch.stack([_term(f"classifier(checkpoint={out}, class={int(k)})").score(digits[i:i + 1])[0]
+                            for i, k in enumerate(asked)])
+    torch.testing.assert_close(reward.score(digits[:12], condition=asked), expected)
+    env = CanvasVectorEnv(2, canvas_size=16, max_steps=1, reward=f"classifier(checkpoint={out}, class=condition)",
+                          condition=True)
+    assert env.core.num_classes == 10 and env.single_observation_space.shape == (16, 16, 3 + 10 + 1)
+    with pytest.raises(ValueError, match="condition=True"):
+        CanvasVectorEnv(2, canvas_size=16, reward=f"classifier(checkpoint={out}, class=condition)")
 
 
 def test_entropy_reward_pays_for_a_clear_class_not_for_nothing() -> None:

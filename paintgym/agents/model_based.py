@@ -138,25 +138,31 @@ class CanvasTrunk(nn.Module):
         return self.fc(self.convs(torch.cat([planes, coords], dim=1)).flatten(1))
 
 
-def state_planes(canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor) -> torch.Tensor:
-    """The networks' input: canvas, target and their difference (when there is a target), and a
-    progress plane.
+def state_planes(canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor,
+                 code: torch.Tensor | None = None) -> torch.Tensor:
+    """The networks' input: canvas, target and their difference (when there is a target), the code
+    (one constant plane per value) and a progress plane.
 
     :param canvas: ``(B, 3, H, W)`` float in [0, 1].
     :param target: ``(B, 3, H, W)`` float in [0, 1], or None.
     :param progress: ``(B,)`` float in [0, 1], steps taken / steps per episode.
-    :return: ``(B, 10 or 4, H, W)`` float.
+    :param code: ``(B, E)`` float in [0, 1], the episode's condition and noise (:meth:`envs.core.CanvasCore.code`),
+        or None.
+    :return: ``(B, 10 or 4 (+ E), H, W)`` float.
     """
     b, _, h, w = canvas.shape
     planes = [canvas] if target is None else [canvas, target, target - canvas]
+    if code is not None and code.shape[1]:
+        planes.append(code.to(canvas.dtype).view(b, -1, 1, 1).expand(b, code.shape[1], h, w))
     planes.append(progress.view(b, 1, 1, 1).expand(b, 1, h, w))
     return torch.cat(planes, dim=1)
 
 
-def conv_block(inputs: int, outputs: int, stride: int) -> list[nn.Module]:
-    """3x3 convolution, batch normalisation, ReLU (as Learning to Paint's ResNet actor)."""
-    return [nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(outputs),
-            nn.ReLU(inplace=True)]
+def conv_block(inputs: int, outputs: int, stride: int, batch_norm: bool = True) -> list[nn.Module]:
+    """3x3 convolution, batch normalisation (as Learning to Paint's ResNet actor) or, with ``batch_norm``
+    off, a per-image normalisation over channels and pixels (``GroupNorm`` with one group), ReLU."""
+    norm = nn.BatchNorm2d(outputs) if batch_norm else nn.GroupNorm(1, outputs)
+    return [nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False), norm, nn.ReLU(inplace=True)]
 
 
 def stroke_layout(count: int) -> torch.Tensor:
@@ -226,7 +232,7 @@ def residual_anchors(anchor: torch.Tensor, canvas: torch.Tensor, target: torch.T
 
 
 class PatchStrokeActor(nn.Module):
-    """(canvas, target, progress) -> strokes ``(B, S, 13)``; each stroke fitted to its own window.
+    """(canvas, target, progress[, code]) -> strokes ``(B, S, 13)``; each stroke fitted to its own window.
 
     Stroke ``k`` of an episode has an anchor cell of :func:`stroke_layout` (coarse to fine). The
     actor cuts a window of ``window`` cells around the anchor out of the canvas, the target and their
@@ -234,7 +240,14 @@ class PatchStrokeActor(nn.Module):
     and a small CNN shared by every stroke maps the window, with a thumbnail of the whole painting
     and the progress, to the stroke in the window's own coordinates. One network thus learns one
     thing -- fit a stroke to what a window shows -- from every stroke of every painting, at every
-    place and scale, as Paint Transformer's patch-wise predictor does.
+    place and scale, as Paint Transformer's patch-wise predictor does. On free-painting tasks with a
+    ``condition`` or ``noise`` the episode's code (``code_dim`` values in [0, 1]) joins the head's input, so
+    one actor paints a different picture per class and per latent.
+
+    With a target the window CNN uses batch normalisation; without one (free painting) it normalises
+    each window alone: there every window of the first step is the same blank, so batch statistics
+    zero the features in training, while acting (running statistics) the blank gives other features:
+    an actor trained to paint ten classes painted one for all of them.
 
     With ``anchors="residual"`` (and a target) the strokes of the partly painted levels take the cells
     furthest from the target (:func:`residual_anchors`). With ``second_look`` the actor paints its
@@ -249,11 +262,11 @@ class PatchStrokeActor(nn.Module):
 
     def __init__(self, has_target: bool, size: int, strokes_per_step: int, width: int, hidden: int,
                  max_steps: int = 1, anchors: str = "fixed", second_look: bool = False,
-                 fit_colour: bool = False) -> None:
+                 fit_colour: bool = False, code_dim: int = 0) -> None:
         super().__init__()
         if anchors not in ANCHORS:
             raise ValueError(f"unknown anchors {anchors!r}; choose one of {', '.join(ANCHORS)}")
-        self.strokes_per_step, self.max_steps = strokes_per_step, max_steps
+        self.strokes_per_step, self.max_steps, self.code_dim = strokes_per_step, max_steps, code_dim
         # residual anchors need a target to measure the residual against
         self.residual_anchors = anchors == "residual" and has_target
         self.fit_colour = fit_colour and has_target
@@ -263,11 +276,11 @@ class PatchStrokeActor(nn.Module):
         cells_at_level = 4 ** torch.arange(strokes_at_level.numel())
         self.register_buffer("partial_levels", strokes_at_level < cells_at_level, persistent=False)
         channels = 9 if has_target else 3
-        c1, c2 = width, 2 * width
-        self.cnn = nn.Sequential(*conv_block(channels, c1, 1), *conv_block(c1, c2, 2), *conv_block(c2, c2, 2),
-                                 *conv_block(c2, c2, 2))  # 16 -> 8 -> 4 -> 2
+        c1, c2, bn = width, 2 * width, has_target
+        self.cnn = nn.Sequential(*conv_block(channels, c1, 1, bn), *conv_block(c1, c2, 2, bn),
+                                 *conv_block(c2, c2, 2, bn), *conv_block(c2, c2, 2, bn))  # 16 -> 8 -> 4 -> 2
         self.glance = nn.Sequential(nn.Linear(channels * self.thumb * self.thumb, hidden // 2), nn.ReLU(inplace=True))
-        features = c2 * 4 + hidden // 2 + self.levels + 1
+        features = c2 * 4 + hidden // 2 + self.levels + 1 + code_dim
         self.head = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, STROKE_DIM))
         nn.init.normal_(self.head[-1].weight, std=0.01)
         with torch.no_grad():
@@ -286,14 +299,18 @@ class PatchStrokeActor(nn.Module):
         offsets = (torch.arange(self.patch, dtype=torch.float32) + 0.5) / self.patch - 0.5  # window coordinates
         self.register_buffer("offsets", offsets, persistent=False)
 
-    def forward(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor) -> torch.Tensor:
+    def forward(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor,
+                code: torch.Tensor | None = None) -> torch.Tensor:
         s = self.strokes_per_step
+        if (0 if code is None else code.shape[1]) != self.code_dim:
+            raise ValueError(f"this actor was built for a code of {self.code_dim} values (condition classes + noise), "
+                             f"got {None if code is None else tuple(code.shape)}")
         step = (progress.float() * self.max_steps).round().long().clamp_(0, self.max_steps - 1)
         index = step[:, None] * s + torch.arange(s, device=step.device)
         anchor = self.layout[index]  # (B, S, 3)
         if self.residual_anchors:
             anchor = residual_anchors(anchor, canvas, target, self.partial_levels)
-        raw = self.head(self._look(canvas, target, progress, anchor)).float()
+        raw = self.head(self._look(canvas, target, progress, anchor, code)).float()
         if self.second_look is not None:
             # paint the bundle on a scratch copy (no gradient: only the correction's inputs) and look again
             with torch.no_grad():
@@ -302,13 +319,14 @@ class PatchStrokeActor(nn.Module):
                     paint_fitted_(scratch, first, target)
                 else:
                     paint_(scratch, first)
-            again = self._look(scratch, target, progress, anchor)
+            again = self._look(scratch, target, progress, anchor, code)
             raw = raw + self.second_look(torch.cat([again, raw.to(again.dtype)], dim=-1)).float()
         return self._strokes(raw, anchor)
 
     def _look(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor,
-              anchor: torch.Tensor) -> torch.Tensor:
-        """The head's input for each stroke, ``(B, S, features)``: its window, a thumbnail, its level, the progress."""
+              anchor: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's input for each stroke, ``(B, S, features)``: its window, a thumbnail, its level, the progress
+        and the episode's code (condition and noise, when the actor takes one)."""
         b, s, p = canvas.shape[0], anchor.shape[1], self.patch
         level = anchor[..., 2].long()
         span = (self.window * self.cell[level])[..., None]  # window side as a fraction of the canvas
@@ -330,8 +348,11 @@ class PatchStrokeActor(nn.Module):
         thumb = self._planes(*(None if image is None else nn.functional.adaptive_avg_pool2d(image, self.thumb)
                                for image in (canvas, target))).flatten(1)
         one_hot = nn.functional.one_hot(level.clamp(max=self.levels - 1), self.levels).to(local.dtype)
-        return torch.cat([local, self.glance(thumb)[:, None].expand(-1, s, -1), one_hot,
-                          progress.view(b, 1, 1).expand(-1, s, 1).to(local.dtype)], dim=-1)
+        parts = [local, self.glance(thumb)[:, None].expand(-1, s, -1), one_hot,
+                 progress.view(b, 1, 1).expand(-1, s, 1).to(local.dtype)]
+        if self.code_dim:
+            parts.append(code.to(local.dtype)[:, None].expand(-1, s, -1))
+        return torch.cat(parts, dim=-1)
 
     def _strokes(self, raw: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
         """The head's raw output ``(B, S, 13)`` -> strokes ``(B, S, 13)`` in [0, 1] around their anchors."""
@@ -367,27 +388,33 @@ def fold_batch_norms(layers: nn.Sequential) -> nn.Sequential:
 
 
 class StateCritic(nn.Module):
-    """(canvas, target, progress) -> the value ``(B,)`` of the rest of the episode."""
+    """(canvas, target, progress[, code]) -> the value ``(B,)`` of the rest of the episode."""
 
-    def __init__(self, has_target: bool, size: int, width: int, hidden: int) -> None:
+    def __init__(self, has_target: bool, size: int, width: int, hidden: int, code_dim: int = 0) -> None:
         super().__init__()
-        self.trunk = CanvasTrunk(10 if has_target else 4, size, width, hidden)
+        self.trunk = CanvasTrunk((10 if has_target else 4) + code_dim, size, width, hidden)
         self.head = nn.Linear(hidden, 1)
 
-    def forward(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(state_planes(canvas, target, progress))).float().squeeze(-1)
+    def forward(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor,
+                code: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.trunk(state_planes(canvas, target, progress, code))).float().squeeze(-1)
 
 
-def observation_state(obs: Observation, has_target: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Env observations -> ``(canvas, target or None, progress)`` as :class:`StrokeActor` takes them.
+def observation_state(obs: Observation, has_target: bool, num_classes: int = 0, code_dim: int = 0
+                      ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    """Env observations -> ``(canvas, target or None, progress, code or None)`` as the actor takes them.
 
-    :param obs: ``(B, H, W, C)`` uint8 image observations (canvas, [target,] progress plane) or the
-        dict form (see :func:`agents.networks.obs_planes`).
+    :param obs: ``(B, H, W, C)`` uint8 image observations (canvas, [target,] [condition, noise,] progress
+        plane) or the dict form (see :func:`agents.networks.obs_planes`).
+    :param num_classes: K of the observations' condition (0: none).
+    :param code_dim: K plus the noise's values: the code ``(B, code_dim)`` in [0, 1] (None when 0).
     """
-    planes = obs_planes(obs).permute(0, 3, 1, 2).float().div_(255.0)  # (B, C, H, W)
+    planes = obs_planes(obs, num_classes).permute(0, 3, 1, 2).float().div_(255.0)  # (B, C, H, W)
     canvas = planes[:, 0:3]
     target = planes[:, 3:6] if has_target else None
-    return canvas, target, planes[:, -1, 0, 0]
+    first = 6 if has_target else 3
+    code = planes[:, first:first + code_dim, 0, 0] if code_dim else None
+    return canvas, target, planes[:, -1, 0, 0], code
 
 
 class ModelBased:
@@ -420,6 +447,7 @@ class ModelBased:
         self.env, self.args, self.device, self.amp = env, args, env.device, amp
         self.max_steps, self.strokes_per_step = core.max_steps, core.strokes_per_step
         self.has_target = core.targets is not None
+        self.num_classes, self.code_dim = core.num_classes, core.code_dim
         if args.colour not in ("target", "predict"):
             raise ValueError(f"unknown colour {args.colour!r}; choose target or predict")
         self.fit_colour = args.colour == "target" and self.has_target
@@ -433,11 +461,12 @@ class ModelBased:
 
         actor = PatchStrokeActor(self.has_target, core.size, self.strokes_per_step, args.width, args.hidden,
                                  max_steps=self.max_steps, anchors=args.anchors, second_look=args.second_look,
-                                 fit_colour=self.fit_colour)
-        critic = StateCritic(self.has_target, core.size, args.width, args.hidden)
+                                 fit_colour=self.fit_colour, code_dim=self.code_dim)
+        critic = StateCritic(self.has_target, core.size, args.width, args.hidden, self.code_dim)
         self.agent = nn.ModuleDict({"actor": actor, "critic": critic}).to(self.device)
         self.actor, self.critic = self.agent["actor"], self.agent["critic"]
-        self.critic_target = StateCritic(self.has_target, core.size, args.width, args.hidden).to(self.device)
+        self.critic_target = StateCritic(self.has_target, core.size, args.width, args.hidden,
+                                         self.code_dim).to(self.device)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self._optimisers()
@@ -471,19 +500,22 @@ class ModelBased:
             self.noise.manual_seed(int(torch.randint(2**62, (1,))))
         core = self.env.core
         blank = core.canvas.clone()  # every episode starts on the blank canvas (iterations end on episode ends)
+        code_all = core.code()  # (B, E) the episodes' condition and noise
         group_states, group_strokes = [], []
         policy_loss, grad_norm = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
         for envs in torch.arange(self.env.num_envs, device=self.device).tensor_split(self.groups):
             canvas = blank[envs]
             target = None if core.target is None else core.target[envs]
+            code = code_all[envs] if self.code_dim else None
+            condition = None if core.condition is None else core.condition[envs]
             states, painted = [], []
             for start in range(0, self.max_steps, self.horizon):
                 stop = min(self.max_steps, start + self.horizon)
                 canvas = canvas.detach()  # the gradient is cut between chunks; the critic values what follows
-                gain, canvas, discount = self._unroll(canvas, target, start, stop, states, painted)
+                gain, canvas, discount = self._unroll(canvas, target, start, stop, states, painted, code, condition)
                 if stop < self.max_steps:  # bootstrap: the critic's value of the rest, differentiable in the canvas
                     with autocast(self.device, self.amp):
-                        gain = gain + discount * self.critic(canvas, target, self._progress(stop, canvas))
+                        gain = gain + discount * self.critic(canvas, target, self._progress(stop, canvas), code)
                 loss = -gain.mean()
                 self.actor_gradients.zero_grad()
                 loss.backward()
@@ -499,7 +531,8 @@ class ModelBased:
         updates = self.groups * -(-self.max_steps // self.horizon)
         value_loss = None
         if self.uses_critic:
-            value_loss = self._update_critic(torch.cat(group_states, dim=1), env_rewards, core.target)
+            value_loss = self._update_critic(torch.cat(group_states, dim=1), env_rewards, core.target,
+                                             code_all if self.code_dim else None)
         values = torch.stack([policy_loss / updates, grad_norm / updates]).tolist()  # one transfer
         metrics = {"policy_loss": values[0], "actor_grad_norm": values[1],
                    "learning_rate": self.actor_optimizer.param_groups[0]["lr"]}
@@ -511,10 +544,11 @@ class ModelBased:
         return torch.full((like.shape[0],), step / self.max_steps, device=like.device)
 
     def _unroll(self, canvas: torch.Tensor, target: torch.Tensor | None, start: int, stop: int,
-                states: list[torch.Tensor], painted: list[torch.Tensor]
-                ) -> tuple[torch.Tensor, torch.Tensor, float]:
+                states: list[torch.Tensor], painted: list[torch.Tensor], code: torch.Tensor | None = None,
+                condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Paint steps ``start .. stop - 1`` through the renderer; append each step's canvas before it to
-        ``states`` and its strokes as painted (detached) to ``painted``.
+        ``states`` and its strokes as painted (detached) to ``painted``. ``code`` ``(B, E)``: the episodes'
+        condition and noise as the actor sees them; ``condition`` ``(B,)`` int64: their classes, for the reward.
 
         :return: the discounted sum of the differentiable rewards of every stroke ``(B,)``, the
             last canvas (attached to the graph) and the discount of the step after ``stop``.
@@ -527,12 +561,13 @@ class ModelBased:
             seen = canvas if self.args.backprop_observation else canvas.detach()
             states.append(canvas.detach())
             with autocast(self.device, self.amp):
-                strokes = self.actor(seen, target, self._progress(step, seen))
+                strokes = self.actor(seen, target, self._progress(step, seen), code)
             if self.args.exploration_noise > 0:
                 noise = torch.randn(strokes.shape, generator=self.noise, device=strokes.device)
                 strokes = (strokes + self.args.exploration_noise * noise).clamp(0.0, 1.0)
             step_gain, canvas, strokes = paint_and_score(reward, canvas, target, strokes, per_stroke,
-                                                         final=step == self.max_steps - 1, fit_colour=self.fit_colour)
+                                                         final=step == self.max_steps - 1, fit_colour=self.fit_colour,
+                                                         condition=condition)
             gain = gain + discount * step_gain
             discount *= self.args.gamma
             painted.append(strokes.detach())
@@ -554,10 +589,12 @@ class ModelBased:
         return reward
 
     def _update_critic(self, canvases: torch.Tensor, env_rewards: list[torch.Tensor],
-                       target: torch.Tensor | None) -> torch.Tensor:
+                       target: torch.Tensor | None, code: torch.Tensor | None = None) -> torch.Tensor:
         """One TD(0) step of the critic on every state of the iteration (``canvases`` ``(T, B, 3, H, W)``,
-        the canvas before each step), then the target network's Polyak step. Returns the loss."""
+        the canvas before each step; ``code`` ``(B, E)`` the episodes' condition and noise), then the target
+        network's Polyak step. Returns the loss."""
         steps, batch = canvases.shape[:2]
+        codes = None if code is None else code.unsqueeze(0).expand(steps, *code.shape).flatten(0, 1)
         progress = (torch.arange(steps + 1, device=self.device, dtype=torch.float32) / self.max_steps)
         progress = progress.view(-1, 1).expand(-1, batch)
         targets = None if target is None else target.unsqueeze(0).expand(steps, *target.shape).flatten(0, 1)
@@ -567,11 +604,12 @@ class ModelBased:
             next_values = torch.zeros(steps, batch, device=self.device)
             if steps > 1:
                 next_target = None if target is None else targets[batch:]
+                next_code = None if codes is None else codes[batch:]
                 next_values[:-1] = self.critic_target(canvases[1:].flatten(0, 1), next_target,
-                                                      progress[1:steps].flatten()).view(steps - 1, batch)
+                                                      progress[1:steps].flatten(), next_code).view(steps - 1, batch)
             returns = rewards + self.args.gamma * next_values
         with autocast(self.device, self.amp):
-            values = self.critic(canvases.flatten(0, 1), targets, progress[:steps].flatten())
+            values = self.critic(canvases.flatten(0, 1), targets, progress[:steps].flatten(), codes)
         loss = 0.5 * (values - returns.flatten()).square().mean()
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -597,15 +635,16 @@ class ModelBased:
     @torch.no_grad()
     def act(self, obs: Observation, deterministic: bool = True) -> torch.Tensor:
         """Actions ``(B, S * 13)`` in [-1, 1] for a batch of observations (the actor is deterministic)."""
-        canvas, target, progress = observation_state(obs, self.has_target)
+        canvas, target, progress, code = observation_state(obs, self.has_target, self.num_classes, self.code_dim)
         with autocast(self.device, self.amp), self._acting():
-            strokes = self.actor(canvas, target, progress).float().contiguous()
+            strokes = self.actor(canvas, target, progress, code).float().contiguous()
         if self.fit_colour:  # the colours the strokes get on the canvas they land on (a scratch copy)
             paint_fitted_(canvas.contiguous(), strokes, target)
         return strokes.flatten(1).mul_(2.0).sub_(1.0)
 
     @torch.no_grad()
-    def paint(self, targets: torch.Tensor | None, count: int | None = None) -> torch.Tensor:
+    def paint(self, targets: torch.Tensor | None, count: int | None = None,
+              code: torch.Tensor | None = None) -> torch.Tensor:
         """Paint whole episodes without an env (the fast path for evaluation and inference).
 
         The actor sees float canvases, as in training (the env shows it uint8 observations), and
@@ -613,6 +652,8 @@ class ModelBased:
 
         :param targets: ``(B, 3, H, W)`` float in [0, 1] at the env's canvas size, or None for a
             task without targets (then ``count`` canvases are painted).
+        :param code: ``(B, E)`` float in [0, 1], each painting's condition (one-hot) and noise, as
+            :meth:`envs.core.CanvasCore.code` gives them; needed when the task has a condition or noise.
         :return: strokes ``(B, max_steps * S, 13)`` float32 in [0, 1], in painting order.
         """
         core = self.env.core
@@ -625,11 +666,18 @@ class ModelBased:
                 raise ValueError(f"targets must have shape (B, 3, {core.size}, {core.size}), "
                                  f"got {tuple(targets.shape)}")
             batch, targets = targets.shape[0], targets.to(self.device, torch.float32)
+        if self.code_dim:
+            if code is None or tuple(code.shape) != (batch, self.code_dim):
+                raise ValueError(f"this agent paints to a condition and/or noise: pass code of shape ({batch}, "
+                                 f"{self.code_dim}) (one-hot class, then noise values in [0, 1])")
+            code = code.to(self.device, torch.float32)
+        else:
+            code = None
         canvas = torch.full((batch, 3, core.size, core.size), core.background, device=self.device)
         painted = []
         for step in range(self.max_steps):
             with autocast(self.device, self.amp), self._acting():
-                strokes = self.actor(canvas, targets, self._progress(step, canvas)).float().contiguous()
+                strokes = self.actor(canvas, targets, self._progress(step, canvas), code).float().contiguous()
             if self.fit_colour:
                 paint_fitted_(canvas, strokes, targets)
             else:
@@ -666,7 +714,7 @@ class ModelBased:
 
 
 def differentiable_potential(reward: Any, canvas: torch.Tensor, target: torch.Tensor | None,
-                             final: bool = False) -> torch.Tensor:
+                             final: bool = False, condition: torch.Tensor | None = None) -> torch.Tensor:
     """The weighted score of a composite reward's differentiable terms, differentiable in ``canvas``.
 
     Dense terms count at every stroke (their reward is the change of this potential); terminal
@@ -675,18 +723,19 @@ def differentiable_potential(reward: Any, canvas: torch.Tensor, target: torch.Te
     :param reward: a :class:`rewards.Composite`.
     :param canvas: ``(B, 3, H, W)`` float in [0, 1].
     :param target: ``(B, 3, H, W)`` float in [0, 1], or None.
+    :param condition: ``(B,)`` int64, the classes the paintings are asked for (terms with ``class=condition``).
     :return: ``(B,)`` float32.
     """
     total = torch.zeros(canvas.shape[0], device=canvas.device)
     for _key, weight, term in reward.terms:
         if term.differentiable and (term.dense or final):
-            total = total + weight * term.score(canvas, target)
+            total = total + weight * term.rate(canvas, target, condition)
     return total
 
 
 def paint_and_score(reward: Any, canvas: torch.Tensor, target: torch.Tensor | None, strokes: torch.Tensor,
-                    per_stroke: float, final: bool = False, fit_colour: bool = False
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    per_stroke: float, final: bool = False, fit_colour: bool = False,
+                    condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Composite a bundle of strokes one at a time with the differentiable renderer, and sum what each
     stroke adds to the differentiable reward terms, discounted per stroke.
 
@@ -701,10 +750,11 @@ def paint_and_score(reward: Any, canvas: torch.Tensor, target: torch.Tensor | No
     :param final: the bundle ends the episode.
     :param fit_colour: replace each stroke's colour by :func:`canvas.render.fitted_colour` on the canvas it
         is painted on (needs ``target``).
+    :param condition: ``(B,)`` int64, the classes the paintings are asked for (terms with ``class=condition``).
     :return: ``gain`` ``(B,)``, the canvas after the bundle (both differentiable in ``strokes`` and
         ``canvas``) and the strokes as painted ``(B, S, 13)``.
     """
-    potential = differentiable_potential(reward, canvas, target)
+    potential = differentiable_potential(reward, canvas, target, condition=condition)
     gain = torch.zeros(canvas.shape[0], device=canvas.device)
     discount, count, painted = 1.0, strokes.shape[1], []
     for s in range(count):  # stroke by stroke: each is rewarded for what it adds
@@ -716,7 +766,7 @@ def paint_and_score(reward: Any, canvas: torch.Tensor, target: torch.Tensor | No
         else:
             canvas = render(strokes[:, s:s + 1], canvas)
             painted.append(strokes[:, s])
-        after = differentiable_potential(reward, canvas, target, final=final and s == count - 1)
+        after = differentiable_potential(reward, canvas, target, final=final and s == count - 1, condition=condition)
         gain = gain + discount * (after - potential)
         potential, discount = after, discount * per_stroke
     return gain, canvas, torch.stack(painted, dim=1)

@@ -1,7 +1,7 @@
 """The policy/value network for canvas observations: a CoordConv CNN with a Beta or categorical head.
 
-Observations (``image`` mode: canvas, target and progress planes; ``dict`` mode: the same as
-separate entries) become ``(B, H, W, C)`` uint8 planes (:func:`obs_planes`), to which the encoder
+Observations (``image`` mode: canvas, target, condition, noise and progress planes; ``dict`` mode: the
+same as separate entries) become ``(B, H, W, C)`` uint8 planes (:func:`obs_planes`), to which the encoder
 adds two coordinate planes (x and y in [0, 1]), as Learning to Paint does (Liu et al., 2018,
 CoordConv): the policy has to say *where* to paint, and plain convolutions are
 translation-equivariant.
@@ -47,6 +47,7 @@ def observation_channels(space: gym.Space) -> tuple[int, int]:
             raise ValueError(f"dict observations need a 'canvas' entry, got {list(space.spaces)}")
         size = space["canvas"].shape[0]
         channels = 3 + (3 if "target" in space.spaces else 0) + (1 if "progress" in space.spaces else 0)
+        channels += condition_classes(space) + (space["noise"].shape[0] if "noise" in space.spaces else 0)
         return channels, size
     if isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8:
         height, width, channels = space.shape
@@ -57,20 +58,38 @@ def observation_channels(space: gym.Space) -> tuple[int, int]:
                      f"got {space}")
 
 
-def obs_planes(obs: Observation) -> torch.Tensor:
+def condition_classes(space: gym.Space) -> int:
+    """K, the classes of a ``condition`` entry of dict observations of ``space`` (0 without one)."""
+    if isinstance(space, gym.spaces.Dict) and "condition" in space.spaces:
+        return int(space["condition"].n)
+    return 0
+
+
+def obs_planes(obs: Observation, num_classes: int = 0) -> torch.Tensor:
     """Observations -> ``(B, H, W, C)`` uint8 planes, as the ``image`` observation mode packs them.
 
     :param obs: ``(B, H, W, C)`` uint8 (image mode, returned as is), or a dict with ``canvas``
-        ``(B, H, W, 3)`` uint8, optional ``target`` ``(B, H, W, 3)`` uint8 and ``progress`` ``(B, 1)``
-        float in [0, 1] (becomes a constant plane ``round(255 * progress)``, as in image mode).
+        ``(B, H, W, 3)`` uint8, optional ``target`` ``(B, H, W, 3)`` uint8, ``condition`` ``(B,)`` int
+        (K one-hot planes of 0 or 255), ``noise`` ``(B, D)`` float in [0, 1] (D constant planes
+        ``round(255 * value)``) and ``progress`` ``(B, 1)`` float in [0, 1] (a constant plane
+        ``round(255 * progress)``), in this order, as in image mode.
+    :param num_classes: K, for a ``condition`` entry (:func:`condition_classes` of the space).
     """
     if not isinstance(obs, dict):
         return obs
     planes = [obs["canvas"]] + ([obs["target"]] if "target" in obs else [])
-    if "progress" in obs:
-        b, h, w, _ = obs["canvas"].shape
-        level = obs["progress"].float().mul(255.0).round_().to(torch.uint8)  # (B, 1)
-        planes.append(level.view(b, 1, 1, 1).expand(b, h, w, 1))
+    b, h, w, _ = obs["canvas"].shape
+    levels = []
+    if "condition" in obs:
+        if num_classes < 1:
+            raise ValueError("dict observations with a 'condition' need its number of classes (num_classes)")
+        levels.append(nn.functional.one_hot(obs["condition"].long().view(b), num_classes).to(torch.uint8) * 255)
+    for key in ("noise", "progress"):
+        if key in obs:
+            levels.append(obs[key].float().view(b, -1).mul(255.0).round_().to(torch.uint8))
+    if levels:
+        code = torch.cat(levels, dim=1)
+        planes.append(code.view(b, 1, 1, -1).expand(b, h, w, code.shape[1]))
     return torch.cat(planes, dim=-1)
 
 
@@ -179,6 +198,7 @@ class ActorCritic(nn.Module):
                  channels: tuple[int, int, int] = (16, 32, 32), hidden: int = 256) -> None:
         super().__init__()
         in_channels, size = observation_channels(observation_space)
+        self.num_classes = condition_classes(observation_space)
         self.encoder = CanvasEncoder(in_channels, size, channels, hidden)
         if isinstance(action_space, gym.spaces.Box):
             unit = np.all(action_space.low == -1.0) and np.all(action_space.high == 1.0)
@@ -204,7 +224,7 @@ class ActorCritic(nn.Module):
 
     def features(self, obs: Observation) -> torch.Tensor:
         """``(B, hidden)`` shared features of a batch of observations."""
-        return self.encoder(obs_planes(obs))
+        return self.encoder(obs_planes(obs, self.num_classes))
 
     def get_value(self, obs: Observation) -> torch.Tensor:
         """``(B,)`` float32 state values."""
@@ -260,7 +280,7 @@ class PatchedObservations:
 
     def __init__(self, agent: ActorCritic, obs: Observation) -> None:
         self.agent = agent
-        self.patches = agent.encoder.patches(obs_planes(obs)).contiguous()  # (N, G * G, P)
+        self.patches = agent.encoder.patches(obs_planes(obs, agent.num_classes)).contiguous()  # (N, G * G, P)
         self.scale = 1.0 / 255.0 if self.patches.dtype == torch.uint8 else 1.0
         self._rows: torch.Tensor | None = None
         self._floats: torch.Tensor | None = None

@@ -28,7 +28,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecTransposeImage
 
 from paintgym.agents.common import adam_options, encoder_widths, minibatch_size
-from paintgym.agents.networks import CanvasEncoder, Observation
+from paintgym.agents.networks import CanvasEncoder, Observation, observation_channels
 from paintgym.agents.sb3_vec_env import SB3VecEnv
 from paintgym.canvas.images import to_float
 from paintgym.canvas.render import paint_
@@ -80,15 +80,15 @@ class CanvasFeatures(BaseFeaturesExtractor):
     """SB3 features extractor around :class:`CanvasEncoder`.
 
     SB3 hands it preprocessed observations: channel-first floats in [0, 1] (``(B, C, H, W)``), or a
-    dict of ``canvas``/``target`` ``(B, 3, H, W)`` and ``progress`` ``(B, 1)``.
+    dict of ``canvas``/``target`` ``(B, 3, H, W)``, ``condition`` ``(B, K)`` (one-hot), ``noise``
+    ``(B, D)`` and ``progress`` ``(B, 1)`` (the vectors become constant planes, as in image mode).
     """
 
     def __init__(self, observation_space: gym.Space, hidden: int = 256, width: int = 16) -> None:
         super().__init__(observation_space, features_dim=hidden)
         if isinstance(observation_space, gym.spaces.Dict):
             size = observation_space["canvas"].shape[-1]
-            channels = sum(3 for key in ("canvas", "target") if key in observation_space.spaces)
-            channels += 1 if "progress" in observation_space.spaces else 0
+            channels = observation_channels(observation_space)[0]
         else:
             channels, size = observation_space.shape[0], observation_space.shape[-1]
         self.encoder = CanvasEncoder(channels, size, encoder_widths(width), hidden)
@@ -96,9 +96,11 @@ class CanvasFeatures(BaseFeaturesExtractor):
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         if isinstance(obs, dict):
             image = torch.cat([obs[key] for key in ("canvas", "target") if key in obs], dim=1)
-            if "progress" in obs:
+            vectors = [obs[key].flatten(1) for key in ("condition", "noise", "progress") if key in obs]
+            if vectors:
                 b, _, h, w = image.shape
-                image = torch.cat([image, obs["progress"].view(b, 1, 1, 1).expand(b, 1, h, w)], dim=1)
+                code = torch.cat(vectors, dim=1)
+                image = torch.cat([image, code.view(b, -1, 1, 1).expand(b, code.shape[1], h, w)], dim=1)
             obs = image
         return self.encoder(obs.permute(0, 2, 3, 1))  # the encoder reads channel-last planes
 

@@ -40,8 +40,8 @@ class CanvasEnv(gym.Env):
     ## Observation Space
     | ``obs_mode``      | observation                                                              |
     |-------------------|--------------------------------------------------------------------------|
-    | ``image`` (default) | ``Box(0, 255, (H, W, C), uint8)``: canvas RGB, target RGB (if any), and a plane filled with the episode progress (0 at the start, 255 at the end) |
-    | ``dict``          | ``{"canvas": (H, W, 3) uint8, "target": (H, W, 3) uint8 (if any), "progress": (1,) float32 in [0, 1]}`` |
+    | ``image`` (default) | ``Box(0, 255, (H, W, C), uint8)``: canvas RGB, target RGB (if any), ``K`` one-hot planes of the episode's class (0 or 255; with ``condition``), ``D`` constant planes of the episode's noise (with ``noise``), and a plane filled with the episode progress (0 at the start, 255 at the end) |
+    | ``dict``          | ``{"canvas": (H, W, 3) uint8, "target": (H, W, 3) uint8 (if any), "condition": Discrete(K) (with condition), "noise": (D,) float32 in [0, 1] (with noise), "progress": (1,) float32 in [0, 1]}`` |
 
     ## Rewards
     Set by ``reward`` (a spec string, see :mod:`rewards`). Default: ``target`` (the decrease of the
@@ -49,8 +49,9 @@ class CanvasEnv(gym.Env):
     there are targets, else ``zero``. ``info["reward_terms"]`` holds every term, unweighted.
 
     ## Starting State
-    A blank canvas filled with ``background``; a target drawn from the dataset by the env's seed
-    and episode number.
+    A blank canvas filled with ``background``; a target drawn from the dataset, the class asked for
+    (``condition``) and the noise latent (``noise``) drawn from the env's seed and episode number
+    (the same seed paints the same episodes).
 
     ## Episode End
     The episode terminates after ``max_steps`` steps (the progress is in the observation, so this
@@ -73,6 +74,8 @@ class CanvasEnv(gym.Env):
     | ``background``     | 1.0            | grey level of the blank canvas                                    |
     | ``grid``, ``brush_sizes``, ``opacity_levels``, ``palette`` | 16, 4, 4, 16 colours | the discrete action space |
     | ``clip_actions``   | False          | clip out-of-range continuous actions (counted in ``info["clipped_actions"]``) instead of raising |
+    | ``condition``      | False          | ask for a class per episode, shown in the observation; rewards written ``class=condition`` (``classifier``, ``gan`` of a class-conditional GAN) score that class. ``True``: the reward's classes; ``K``: classes 0..K-1 |
+    | ``noise``          | 0              | a random latent of this many values per episode in the observation, so a deterministic policy can paint a different picture in every episode (free painting) |
     | ``render_mode``    | None           | ``rgb_array``: canvas (and target beside it) as uint8             |
     | ``render_size``    | canvas size    | re-render the strokes at this size for ``render()``               |
     | ``seed``           | None           | seed used by the first ``reset()`` without one                    |

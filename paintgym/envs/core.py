@@ -20,7 +20,7 @@ from paintgym.canvas.images import to_uint8
 from paintgym.canvas.render import _all_active as _ALL_ACTIVE
 from paintgym.canvas.render import paint_, paint_numpy
 from paintgym.envs.observations import IncrementalObservation, pack_observation
-from paintgym.envs.targets import TargetSource
+from paintgym.envs.targets import TargetSource, hash_draw
 
 ACTION_MODES = ("continuous", "discrete")
 OBS_MODES = ("image", "dict")
@@ -101,6 +101,8 @@ class CanvasCore:
         opacity_levels: int = 4,
         palette: np.ndarray | None = None,
         clip_actions: bool = False,
+        condition: bool | int = False,
+        noise: int = 0,
     ) -> None:
         for name, value, low in (("num_envs", num_envs, 1), ("canvas_size", canvas_size, 8),
                                  ("strokes_per_step", strokes_per_step, 1), ("max_steps", max_steps, 1),
@@ -112,6 +114,10 @@ class CanvasCore:
             raise ValueError(f"unknown action_mode {action_mode!r}; choose one of {', '.join(ACTION_MODES)}")
         if obs_mode not in OBS_MODES:
             raise ValueError(f"unknown obs_mode {obs_mode!r}; choose one of {', '.join(OBS_MODES)}")
+        if not isinstance(noise, (int, np.integer)) or isinstance(noise, bool) or noise < 0:
+            raise ValueError(f"noise must be a number of latent values >= 0 (0: none), got {noise!r}")
+        if not isinstance(condition, (bool, int, np.integer)) or (not isinstance(condition, bool) and condition < 0):
+            raise ValueError(f"condition must be true/false or a number of classes, got {condition!r}")
         if not 0.0 <= background <= 1.0:
             raise ValueError(f"background must be a grey level in [0, 1], got {background}")
         self.num_envs, self.size = int(num_envs), int(canvas_size)
@@ -132,6 +138,9 @@ class CanvasCore:
         if self.reward.needs_target and self.targets is None:
             raise ValueError(f"reward {self.reward.spec()!r} needs target images; pass targets=... "
                              f"(e.g. 'digits') or use paintgym/Reconstruct-v0")
+        self.num_classes = self._condition_classes(condition)
+        self.noise_dim = int(noise)
+        self.condition_in_order = False  # True: env i is asked for class i mod K in every episode (evaluations)
 
         self.single_action_space = self._action_space()
         self.single_observation_space = self._observation_space()
@@ -150,6 +159,12 @@ class CanvasCore:
         self.target: torch.Tensor | None = None  # (B, 3, H, W) float in [0, 1]
         self.target_u8: torch.Tensor | None = None  # (B, H, W, 3) uint8, kept for observations
         self.target_index: torch.Tensor | None = None  # (B,) int64 index into the target pool
+        # (B,) int64 class each episode is asked to paint (condition), (B, D) uint8 noise latent (noise)
+        self.condition: torch.Tensor | None = (torch.zeros(b, dtype=torch.long, device=dev)
+                                               if self.num_classes else None)
+        self.noise_u8: torch.Tensor | None = (torch.zeros(b, self.noise_dim, dtype=torch.uint8, device=dev)
+                                              if self.noise_dim else None)
+        self._extra_u8: torch.Tensor | None = None  # (B, H, W, E) uint8 extra image channels when not the target alone
         self._log_rows = torch.arange(b, device=dev) * t  # first row of each env in the flattened log
         # round(255 * step / T) for every step count, in float32: the progress plane of image observations
         levels = np.rint(np.arange(t + 1, dtype=np.float32) / np.float32(t) * np.float32(255.0))
@@ -158,10 +173,49 @@ class CanvasCore:
         self._cpu_fast = HAVE_NUMBA and dev.type == "cpu"
         self._rows_unknown = False  # set by canvas_changed(): the next step reports no changed rows
         # image observations on the CPU are rebuilt only where strokes landed (the renderer reports where)
-        self._image_cache = (IncrementalObservation(b, h, 3 if self.targets is not None else 0)
+        self._image_cache = (IncrementalObservation(b, h, self._extra_channels())
                              if self._cpu_fast and obs_mode == "image" else None)
         self._blank_level = int(to_uint8(torch.full((1, 3, 1, 1), self.background))[0, 0, 0, 0])
         self._bind_views()
+
+    def _condition_classes(self, condition: bool | int) -> int:
+        """K, the classes the ``condition`` option draws from (0: off), checked against the reward's."""
+        from_reward = self.reward.num_classes
+        if condition is False or (not isinstance(condition, bool) and condition == 0):
+            if self.reward.uses_condition:
+                raise ValueError(f"reward {self.reward.spec()!r} scores the class each episode is asked to paint "
+                                 "(class=condition); make the env with condition=True (paintgym train --condition)")
+            return 0
+        if condition is True:
+            if not from_reward:
+                raise ValueError("condition=True takes its classes from the reward, but this task has none: give a "
+                                 "reward term with class=condition (a classifier, or the critic of a "
+                                 "class-conditional GAN), or condition=K for K classes")
+            return from_reward
+        if condition < 2:
+            raise ValueError(f"condition=K needs K >= 2 classes, got {condition}")
+        if from_reward and condition != from_reward:
+            raise ValueError(f"condition={condition} classes, but the reward's class=condition terms know "
+                             f"{from_reward}: classes 0..{condition - 1} must be classes of the reward "
+                             f"(condition=True takes the reward's)")
+        return int(condition)
+
+    @property
+    def code_dim(self) -> int:
+        """Width of :meth:`code`: the condition's classes plus the noise's latent values."""
+        return self.num_classes + self.noise_dim
+
+    def code(self) -> torch.Tensor:
+        """What the episodes are asked for besides a target: ``(B, K + D)`` float32 in [0, 1], the one-hot
+        class (``condition``) then the noise latent (``noise``), as the observation shows them."""
+        parts = []
+        if self.num_classes:
+            parts.append(torch.nn.functional.one_hot(self.condition, self.num_classes).float())
+        if self.noise_dim:
+            parts.append(self.noise_u8.float().div(255.0))
+        if not parts:
+            return torch.zeros(self.num_envs, 0, device=self.device)
+        return torch.cat(parts, dim=1)
 
     def _bind_views(self) -> None:
         if self._cpu_fast:
@@ -184,14 +238,22 @@ class CanvasCore:
         nvec = stroke_model.discrete_nvec(s, self.grid, self.brush_sizes, self.opacity_levels, len(self.palette))
         return gym.spaces.MultiDiscrete(nvec)
 
+    def _extra_channels(self) -> int:
+        """Image-observation channels between the canvas and the progress plane: target, condition, noise."""
+        return (3 if self.targets is not None else 0) + self.num_classes + self.noise_dim
+
     def _observation_space(self) -> gym.Space:
         h = self.size
         if self.obs_mode == "image":
-            channels = 3 + (3 if self.targets is not None else 0) + 1
+            channels = 3 + self._extra_channels() + 1
             return gym.spaces.Box(0, 255, (h, h, channels), dtype=np.uint8)
         spaces = {"canvas": gym.spaces.Box(0, 255, (h, h, 3), dtype=np.uint8)}
         if self.targets is not None:
             spaces["target"] = gym.spaces.Box(0, 255, (h, h, 3), dtype=np.uint8)
+        if self.num_classes:
+            spaces["condition"] = gym.spaces.Discrete(self.num_classes)
+        if self.noise_dim:
+            spaces["noise"] = gym.spaces.Box(0.0, 1.0, (self.noise_dim,), dtype=np.float32)
         spaces["progress"] = gym.spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
         return gym.spaces.Dict(spaces)
 
@@ -272,9 +334,19 @@ class CanvasCore:
             else:  # only the envs that restart get new targets, in place
                 self.target_index = torch.where(mask, index, self.target_index)
                 self.targets.get_into(self.target_index, mask, self.target_u8, self.target)
+        if self.condition is not None:
+            drawn = (torch.arange(self.num_envs, device=self.device) if self.condition_in_order
+                     else hash_draw(self.env_seeds, self.episodes, salt=1)) % self.num_classes
+            self.condition = torch.where(mask, drawn, self.condition)
+        if self.noise_u8 is not None:
+            salts = torch.arange(2, 2 + self.noise_dim, device=self.device)
+            drawn = (hash_draw(self.env_seeds[:, None], self.episodes[:, None], salt=salts) & 0xFF).to(torch.uint8)
+            self.noise_u8 = torch.where(mask[:, None], drawn, self.noise_u8)
+        if self.code_dim:
+            self._extra_u8 = self._extra_planes()
         if self._image_cache is not None:
-            self._image_cache.restart(mask.numpy(), self._blank_level, self.target_u8)
-        self.reward.reset(self.canvas, self.target, mask)
+            self._image_cache.restart(mask.numpy(), self._blank_level, self._image_extra())
+        self.reward.reset(self.canvas, self.target, mask, self.condition)
 
     def step(self, strokes: torch.Tensor, active: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -302,7 +374,7 @@ class CanvasCore:
             changed_rows = None
         ctx = rewards.StepContext(canvas=self.canvas, prev_canvas=prev_canvas, target=self.target,
                                   strokes=strokes, step=self.steps, done=done, active=active,
-                                  changed_rows=changed_rows)
+                                  changed_rows=changed_rows, condition=self.condition)
         reward, terms = self.reward.step_terms(ctx)
         return reward, done, terms
 
@@ -325,12 +397,33 @@ class CanvasCore:
             obs = {"canvas": to_uint8(self.canvas)}
             if self.target_u8 is not None:
                 obs["target"] = self.target_u8.clone()
+            if self.condition is not None:
+                obs["condition"] = self.condition.clone()
+            if self.noise_u8 is not None:
+                obs["noise"] = self.noise_u8.float().div_(255.0)
             obs["progress"] = self.steps.to(torch.float32).div_(self.max_steps).view(-1, 1)
             return obs
         if self._image_cache is not None:  # numpy indexing: a few microseconds less than torch's per step
             plane = torch.from_numpy(self._progress_levels.numpy()[self._np_steps])
-            return self._image_cache(self.canvas, self.target_u8, plane)
-        return pack_observation(self.canvas, self.target_u8, self._progress_levels[self.steps])
+            return self._image_cache(self.canvas, self._image_extra(), plane)
+        return pack_observation(self.canvas, self._image_extra(), self._progress_levels[self.steps])
+
+    def _extra_planes(self) -> torch.Tensor:
+        """``(B, H, W, E)`` uint8: the target, the condition's one-hot planes (0 or 255) and one constant plane
+        per noise value, as the image observation shows them between the canvas and the progress plane."""
+        b, h = self.num_envs, self.size
+        parts = [] if self.target_u8 is None else [self.target_u8]
+        levels = []
+        if self.condition is not None:
+            levels.append(torch.nn.functional.one_hot(self.condition, self.num_classes).to(torch.uint8) * 255)
+        if self.noise_u8 is not None:
+            levels.append(self.noise_u8)
+        parts.append(torch.cat(levels, dim=1).view(b, 1, 1, -1).expand(b, h, h, -1))
+        return torch.cat(parts, dim=-1).contiguous()
+
+    def _image_extra(self) -> torch.Tensor | None:
+        """The image observation's channels between canvas and progress ``(B, H, W, E)`` uint8, or None."""
+        return self._extra_u8 if self.code_dim else self.target_u8
 
     def canvas_changed(self, mask: torch.Tensor | None = None) -> None:
         """Call after writing to :attr:`canvas` or the target outside :meth:`step`/:meth:`reset`

@@ -114,6 +114,16 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
     return (x >> 16) ^ x
 
 
+def hash_draw(seeds: torch.Tensor, episodes: torch.Tensor, salt: int | torch.Tensor = 0) -> torch.Tensor:
+    """A reproducible pseudo-random 32-bit draw per (env seed, episode number, salt), int64 tensors
+    broadcast together: the same seed and episode always draw the same value, different salts
+    independent ones (targets use salt 0; the env's condition and noise draw with others)."""
+    mixed = _hash32(seeds) ^ ((episodes * 0x9E3779B1) & 0xFFFFFFFF)
+    if not (isinstance(salt, int) and salt == 0):
+        mixed = _hash32(mixed ^ ((torch.as_tensor(salt, device=seeds.device) * 0x85EBCA6B) & 0xFFFFFFFF))
+    return _hash32(mixed)
+
+
 class TargetSource:
     """A pool of target images on a device.
 
@@ -170,8 +180,7 @@ class TargetSource:
 
     def draw(self, seeds: torch.Tensor, episodes: torch.Tensor) -> torch.Tensor:
         """Target index for each env: ``(B,)`` int64 seeds and episode numbers -> ``(B,)`` int64."""
-        mixed = _hash32(_hash32(seeds) ^ ((episodes * 0x9E3779B1) & 0xFFFFFFFF))
-        return mixed % len(self)
+        return hash_draw(seeds, episodes) % len(self)
 
     def get(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images at ``index`` ``(B,)``: ``(B, H, W, 3)`` uint8 and ``(B, 3, H, W)`` float in [0, 1]."""

@@ -29,6 +29,10 @@ def env_options(config: TrainConfig, device: torch.device) -> dict[str, Any]:
         options["targets"] = config.targets
     if config.target_augment:
         options["target_augment"] = config.target_augment
+    if config.condition:
+        options["condition"] = True
+    if config.noise:
+        options["noise"] = config.noise
     return options
 
 
@@ -50,7 +54,8 @@ def make_env(config: TrainConfig, num_envs: int, device: torch.device, native: b
 def make_eval_env(config: TrainConfig, num_envs: int, device: torch.device) -> CanvasVectorEnv:
     """The held-out evaluation env: every image of ``--eval-targets``, else the test split of the
     run's targets (the split means nothing to a task without targets), env ``i`` painting image ``i mod N``
-    (random draws would paint some images twice and leave others out)."""
+    (random draws would paint some images twice and leave others out); with a ``condition``, env ``i`` is
+    asked for class ``i mod K`` (every class as often), and the noise, if any, differs between episodes."""
     if config.eval_targets is not None:
         env = make_env(dataclasses.replace(config, targets=config.eval_targets), num_envs, device, split="all")
     else:
@@ -58,4 +63,5 @@ def make_eval_env(config: TrainConfig, num_envs: int, device: torch.device) -> C
     pool = env.core.targets
     if pool is not None:
         env.core.targets = InOrderTargets(pool.images, device, pool.name)
+    env.core.condition_in_order = True
     return env

@@ -568,8 +568,8 @@ def write_report(paths: list[str | os.PathLike], out: str | os.PathLike, title: 
         "L2 / PSNR: mean squared error (images in [0, 1]) and PSNR of the final paintings to their held-out targets.",
         "return: the held-out episode return under the configuration's own reward (rewards differ in scale, "
         "so returns compare only between seeds); term/NAME: that term's unweighted episode sum.",
-        "harmony: Cohen-Or colour-harmony score (rewards/harmony.py) of the final paintings, in [0, 1]; grey "
-        "paintings score 0 (it rates the saturated colour actually painted).",
+        "harmony: colour-harmony score (rewards/harmony.py, Cohen-Or's hue templates weighted by saturation) of "
+        "the final paintings, in [0, 1]; grey paintings score 0.",
         f"novelty (diversity): mean pairwise distance of the final paintings' unit-length embeddings by {space}, "
         "in [0, 2]; 0 = all paintings alike.",
         f"FD to targets: Fréchet distance between the final paintings and their held-out targets in {space}'s "

@@ -29,6 +29,13 @@ class TrainConfig:
     eval_targets: str | None = None
     """held-out target images for evaluation, all of them; every --targets image then trains (None: every 10th
     image of --targets is held out)"""
+    condition: bool = False
+    """ask for a class per episode, shown in the observation; the classes are those of the reward's class=condition
+    term, e.g. --reward 'classifier(checkpoint=runs/clf, class=condition)' (free painting: one agent paints every
+    class)"""
+    noise: int = 0
+    """a per-episode random latent of this many values in the observation, so that a deterministic policy paints a
+    different picture in every episode (free painting; 0: none)"""
     target_augment: int = 0
     """random views (crops of 60-100% of the side, mirrored half the time) added per training image (0: none)"""
     num_envs: int = 64

@@ -7,6 +7,24 @@ from typing import Any, ClassVar
 
 import torch
 
+CONDITION = "condition"
+"""The class option of a reward that scores the class each episode was asked to paint: ``class=condition``."""
+
+
+def check_condition(condition: torch.Tensor | None, classes: int, name: str) -> torch.Tensor:
+    """The episodes' classes ``(B,)`` int64 for a reward written with ``class=condition``.
+
+    :raises ValueError: no condition (the env was made without ``condition``) or a class outside ``[0, classes)``.
+    """
+    if condition is None:
+        raise ValueError(f"reward {name!r} with class=condition scores the class each episode was asked to paint, "
+                         "but got none: make the env with condition=True (paintgym train --condition)")
+    condition = torch.as_tensor(condition).long()
+    if condition.numel() and not bool(((condition >= 0) & (condition < classes)).all()):
+        raise ValueError(f"reward {name!r}: condition classes must lie in [0, {classes}), got "
+                         f"{sorted(set(condition.tolist()))}")
+    return condition
+
 
 @dataclass
 class StepContext:
@@ -24,6 +42,8 @@ class StepContext:
     :param changed_rows: ``(B, 2)`` int64 CPU, the canvas rows ``[lo, hi]`` (inclusive) this step may
         have changed (``lo > hi``: none), when the renderer reports them (the CPU fast path); None:
         anywhere. Rewards that sum over rows can then update only those rows.
+    :param condition: ``(B,)`` int64, the class each episode was asked to paint (the env's
+        ``condition`` option), or None. Rewards written with ``class=condition`` score that class.
     """
 
     canvas: torch.Tensor
@@ -34,6 +54,7 @@ class StepContext:
     done: torch.Tensor
     active: torch.Tensor | None
     changed_rows: torch.Tensor | None = None
+    condition: torch.Tensor | None = None
 
 
 class Reward:
@@ -57,6 +78,11 @@ class Reward:
     """Whether :meth:`score` is differentiable in the canvas when the canvas requires grad. The
     model-based agent backpropagates such terms through the renderer into its strokes; the others
     reach it only through its learned critic."""
+    uses_condition: bool = False
+    """Whether the reward scores the class each episode was asked to paint (``class=condition``): its
+    :meth:`score` then takes ``condition`` ``(B,)`` int64, and :attr:`num_classes` says how many
+    classes it knows (the env's ``condition`` option draws from them)."""
+    num_classes: int = 0
 
     def __init__(self) -> None:
         self._potential: torch.Tensor | None = None  # (B,) last potential, for dense rewards
@@ -70,11 +96,21 @@ class Reward:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement score() or step()")
 
-    def reset(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor) -> None:
-        """Episodes start where ``mask`` ``(B,)`` is True, on ``canvas`` (usually blank)."""
+    def rate(self, canvas: torch.Tensor, target: torch.Tensor | None = None,
+             condition: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`score`, given the episodes' classes ``condition`` ``(B,)`` int64 when the reward
+        :attr:`uses_condition` (the others do not take it): ``(B,)`` float32."""
+        if self.uses_condition:
+            return self.score(canvas, target, condition=condition)  # type: ignore[call-arg]
+        return self.score(canvas, target)
+
+    def reset(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor,
+              condition: torch.Tensor | None = None) -> None:
+        """Episodes start where ``mask`` ``(B,)`` is True, on ``canvas`` (usually blank), asked to paint
+        class ``condition`` ``(B,)`` int64 (None: the task has no condition)."""
         if not self.dense:
             return
-        potential = self.reset_potential(canvas, target, mask).detach()
+        potential = self.reset_potential(canvas, target, mask, condition).detach()
         if self._potential is None or self._potential.shape != potential.shape:
             self._potential = potential
         else:
@@ -98,19 +134,21 @@ class Reward:
         if finished == 0:  # a terminal reward costs nothing until some episode ends
             return reward
         if finished == ends.shape[0]:
-            return reward.add_(self.score(ctx.canvas, ctx.target).detach())
+            return reward.add_(self.rate(ctx.canvas, ctx.target, ctx.condition).detach())
         index = ends.nonzero().squeeze(1)  # score only the paintings that are finished
         target = None if ctx.target is None else ctx.target[index]
-        return reward.index_copy_(0, index, self.score(ctx.canvas[index], target).detach().float())
+        condition = None if ctx.condition is None else ctx.condition[index]
+        return reward.index_copy_(0, index, self.rate(ctx.canvas[index], target, condition).detach().float())
 
-    def reset_potential(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    def reset_potential(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor,
+                        condition: torch.Tensor | None = None) -> torch.Tensor:
         """A dense reward's potential ``(B,)`` at episode start (valid at least where ``mask`` is True).
-        Override with :meth:`step_potential` to keep incremental state; the default is :meth:`score`."""
-        return self.score(canvas, target)
+        Override with :meth:`step_potential` to keep incremental state; the default is :meth:`rate`."""
+        return self.rate(canvas, target, condition)
 
     def step_potential(self, ctx: StepContext) -> torch.Tensor:
-        """A dense reward's potential ``(B,)`` after a step; the default is :meth:`score`."""
-        return self.score(ctx.canvas, ctx.target)
+        """A dense reward's potential ``(B,)`` after a step; the default is :meth:`rate`."""
+        return self.rate(ctx.canvas, ctx.target, ctx.condition)
 
     def update(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
         """Learn from finished paintings ``(N, 3, H, W)``; returns statistics to log."""

@@ -1,7 +1,9 @@
 """``classifier``: a trained CNN classifier's judgement of a painting.
 
 * ``classifier(checkpoint=PATH, class=K)`` — ``log p(K | canvas)``, in (-inf, 0]: "paint a K".
-  ``K`` is a class index or a class name (a folder's subfolder name).
+  ``K`` is a class index or a class name (a folder's subfolder name); ``class=condition`` scores
+  the class each episode was asked to paint (the env's ``condition`` option), so one agent learns
+  every class.
 * ``classifier(checkpoint=PATH, entropy=true)`` — the prediction's negative entropy, in
   ``[-log(classes), 0]``: "paint something that is clearly *some* class".
 
@@ -26,7 +28,7 @@ from typing import Any
 import torch
 
 from paintgym import generative
-from paintgym.rewards.base import Reward
+from paintgym.rewards.base import CONDITION, Reward, check_condition
 from paintgym.rewards.registry import register
 
 
@@ -36,7 +38,8 @@ class ClassifierReward(Reward):
     ``(B, 3, H, W)`` in [0, 1] (higher = more clearly class ``K`` / some class).
 
     :param checkpoint: a ``train-classifier`` checkpoint (or run folder).
-    :param class_: the class to paint, by index or name (written ``class=K`` in a spec).
+    :param class_: the class to paint, by index or name (written ``class=K`` in a spec), or
+        ``"condition"``: the class each episode was asked to paint (the env's ``condition`` option).
     :param entropy: score the negative entropy of the prediction instead of one class.
     :param dense: pay the change of the score every step instead of the score at the episode's end.
     :param device: where the classifier runs (the env's device).
@@ -61,21 +64,29 @@ class ClassifierReward(Reward):
         self.model = generative.load(checkpoint, device=self.device, kind="classifier")
         self.model.eval().requires_grad_(False)
         self.label = class_
-        self.index = None if class_ is None else self.model.class_index(class_)
+        self.uses_condition = class_ == CONDITION and CONDITION not in self.model.names
+        self.num_classes = self.model.classes
+        self.index = None if class_ is None or self.uses_condition else self.model.class_index(class_)
 
     @property
     def class_names(self) -> list[str]:
         """The classifier's class names, by index."""
         return list(self.model.names)
 
-    def score(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    def score(self, canvas: torch.Tensor, target: torch.Tensor | None = None,
+              condition: torch.Tensor | None = None) -> torch.Tensor:
         """``log p(class | canvas)`` or the prediction's negative entropy, ``(B,)`` float32, of ``canvas``
-        ``(B, 3, H, W)`` in [0, 1]; keeps the graph when ``canvas`` requires grad."""
+        ``(B, 3, H, W)`` in [0, 1]; keeps the graph when ``canvas`` requires grad. With ``class=condition``,
+        ``condition`` ``(B,)`` int64 gives each painting's class."""
+        if self.uses_condition:
+            condition = check_condition(condition, self.num_classes, self.name).to(canvas.device)
         # a graph only when the caller differentiates the canvas (the model-based agent): env steps build none
         with torch.set_grad_enabled(torch.is_grad_enabled() and canvas.requires_grad):
             x = self._adapt(canvas, self.model.size, self.model.channels)
             if self.entropy:
                 return self.model.negative_entropy(x)
+            if self.uses_condition:
+                return self.model.log_probs(x).gather(1, condition[:, None]).squeeze(1)
             return self.model.class_log_prob(x, self.index)
 
     def to(self, device: torch.device | str) -> ClassifierReward:

@@ -40,13 +40,35 @@ class Composite(Reward):
     def learns(self) -> bool:  # type: ignore[override]
         return any(term.learns for _, _, term in self.terms)
 
-    def score(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
-        """Weighted sum of every term's score, ``(B,)``."""
-        return sum(weight * term.score(canvas, target) for _, weight, term in self.terms)
+    @property
+    def uses_condition(self) -> bool:  # type: ignore[override]
+        return any(term.uses_condition for _, _, term in self.terms)
 
-    def reset(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor) -> None:
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        """The classes of the terms that score the episode's class (``class=condition``); 0 without such
+        terms. :raises ValueError: if those terms disagree."""
+        counts = {key: term.num_classes for key, _, term in self.terms if term.uses_condition}
+        if len(set(counts.values())) > 1:
+            listed = ", ".join(f"{key}: {count}" for key, count in counts.items())
+            raise ValueError(f"the terms with class=condition know different numbers of classes ({listed}); "
+                             "the episode's class must mean the same to all of them")
+        return next(iter(counts.values()), 0)
+
+    def score(self, canvas: torch.Tensor, target: torch.Tensor | None = None,
+              condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Weighted sum of every term's score, ``(B,)`` (``condition`` ``(B,)`` int64: the episodes' classes,
+        for the terms with ``class=condition``)."""
+        return sum(weight * term.rate(canvas, target, condition) for _, weight, term in self.terms)
+
+    def rate(self, canvas: torch.Tensor, target: torch.Tensor | None = None,
+             condition: torch.Tensor | None = None) -> torch.Tensor:
+        return self.score(canvas, target, condition)
+
+    def reset(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor,
+              condition: torch.Tensor | None = None) -> None:
         for _, _, term in self.terms:
-            term.reset(canvas, target, mask)
+            term.reset(canvas, target, mask, condition)
 
     def step_terms(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total reward ``(B,)`` and each unweighted term ``{key: (B,)}``."""

@@ -12,7 +12,8 @@
   reconstruction tasks, trained online like Learning to Paint's discriminator: real pairs are
   (target, target), fake pairs (target, painting).
 * **class-conditional** — ``gan(checkpoint=PATH, class=7)``: the projection critic of a
-  ``train-gan --conditional`` run scores how much a canvas looks like class 7 (frozen or online).
+  ``train-gan --conditional`` run scores how much a canvas looks like class 7 (frozen);
+  ``class=condition`` scores the class each episode was asked to paint (the env's ``condition``).
 
 Terminal by default (paid once, at the episode's end); ``dense=true`` pays the change of the score
 every step instead, so an episode's rewards sum to the final minus the initial score.
@@ -27,7 +28,7 @@ import torch
 
 from paintgym import generative
 from paintgym.canvas import collective
-from paintgym.rewards.base import Reward
+from paintgym.rewards.base import CONDITION, Reward, check_condition
 from paintgym.rewards.registry import register
 
 
@@ -41,7 +42,8 @@ class GANReward(Reward):
     :param conditional: score (target, canvas) pairs with an online critic (real pairs are
         (target, target)); needs a task with targets.
     :param class_: for the critic of a class-conditional GAN (``train-gan --conditional``), the class
-        whose look to score (written ``class=K`` in a spec); such a critic needs it.
+        whose look to score (written ``class=K`` in a spec); such a critic needs it. ``"condition"``: the
+        class each episode was asked to paint (the env's ``condition`` option).
     :param dense: pay the change of the score every step instead of the score at the episode's end.
     :param size: side the online critic works at (32, 64 or 128); a checkpoint fixes its own.
     :param channels: 1 or 3 for a new online critic; default: 1 if ``data`` is grey, 3 otherwise.
@@ -62,7 +64,7 @@ class GANReward(Reward):
     differentiable = True
 
     def __init__(self, checkpoint: str | None = None, data: str | None = None, conditional: bool = False,
-                 class_: int | None = None, dense: bool = False, size: int = 64, channels: int | None = None,
+                 class_: int | str | None = None, dense: bool = False, size: int = 64, channels: int | None = None,
                  width: int = 64, lr: float = 1e-4, replay: int = 1024, batch_size: int = 64, ratio: float = 1.0,
                  gp_weight: float = 10.0, drift: float = 1e-3, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
@@ -81,6 +83,7 @@ class GANReward(Reward):
         self.device = torch.device(device)
         self.checkpoint, self.data, self.conditional, self.dense = checkpoint, data, bool(conditional), bool(dense)
         self.label = class_
+        self.uses_condition = class_ == CONDITION
         self.needs_target = self.conditional
         self.learns = data is not None or self.conditional
         self.lr, self.batch_size, self.ratio = lr, batch_size, float(ratio)
@@ -104,8 +107,10 @@ class GANReward(Reward):
             if gan.num_classes and data is not None:
                 raise ValueError(f"the critic in {checkpoint} is class-conditional; it scores frozen (drop data=): "
                                  "online training would need labelled paintings")
-            if class_ is not None and (not isinstance(class_, int) or not 0 <= class_ < gan.num_classes):
-                raise ValueError(f"class must be an integer in [0, {gan.num_classes}), got {class_!r}")
+            if class_ is not None and not self.uses_condition and (
+                    not isinstance(class_, int) or isinstance(class_, bool) or not 0 <= class_ < gan.num_classes):
+                raise ValueError(f"class must be an integer in [0, {gan.num_classes}) or 'condition', got {class_!r}")
+            self.num_classes = int(gan.num_classes)
         else:
             if class_ is not None:
                 raise ValueError("class= needs the critic of a class-conditional GAN: give checkpoint=PATH of a "
@@ -141,18 +146,23 @@ class GANReward(Reward):
     def _adapt(self, images: torch.Tensor) -> torch.Tensor:
         return generative.adapt_images(images, self.size, self.channels)
 
-    def score(self, canvas: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
-        """The critic's score ``(B,)`` float32 of ``canvas`` ``(B, 3, H, W)`` (given ``target`` if conditional)."""
-        condition = None
+    def score(self, canvas: torch.Tensor, target: torch.Tensor | None = None,
+              condition: torch.Tensor | None = None) -> torch.Tensor:
+        """The critic's score ``(B,)`` float32 of ``canvas`` ``(B, 3, H, W)`` (given ``target`` if conditional;
+        with ``class=condition``, as the class ``condition`` ``(B,)`` int64 of each painting)."""
+        pair = None  # the target a (target, canvas) critic scores the canvas against
         if self.conditional:
             if target is None:
                 raise ValueError("the conditional 'gan' reward needs a target image; use a task with targets "
                                  "(paintgym/Reconstruct-v0) or drop conditional=true")
-            condition = self._adapt(target)
+            pair = self._adapt(target)
+        if self.uses_condition:
+            labels = check_condition(condition, self.num_classes, self.name).to(canvas.device)
+        else:
+            labels = None if self.label is None else torch.full((canvas.shape[0],), self.label, device=canvas.device)
         # a graph only when the caller differentiates the canvas (the model-based agent): env steps build none
-        labels = None if self.label is None else torch.full((canvas.shape[0],), self.label, device=canvas.device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and canvas.requires_grad):
-            return self.critic(self._adapt(canvas), condition, labels).float()
+            return self.critic(self._adapt(canvas), pair, labels).float()
 
     # ------------------------------------------------------------------ online training
 

@@ -165,7 +165,8 @@ class StrokePriorReward(Reward):
         """0 for every painting ``(B,)``: the strokes behind a canvas are not visible in it (see :meth:`step`)."""
         return torch.zeros(canvas.shape[0], device=canvas.device)
 
-    def reset(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor) -> None:
+    def reset(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor,
+              condition: torch.Tensor | None = None) -> None:
         """Forget the strokes of the episodes that start where ``mask`` ``(B,)`` is True."""
         batch = canvas.shape[0]
         if len(self._episodes) != batch:

@@ -41,7 +41,8 @@ class StrokeCost(Reward):
         """0 for every painting ``(B,)``: the strokes behind a canvas are not visible in it."""
         return torch.zeros(canvas.shape[0], device=canvas.device)
 
-    def reset(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor) -> None:
+    def reset(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor,
+              condition: torch.Tensor | None = None) -> None:
         """Nothing to remember between steps."""
 
     def step(self, ctx: StepContext) -> torch.Tensor:

@@ -63,7 +63,8 @@ class TargetReward(Reward):
                         self.metric == "l2", lo, hi, self._row_error, out)
         return torch.from_numpy(out).neg_()
 
-    def reset_potential(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    def reset_potential(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor,
+                        condition: torch.Tensor | None = None) -> torch.Tensor:
         if not self._rows_apply(canvas, target):
             self._row_error = None
             return self.score(canvas, target)
