@@ -100,9 +100,20 @@ class ModelBasedArgs:
     second_look: bool = False
     """the actor paints each bundle on a scratch canvas, looks at its windows again and corrects the bundle (twice
     the actor's cost)"""
+    actor: str = "patch"
+    """patch (each stroke fitted to a window around its cell of a coarse-to-fine layout) or free (a CNN of the whole
+    canvas places each stroke anywhere: for sketching with --bc-data)"""
+    bc_data: str | None = None
+    """before training, teach the free actor by behaviour cloning to paint the human drawings of this stroke dataset
+    (sheep, omniglot, kanji or an .npz; its train split) in the order they were drawn (None: no pretraining)"""
+    bc_steps: int = 3000
+    """behaviour-cloning steps (of 64 drawing steps) with --bc-data"""
+    bc_drawings: int = 1000
+    """drawings (fitting in an episode's strokes) converted to strokes and imitated with --bc-data"""
 
 
 LOSS_KEYS = ["policy_loss", "value_loss", "actor_grad_norm"]
+ACTORS = ("patch", "free")
 
 
 class CanvasTrunk(nn.Module):
@@ -371,6 +382,38 @@ class PatchStrokeActor(nn.Module):
         return torch.cat(planes, dim=1) * 2.0 - 1.0
 
 
+class FreeStrokeActor(nn.Module):
+    """(canvas, target, progress) -> strokes ``(B, S, 13)`` placed anywhere on the canvas (``--actor free``).
+
+    A CoordConv CNN (:class:`CanvasTrunk`) reads the whole canvas, target, their difference and the
+    progress, and an MLP head gives every number of the step's strokes through a sigmoid. Trained by the
+    target reward alone, actors of this kind collapse into a few image-independent blobs (see
+    :class:`PatchStrokeActor`); it is the actor for imitating human drawings (``--bc-data``), which place
+    their strokes in an order no fixed layout of cells follows. It starts painting thin, nearly
+    opaque strokes around the centre.
+    """
+
+    def __init__(self, has_target: bool, size: int, strokes_per_step: int, width: int, hidden: int) -> None:
+        super().__init__()
+        self.strokes_per_step = strokes_per_step
+        self.trunk = CanvasTrunk(10 if has_target else 4, size, width, hidden)
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, strokes_per_step * STROKE_DIM))
+        nn.init.normal_(self.head[-1].weight, std=0.01)
+        with torch.no_grad():
+            bias = self.head[-1].bias.view(strokes_per_step, STROKE_DIM)
+            bias.zero_()
+            bias[:, 6:8] = -3.0  # radii start at 5% of the range: 2% of the side
+            bias[:, 8:10] = 2.0  # opacities near 0.9
+
+    def forward(self, canvas: torch.Tensor, target: torch.Tensor | None, progress: torch.Tensor,
+                code: torch.Tensor | None = None) -> torch.Tensor:
+        if code is not None and code.shape[1]:
+            raise ValueError("the free actor takes no condition or noise; use the patch actor (--actor patch)")
+        out = self.head(self.trunk(state_planes(canvas, target, progress.to(canvas.dtype))))
+        return torch.sigmoid(out.float()).view(canvas.shape[0], self.strokes_per_step, STROKE_DIM)
+
+
 def fold_batch_norms(layers: nn.Sequential) -> nn.Sequential:
     """An inference copy of :func:`conv_block` layers with each batch norm folded into its convolution.
 
@@ -459,9 +502,19 @@ class ModelBased:
             raise ValueError(f"reward term(s) {', '.join(opaque)} are not differentiable, so they reach the actor only "
                              f"through the critic: set --horizon below --max-steps ({self.max_steps}), e.g. 1")
 
-        actor = PatchStrokeActor(self.has_target, core.size, self.strokes_per_step, args.width, args.hidden,
-                                 max_steps=self.max_steps, anchors=args.anchors, second_look=args.second_look,
-                                 fit_colour=self.fit_colour, code_dim=self.code_dim)
+        if args.actor not in ACTORS:
+            raise ValueError(f"unknown actor {args.actor!r}; choose one of {', '.join(ACTORS)}")
+        if args.bc_data is not None:
+            self._check_imitation(args)
+        if args.actor == "free" and self.code_dim:
+            raise ValueError("--actor free takes no --condition or --noise; use the patch actor")
+        if args.actor == "free":
+            actor: nn.Module = FreeStrokeActor(self.has_target, core.size, self.strokes_per_step, args.width,
+                                               args.hidden)
+        else:
+            actor = PatchStrokeActor(self.has_target, core.size, self.strokes_per_step, args.width, args.hidden,
+                                     max_steps=self.max_steps, anchors=args.anchors, second_look=args.second_look,
+                                     fit_colour=self.fit_colour, code_dim=self.code_dim)
         critic = StateCritic(self.has_target, core.size, args.width, args.hidden, self.code_dim)
         self.agent = nn.ModuleDict({"actor": actor, "critic": critic}).to(self.device)
         self.actor, self.critic = self.agent["actor"], self.agent["critic"]
@@ -474,6 +527,8 @@ class ModelBased:
         self.steps_per_iteration = env.num_envs * self.max_steps  # one episode per env
         self.tracker = EpisodeTracker(env)
         self.metric_keys = [*self.tracker.metric_keys, *LOSS_KEYS, "learning_rate"]
+        if args.bc_data is not None:
+            self.metric_keys.append("bc_loss")
         self.noise = torch.Generator(device=self.device)
         self.obs: Observation | None = None
 
@@ -487,6 +542,39 @@ class ModelBased:
         """Continue from the env's current observations (the trainer has reset the env)."""
         self.obs = obs
 
+    def _check_imitation(self, args: ModelBasedArgs) -> None:
+        """Raise ``ValueError`` (one line) for ``--bc-data`` options that cannot work."""
+        from paintgym.generative.pen_data import resolve_data
+
+        if args.actor != "free":
+            raise ValueError("--bc-data teaches the free actor (the patch actor places stroke k in a fixed cell, "
+                             "where a person's k-th stroke seldom is): add --actor free")
+        if not self.has_target:
+            raise ValueError("--bc-data teaches an actor to copy drawings: use a task with targets, e.g. "
+                             "--targets sketch:omniglot")
+        if args.bc_steps < 1 or args.bc_drawings < 1:
+            raise ValueError(f"bc_steps and bc_drawings must be at least 1, got {args.bc_steps} and "
+                             f"{args.bc_drawings}")
+        resolve_data(args.bc_data)  # a missing dataset fails now, not after the env is built
+
+    def imitate(self) -> float:
+        """Behaviour cloning of the actor on human drawings (``--bc-data``, :func:`agents.imitation.clone`);
+        returns the mean loss of the last tenth of the steps. Run once, at the first iteration."""
+        from paintgym.agents.imitation import clone
+        from paintgym.generative.pen_data import stroke_demonstrations
+
+        args, core = self.args, self.env.core
+        generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+        seed = int(torch.randint(2**31, (1,), generator=generator))
+        demos = stroke_demonstrations(args.bc_data, args.bc_drawings, self.max_steps * self.strokes_per_step,
+                                      seed=seed)
+        losses = clone(self.actor, demos, core.size, self.max_steps, self.strokes_per_step, args.bc_steps,
+                       learning_rate=args.learning_rate, background=core.background, colour=not self.fit_colour,
+                       generator=generator, device=self.device, average_gradients=collective.average_gradients_,
+                       max_grad_norm=args.max_grad_norm)
+        tail = losses[-max(1, len(losses) // 10):]
+        return sum(tail) / len(tail)
+
     # ------------------------------------------------------------------------------ one iteration
     def train_iteration(self, iteration: int, num_iterations: int) -> dict[str, float]:
         if self.obs is None:
@@ -498,6 +586,7 @@ class ModelBased:
             self.critic_optimizer.param_groups[0]["lr"] = fraction * args.critic_learning_rate
         if args.exploration_noise > 0:  # the noise stream follows the global seed, so resumes are exact
             self.noise.manual_seed(int(torch.randint(2**62, (1,))))
+        bc_loss = self.imitate() if args.bc_data is not None and iteration == 1 else None
         core = self.env.core
         blank = core.canvas.clone()  # every episode starts on the blank canvas (iterations end on episode ends)
         code_all = core.code()  # (B, E) the episodes' condition and noise
@@ -538,6 +627,8 @@ class ModelBased:
                    "learning_rate": self.actor_optimizer.param_groups[0]["lr"]}
         if value_loss is not None:  # no critic, no column value (a NaN would read as a diverged loss)
             metrics["value_loss"] = float(value_loss)
+        if bc_loss is not None:
+            metrics["bc_loss"] = bc_loss
         return {**self.tracker.summary(), **metrics}
 
     def _progress(self, step: int, like: torch.Tensor) -> torch.Tensor:

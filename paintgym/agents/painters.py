@@ -454,16 +454,21 @@ class Quality:
     :param l2: ``(B, len(counts))`` mean squared error per image, images in [0, 1] (CPU).
     :param psnr: ``(B, len(counts))`` PSNR in dB.
     :param ssim: ``(B, len(counts))`` SSIM in [-1, 1] (:func:`rewards.target.ssim`).
+    :param prior: ``(B, len(counts))`` how human-drawn the strokes look to a stroke prior (the ``strokeprior``
+        reward's score, :meth:`rewards.strokeprior.StrokePriorReward.score_strokes`), or None when not measured.
     """
 
     counts: list[int]
     l2: torch.Tensor
     psnr: torch.Tensor
     ssim: torch.Tensor
+    prior: torch.Tensor | None = None
 
     def means(self) -> dict[int, dict[str, float]]:
-        """``{n: {"l2": ..., "psnr": ..., "ssim": ...}}``: means over images (PSNR: mean of per-image dB)."""
-        values = {key: getattr(self, key).mean(dim=0).tolist() for key in ("l2", "psnr", "ssim")}
+        """``{n: {"l2": ..., "psnr": ..., "ssim": ...[, "prior": ...]}}``: means over images (PSNR: mean of
+        per-image dB)."""
+        keys = ("l2", "psnr", "ssim") if self.prior is None else ("l2", "psnr", "ssim", "prior")
+        values = {key: getattr(self, key).mean(dim=0).tolist() for key in keys}
         return {n: {key: values[key][i] for key in values} for i, n in enumerate(self.counts)}
 
 

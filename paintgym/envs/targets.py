@@ -75,7 +75,9 @@ def _prior_images(spec: str, size: int) -> np.ndarray:
     return generative.prior_images(kind, path, size=size, count=PRIOR_POOL, seed=0, label=label)
 
 
-def _is_prior(spec: str) -> bool:
+def is_prior_spec(spec: str) -> bool:
+    """Whether ``spec`` names targets made by a model or a stroke dataset (``gan:``, ``vae:``, ``cyclegan:``,
+    ``sketch:``) rather than images."""
     return ":" in spec and spec.split(":", 1)[0] in ("gan", "vae", "cyclegan", "sketch")
 
 
@@ -155,7 +157,7 @@ class TargetSource:
             if spec.size != size:
                 raise DatasetError(f"target source is {spec.size}x{spec.size} but the canvas is {size}x{size}")
             return cls(spec.images, device, spec.name)
-        prior = isinstance(spec, (str, os.PathLike)) and _is_prior(os.fspath(spec))
+        prior = isinstance(spec, (str, os.PathLike)) and is_prior_spec(os.fspath(spec))
         if prior and augment:
             raise ValueError("target_augment works on image datasets; samples of a generative prior vary already")
         if isinstance(spec, np.ndarray):

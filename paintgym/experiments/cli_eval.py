@@ -27,13 +27,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from paintgym.agents.painters import make_painter, paint_and_measure, refined, resize_images
 from paintgym.canvas.export import atomic_write_bytes, render_strokes, save_png, save_svg
 from paintgym.canvas.images import load_images, to_float, to_uint8
 from paintgym.canvas.video import grid
-from paintgym.envs.targets import TargetSource
+from paintgym.envs.targets import TargetSource, is_prior_spec
 from paintgym.experiments.device import resolve_device, set_threads
 from paintgym.experiments.pretrained import PolicyPainter
 
@@ -43,6 +44,7 @@ EXAMPLES = """examples:
   paintgym eval runs/ppo-Reconstruct-v0-s1-20250101-120000            # its held-out targets
   paintgym eval RUN_DIR/checkpoint.pt --targets my_paintings/ --size 128 --png-size 512
   paintgym eval RUN_DIR --targets ../shared/data/photos-coco20 --refine 50    # + 50 Adam steps per painting
+  paintgym eval --painter greedy --targets sketch:omniglot --size 32 --strokes 12 --prior runs/omniglot
 """
 OPTIMISE_EXAMPLES = """examples:
   paintgym optimise photo.jpg --strokes 64 --size 64 --out painting.png --out painting.svg
@@ -98,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with a trained run: also refine the agent's paintings by K Adam steps through the "
                         "renderer (optimise from the agent's strokes, every prefix kept a good painting too) and "
                         f"report them as a second row (try {REFINE_DEFAULT_STEPS})")
+    parser.add_argument("--prior", metavar="CHECKPOINT",
+                        help="also score each painting's strokes under a stroke prior (a paintgym train-strokes run): "
+                        "the strokeprior reward's nats per pen point above the prior's Gaussian baseline, higher = "
+                        "more like the human drawings it learnt (a column of the table and of quality.csv)")
     return parser
 
 
@@ -135,12 +141,16 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def load_targets(specs: list[str], size: int, limit: int | None) -> tuple[Any, list[str]]:
-    """The images of every spec, in order, at ``size``: ``(N, size, size, 3)`` uint8 and a name per image."""
+    """The images of every spec, in order, at ``size``: ``(N, size, size, 3)`` uint8 and a name per image.
 
-
+    Targets made by a model or a stroke dataset (``sketch:NAME``, ``gan:PATH``...) are their held-out
+    share, the images a run trained on them is evaluated on."""
     arrays, names = [], []
     for spec in specs:
-        images = load_images(spec, size)
+        if is_prior_spec(spec):
+            images = TargetSource.from_spec(spec, size, "cpu", "test").images.numpy()
+        else:
+            images = load_images(spec, size)
         arrays.append(images)
         names += [f"{spec}[{i}]" for i in range(len(images))]
     images = np.concatenate(arrays)
@@ -164,13 +174,16 @@ def run_targets(agent: Any, size: int) -> Any:
 def format_table(runs: list[Any]) -> str:
     """The printed table: one row per painter, N and prefix n: mean PSNR, L2, SSIM; images/s on the row n = N."""
     width = max([12, *(len(run.painter) for run in runs)])
-    header = f"{'painter':<{width}} {'N':>5} {'strokes':>8} {'PSNR dB':>8} {'L2':>9} {'SSIM':>7} {'images/s':>9}"
+    prior = any(run.quality.prior is not None for run in runs)
+    header = f"{'painter':<{width}} {'N':>5} {'strokes':>8} {'PSNR dB':>8} {'L2':>9} {'SSIM':>7}" \
+             f"{' prior' if prior else ''} {'images/s':>9}"
     lines = [header, "-" * len(header)]
     for run in runs:
         for n, values in run.quality.means().items():
             rate = f"{run.images_per_second:9.3g}" if n == run.num_strokes else ""
+            score = f" {values['prior']:5.2f}" if "prior" in values else ("      " if prior else "")
             lines.append(f"{run.painter:<{width}} {run.num_strokes:>5} {n:>8} {values['psnr']:8.2f} "
-                         f"{values['l2']:9.5f} {values['ssim']:7.3f} {rate:>9}")
+                         f"{values['l2']:9.5f} {values['ssim']:7.3f}{score} {rate:>9}")
     return "\n".join(lines)
 
 
@@ -178,17 +191,22 @@ def quality_csv(runs: list[Any], names: list[str]) -> bytes:
     """``quality.csv``: per image and mean rows for every painter, N and prefix n (full precision)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    prior = any(run.quality.prior is not None for run in runs)
     writer.writerow(["painter", "num_strokes", "strokes", "image", "target", "l2", "psnr", "ssim", "seconds",
-                     "images_per_s"])
+                     "images_per_s", *(["prior"] if prior else [])])
     for run in runs:
         quality = run.quality
         means = quality.means()
         for j, n in enumerate(quality.counts):
+            mean_prior = [repr(means[n]["prior"]) if "prior" in means[n] else ""] if prior else []
             writer.writerow([run.painter, run.num_strokes, n, "mean", "", repr(means[n]["l2"]), repr(means[n]["psnr"]),
-                             repr(means[n]["ssim"]), repr(run.seconds), repr(run.images_per_second)])
+                             repr(means[n]["ssim"]), repr(run.seconds), repr(run.images_per_second), *mean_prior])
             for i, name in enumerate(names):
+                image_prior = ([repr(float(quality.prior[i, j])) if quality.prior is not None else ""]
+                               if prior else [])
                 writer.writerow([run.painter, run.num_strokes, n, i, name, repr(float(quality.l2[i, j])),
-                                 repr(float(quality.psnr[i, j])), repr(float(quality.ssim[i, j])), "", ""])
+                                 repr(float(quality.psnr[i, j])), repr(float(quality.ssim[i, j])), "", "",
+                                 *image_prior])
     return buffer.getvalue().encode()
 
 
@@ -219,6 +237,17 @@ def write_outputs(out: Path, runs: list[Any], strokes: list[int], targets_u8: An
         pairs = np.concatenate([tiles, target_tiles], axis=2)  # painting | target
         written.append(save_png(out / f"contact_sheet_{run.painter}_{n}.png", grid(pairs, pad=4)))
     return written
+
+
+def score_prior(runs: list[Any], checkpoint: str) -> None:
+    """Set each run's ``quality.prior``: the ``strokeprior`` score ``(B, len(counts))`` of each painting's first
+    ``n`` strokes (the scores of a class-conditioned prior need a class: not offered here)."""
+    from paintgym.rewards.strokeprior import StrokePriorReward
+
+    scorer = StrokePriorReward(checkpoint=checkpoint)
+    for run in runs:
+        run.quality.prior = torch.stack([scorer.score_strokes(run.strokes[:, :n]).cpu()
+                                         for n in run.quality.counts], dim=1)
 
 
 def paintings_of(runs: list[Any], strokes: list[int]) -> list[tuple[Any, int]]:
@@ -280,6 +309,8 @@ def evaluate_cli(args: argparse.Namespace) -> list[Any]:
             for n in plan:
                 runs.append(paint_and_measure(each, targets, n, counts=strokes, batch_size=args.batch_size,
                                               on_batch=bar.update))
+    if args.prior is not None:
+        score_prior(runs, args.prior)
     print(format_table(runs))
     written = write_outputs(out, runs, strokes, images, names, args.png_size)
     pictures = sum(path.suffix == ".png" and path.parent.name == "paintings" for path in written)

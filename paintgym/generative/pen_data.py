@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from paintgym.canvas.images import DatasetError
+from paintgym.canvas.pen import pen_to_strokes
+from paintgym.canvas.strokes import STROKE_DIM
 
 SPLITS = ("train", "valid", "test")
 DATA_ENV = "PAINTGYM_SKETCH_DATA"
@@ -244,3 +246,64 @@ def collate(drawings: list[np.ndarray], dequantise: torch.Generator | None = Non
         valid = torch.arange(t)[None, :] < torch.from_numpy(lengths)[:, None]
         batch[..., :2] += noise * valid[..., None]
     return batch, torch.from_numpy(lengths)
+
+
+# ---------------------------------------------------------------- demonstrations for imitation
+
+RASTER_MARGIN = 0.08
+"""Margin of the shared datasets' rasters (each drawing's bounding box spans 84% of the side, centred)."""
+RASTER_RADIUS = 0.5 / 28.0
+"""Brush radius of the shared datasets' rasters, as a fraction of the side (their lines are 1/28 of it wide)."""
+DEMO_TOLERANCE = 0.02
+"""Largest distance, as a fraction of the side, between a pen point and the stroke fitted to it in a
+demonstration (0.64 px at 32x32): Omniglot symbols then take 9 strokes (median), 85% of them 12 or fewer."""
+
+
+@dataclass
+class Demonstrations:
+    """Human drawings as stroke sequences an agent can imitate.
+
+    :param strokes: ``(N, K, 13)`` float32 in [0, 1], each drawing's strokes in drawing order (black, opaque,
+        of the rasters' width), padded with invisible strokes (opacity 0) after its last.
+    :param counts: ``(N,)`` int64, strokes of each drawing (1..K).
+    :param drawn: how many drawings were converted to pick these (the others needed more than ``K`` strokes).
+    """
+
+    strokes: torch.Tensor
+    counts: torch.Tensor
+    drawn: int
+
+
+def stroke_demonstrations(data: str | os.PathLike, count: int, max_strokes: int, split: str = "train",
+                          tolerance: float = DEMO_TOLERANCE, seed: int = 0) -> Demonstrations:
+    """``count`` drawings of a stroke dataset that paintgym strokes copy in at most ``max_strokes`` strokes.
+
+    Drawings are taken in a random order (``seed``), fitted with :func:`canvas.pen.pen_to_strokes` placed
+    as the shared rasters are (:data:`RASTER_MARGIN`, :data:`RASTER_RADIUS`: so that rendering them gives
+    what ``sketch:NAME`` targets look like), and kept when they fit in ``max_strokes`` strokes.
+
+    :raises PenDatasetError: for a missing or malformed dataset, or when no drawing fits.
+    """
+    if not isinstance(count, int) or count < 1 or not isinstance(max_strokes, int) or max_strokes < 1:
+        raise ValueError(f"count and max_strokes must be positive integers, got {count!r} and {max_strokes!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    drawings = load_pen_dataset(data).splits[split]
+    order = np.random.default_rng(seed).permutation(len(drawings))
+    kept: list[np.ndarray] = []
+    drawn = 0
+    for i in order:
+        if len(kept) == count:
+            break
+        drawn += 1
+        fitted, _ = pen_to_strokes(drawings.drawing(int(i)), margin=RASTER_MARGIN, tolerance=tolerance,
+                                   radius=RASTER_RADIUS)
+        if 1 <= len(fitted) <= max_strokes:
+            kept.append(fitted)
+    if not kept:
+        raise PenDatasetError(f"no {split} drawing of {data} fits in {max_strokes} strokes; allow more strokes")
+    strokes = torch.zeros(len(kept), max_strokes, STROKE_DIM)
+    for j, fitted in enumerate(kept):
+        strokes[j, :len(fitted)] = torch.from_numpy(fitted)
+    counts = torch.tensor([len(f) for f in kept], dtype=torch.int64)
+    return Demonstrations(strokes, counts, drawn)
