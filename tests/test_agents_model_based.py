@@ -167,7 +167,7 @@ def test_residual_anchors_go_where_the_painting_is_furthest_from_its_target():
     target[0, :, 40:48, 8:16] = 1.0  # cell (x 1, y 5) of the 8x8 level-3 grid: the worst
     target[0, :, 0:8, 56:64] = 0.8  # cell (x 7, y 0): second worst
     target[1, :, 24:32, 24:32] = 0.0  # cell (x 3, y 3)
-    partial = torch.tensor([False, False, False, True])  # 32 strokes: only level 3 is partly painted
+    partial = [3]  # 32 strokes: only level 3 is partly painted
     moved = residual_anchors(anchor, canvas, target, partial)
     assert torch.equal(moved[..., 2], anchor[..., 2])  # the levels stay
     assert moved[0, 0, :2].tolist() == [1.5 / 8, 5.5 / 8] and moved[0, 1, :2].tolist() == [7.5 / 8, 0.5 / 8]

@@ -206,7 +206,7 @@ ANCHORS = ("fixed", "residual")
 
 
 def residual_anchors(anchor: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor,
-                     partial: torch.Tensor) -> torch.Tensor:
+                     levels: list[int]) -> torch.Tensor:
     """Move the anchors of the partly painted levels to the cells where the painting is furthest from its target.
 
     A level of :func:`stroke_layout` is partly painted when an episode has fewer strokes at that level
@@ -219,7 +219,8 @@ def residual_anchors(anchor: torch.Tensor, canvas: torch.Tensor, target: torch.T
     :param anchor: ``(B, S, 3)`` rows ``(x, y, level)`` of :func:`stroke_layout`.
     :param canvas: ``(B, 3, H, W)`` float in [0, 1].
     :param target: ``(B, 3, H, W)`` float in [0, 1].
-    :param partial: ``(levels,)`` bool, the levels whose anchors follow the residual.
+    :param levels: the partly painted levels, whose anchors follow the residual (a list known when the
+        actor is built, so that choosing costs no device-to-host transfer).
     :return: ``(B, S, 3)``, the same levels.
     """
     level = anchor[..., 2].long()
@@ -229,9 +230,7 @@ def residual_anchors(anchor: torch.Tensor, canvas: torch.Tensor, target: torch.T
     rank = ((level[:, :, None] == level[:, None, :]) & earlier).sum(-1)
     residual = (target.detach() - canvas.detach()).float().square().sum(1, keepdim=True)  # (B, 1, H, W)
     xs, ys = anchor[..., 0], anchor[..., 1]
-    for value in level.unique().tolist():
-        if value >= partial.numel() or not bool(partial[value]):
-            continue
+    for value in levels:
         side = 1 << value
         worst = nn.functional.adaptive_avg_pool2d(residual, side).flatten(1)  # (B, side * side)
         top = worst.topk(min(count, side * side), dim=1).indices
@@ -283,9 +282,8 @@ class PatchStrokeActor(nn.Module):
         self.fit_colour = fit_colour and has_target
         layout = stroke_layout(strokes_per_step * max_steps)
         self.register_buffer("layout", layout, persistent=False)
-        strokes_at_level = torch.bincount(layout[:, 2].long(), minlength=self.levels + 4)
-        cells_at_level = 4 ** torch.arange(strokes_at_level.numel())
-        self.register_buffer("partial_levels", strokes_at_level < cells_at_level, persistent=False)
+        strokes_at_level = torch.bincount(layout[:, 2].long()).tolist()
+        self.partial_levels = [level for level, strokes in enumerate(strokes_at_level) if strokes < 4**level]
         channels = 9 if has_target else 3
         c1, c2, bn = width, 2 * width, has_target
         self.cnn = nn.Sequential(*conv_block(channels, c1, 1, bn), *conv_block(c1, c2, 2, bn),
