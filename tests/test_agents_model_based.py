@@ -217,3 +217,16 @@ def test_inference_paths_paint_what_the_training_actor_paints(tiny_env, tmp_path
         assert torch.allclose(painter.paint(targets, 4), threaded, atol=1e-6)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_run_saved_before_residual_anchors_still_paints_with_the_fixed_layout(tmp_path):
+    """Options a checkpoint predates take the values the run had (``LEGACY_DEFAULTS``), not the new defaults."""
+    Trainer(tiny_config(tmp_path / "run", total_steps=32, eval_every=0), SMALL).train()
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    state = load_checkpoint(checkpoint)
+    assert state["args"]["anchors"] == "residual"
+    del state["args"]["anchors"]  # as written before the option existed
+    torch.save(state, checkpoint)
+    assert PolicyPainter(tmp_path / "run", "cpu").agent.args.anchors == "fixed"
+    config, args = cli_train.resolve(["--resume", str(tmp_path / "run")])
+    assert args.anchors == "fixed"

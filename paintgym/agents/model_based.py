@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -94,6 +94,8 @@ class ModelBasedArgs:
     """channels of the first convolution of the actor's window CNN and of the critic"""
     hidden: int = 256
     """width of the actor's stroke head and of the critic's features"""
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"anchors": "fixed"}
+    """what runs saved before an option existed did (see ``experiments.algorithms.saved_args``)"""
     anchors: str = "residual"
     """where the strokes of the finer levels go: fixed (a coarse-to-fine layout) or residual (the cells furthest from
     the target, tasks with targets)"""

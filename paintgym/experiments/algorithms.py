@@ -49,6 +49,18 @@ def algorithm_args_class(agent: str) -> type:
     return algorithm_entry(agent).args_class
 
 
+def saved_args(agent: str, saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's hyperparameters, with the values of options it predates as they were before them.
+
+    An option added later would otherwise take its new default when an older run is resumed or loaded,
+    and change what that run paints (the model-based agent's residual anchors, for one); an args
+    dataclass lists such values in ``LEGACY_DEFAULTS``.
+    """
+    if agent not in ALGORITHMS:
+        return dict(saved)
+    return {**getattr(ALGORITHMS[agent].args_class, "LEGACY_DEFAULTS", {}), **saved}
+
+
 def make_algorithm(agent: str, env: CanvasVectorEnv, args: Any, amp: bool = False, seed: int = 0) -> Algorithm:
     """Build ``agent`` on ``env`` (made by :func:`experiments.env_factory.make_env` with its ``native_env``).
 

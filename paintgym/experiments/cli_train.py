@@ -14,7 +14,7 @@ from typing import Any
 
 from paintgym.agents.common import TrainingDiverged
 from paintgym.experiments import distributed
-from paintgym.experiments.algorithms import algorithm_args_class
+from paintgym.experiments.algorithms import algorithm_args_class, saved_args
 from paintgym.experiments.checkpoints import load_checkpoint
 from paintgym.experiments.config import ConfigError, load_toml, resolve_options
 from paintgym.experiments.flags import parse_flags, peek
@@ -48,7 +48,7 @@ def resolve(argv: list[str]) -> tuple[TrainConfig, Any]:
     layers: list[tuple[str, dict[str, Any]]] = []
     if known.resume:
         state = load_checkpoint(known.resume)
-        saved = {**state["config"], **state["args"]}
+        saved = {**state["config"], **saved_args(state["config"].get("agent", ""), state["args"])}
         # its resume and run_dir described that run, not this command
         layers.append((f"checkpoint {known.resume}",
                        {key: value for key, value in saved.items() if key not in ("resume", "run_dir")}))

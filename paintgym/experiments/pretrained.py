@@ -23,7 +23,7 @@ from paintgym.agents.painters import check_int, check_request, resize_images
 from paintgym.canvas.images import to_uint8
 from paintgym.envs.targets import InOrderTargets, TargetSource
 from paintgym.envs.vector_env import CanvasVectorEnv
-from paintgym.experiments.algorithms import algorithm_entry, make_algorithm
+from paintgym.experiments.algorithms import algorithm_entry, make_algorithm, saved_args
 from paintgym.experiments.checkpoints import find_checkpoint, load_checkpoint
 from paintgym.experiments.device import resolve_device
 from paintgym.experiments.env_factory import EVAL_SEED_OFFSET, make_env, make_eval_env
@@ -110,7 +110,8 @@ def load_agent(path: str | Path, device: str | torch.device = "auto") -> Pretrai
         entry = algorithm_entry(config.agent)
         args_class = entry.args_class
         arg_names = {field.name for field in dataclasses.fields(args_class)}
-        args = args_class(**{key: value for key, value in state["args"].items() if key in arg_names})
+        saved = saved_args(config.agent, state["args"])
+        args = args_class(**{key: value for key, value in saved.items() if key in arg_names})
         algorithm_state, reward_state = state["algorithm"], state["reward"]
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{ckpt} is not a complete paintgym checkpoint ({err})") from err
