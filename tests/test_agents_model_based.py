@@ -14,6 +14,7 @@ from paintgym.agents.common import TrainingDiverged
 from paintgym.agents.model_based import (
     ModelBased,
     ModelBasedArgs,
+    PatchStrokeActor,
     fold_batch_norms,
     paint_and_score,
     residual_anchors,
@@ -201,9 +202,20 @@ def test_inference_paths_paint_what_the_training_actor_paints(tiny_env, tmp_path
         if isinstance(layer, torch.nn.BatchNorm2d):
             layer.running_mean.uniform_(-0.5, 0.5)
             layer.running_var.uniform_(0.5, 2.0)
-    planes = torch.rand(5, 9, 16, 16)
+    canvas, target = torch.rand(5, 3, 16, 16), torch.rand(5, 3, 16, 16)
+    planes = algo.actor._planes(canvas, target)
     with torch.no_grad():
         assert torch.allclose(fold_batch_norms(algo.actor.cnn)(planes), algo.actor.cnn(planes), atol=1e-5)
+        # the planes folded in too: raw windows in, the same features (the borders included)
+        inference = algo.actor.inference_cnn()
+        assert torch.allclose(inference(torch.cat([canvas, target], 1)), algo.actor.cnn(planes), atol=1e-5)
+        assert algo.actor.inference_cnn() is inference  # reused while nothing changes
+        algo.actor.cnn[0].weight.mul_(1.5)  # a weight update: rebuilt
+        assert torch.allclose(algo.actor.inference_cnn()(torch.cat([canvas, target], 1)), algo.actor.cnn(planes),
+                              atol=1e-5)
+    free = PatchStrokeActor(has_target=False, size=16, strokes_per_step=2, width=8, hidden=32).eval()
+    with torch.no_grad():  # no target: 3 planes, group norms (nothing to fold but the planes)
+        assert torch.allclose(free.inference_cnn()(canvas), free.cnn(free._planes(canvas, None)), atol=1e-5)
 
     Trainer(tiny_config(tmp_path / "run", total_steps=32, eval_every=0), SMALL).train()
     painter = PolicyPainter(tmp_path / "run", "cpu", batch_size=4)

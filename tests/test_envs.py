@@ -18,6 +18,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from paintgym import envs
 from paintgym.agents.sb3_vec_env import SB3VecEnv
 from paintgym.canvas.export import load_json
+from paintgym.canvas.images import load_images
 from paintgym.envs import CanvasEnv, CanvasVectorEnv
 from paintgym.envs.observations import pack_observation
 from paintgym.envs.targets import TargetSource, augmented_views
@@ -276,6 +277,20 @@ def test_unknown_options_and_bad_datasets_are_named():
         CanvasEnv(targets="/no/such/folder")
     with pytest.raises(ValueError, match="needs target images"):
         CanvasEnv(reward="target")
+    with pytest.raises(ValueError, match="'nothere'.*in the union 'photos\\+nothere'"):
+        CanvasEnv(targets="photos+nothere")
+
+
+def test_a_union_of_datasets_holds_every_image_of_each(tmp_path):
+    cv2.imwrite(str(tmp_path / "one.png"), np.zeros((20, 30, 3), np.uint8))
+    union = load_images(f"photos+{tmp_path}+digits", 16)
+    photos, digits = load_images("photos", 16), load_images("digits", 16)
+    assert union.shape == (len(photos) + 1 + len(digits), 16, 16, 3)
+    assert np.array_equal(union[:len(photos)], photos) and np.array_equal(union[-len(digits):], digits)
+    plus = tmp_path / "a+b"  # a folder whose name has a '+' is one source
+    plus.mkdir()
+    cv2.imwrite(str(plus / "two.png"), np.zeros((8, 8, 3), np.uint8))
+    assert load_images(str(plus), 16).shape == (1, 16, 16, 3)
 
 
 @pytest.mark.parametrize("make", [CanvasEnv, CanvasVectorEnv])

@@ -13,6 +13,8 @@ only conversions between the two.
 a folder            every readable image below it, recursively (PNG, JPEG, BMP, TIFF, WebP)
 a ``.npy``/``.npz``  an array ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)``, uint8 or float in [0, 1];
                     from a ``.npz`` the array named ``images``, else the only array in it
+``A+B+...``         the images of every source named, in that order (a path that exists as written,
+                    ``+`` and all, is one source)
 ==================  ==========================================================================
 
 Images are centre-cropped to a square and resized with OpenCV once (area interpolation to shrink,
@@ -180,6 +182,11 @@ def load_images(source: str | os.PathLike | np.ndarray, size: int) -> np.ndarray
 
     :raises DatasetError: for a missing path, an empty folder, undecodable files or a bad array.
     """
+    if isinstance(source, str) and "+" in source and not Path(source).expanduser().exists():
+        try:
+            return np.concatenate([load_images(part, size) for part in source.split("+")])
+        except DatasetError as error:
+            raise DatasetError(f"{error} (in the union {source!r})") from None
     if isinstance(source, np.ndarray):
         images = _from_array(source, "array")
     elif isinstance(source, str) and source in BUILTIN_DATASETS:
