@@ -38,16 +38,10 @@ def env_options(config: TrainConfig, device: torch.device) -> dict[str, Any]:
 
 def make_env(config: TrainConfig, num_envs: int, device: torch.device, native: bool = True,
              split: str = "train") -> CanvasVectorEnv:
-    """A vector env of ``config.env``: native (torch tensors, autoreset disabled) or for SB3 (numpy, SAME_STEP).
-
-    With ``--eval-targets`` the held-out images are those, so the training env paints every image of
-    ``--targets`` (``split="train"`` becomes ``"all"``); without, it keeps the dataset's train split.
-    """
+    """A vector env of ``config.env``: native (torch tensors, autoreset disabled) or for SB3 (numpy, SAME_STEP)."""
     if config.env not in gym.registry:
         raise ValueError(f"unknown env id {config.env!r}; paintgym registers {', '.join(envs.ENV_IDS)}")
     options = env_options(config, device)
-    if split == "train" and config.eval_targets is not None:
-        split = "all"
     if split != "train":
         options["target_split"] = split
     mode = "disabled" if native else "same_step"
