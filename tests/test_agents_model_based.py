@@ -216,6 +216,11 @@ def test_inference_paths_paint_what_the_training_actor_paints(tiny_env, tmp_path
     free = PatchStrokeActor(has_target=False, size=16, strokes_per_step=2, width=8, hidden=32).eval()
     with torch.no_grad():  # no target: 3 planes, group norms (nothing to fold but the planes)
         assert torch.allclose(free.inference_cnn()(canvas), free.cnn(free._planes(canvas, None)), atol=1e-5)
+    for actor, seen in ((algo.actor, target), (free, None)):  # the whole actor: acting (no grad) = training's maths
+        progress = torch.zeros(5)
+        with torch.no_grad():
+            acting = actor(canvas, seen, progress)
+        assert torch.allclose(acting, actor(canvas, seen, progress).detach(), atol=1e-5)
 
     Trainer(tiny_config(tmp_path / "run", total_steps=32, eval_every=0), SMALL).train()
     painter = PolicyPainter(tmp_path / "run", "cpu", batch_size=4)

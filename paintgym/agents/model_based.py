@@ -356,13 +356,13 @@ class PatchStrokeActor(nn.Module):
             cut = nn.functional.grid_sample(image, grid.to(image.dtype), align_corners=False, padding_mode="border")
             return cut.view(b, 3, s, p, p).transpose(1, 2).reshape(b * s, 3, p, p)
 
-        cuts = [window(canvas)] if target is None else [window(canvas), window(target)]
+        cuts = [window(canvas), None if target is None else window(target)]
         if self.training or torch.is_grad_enabled():
             # sampling and pooling are linear, so the difference plane and the [-1, 1] scaling are formed on the
             # small windows and thumbnails, not on the whole canvas at every step
             windows, cnn = self._planes(*cuts), self.cnn
         else:  # acting: the planes and the batch norms are folded into the convolutions (inference_cnn)
-            windows, cnn = torch.cat(cuts, dim=1), self.inference_cnn()
+            windows, cnn = torch.cat([cut for cut in cuts if cut is not None], dim=1), self.inference_cnn()
         # channels-last: oneDNN's (and cuDNN's) fast layout for many small images; 15-20% faster inference on CPU
         local = cnn(windows.contiguous(memory_format=torch.channels_last)).flatten(1).view(b, s, -1)
         thumb = self._planes(*(None if image is None else nn.functional.adaptive_avg_pool2d(image, self.thumb)
