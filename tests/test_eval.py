@@ -206,3 +206,28 @@ def test_eval_of_an_agent_trained_without_targets_says_why_it_cannot(tmp_path, c
     for extra in ([], ["--targets", "digits"]):
         assert cli_eval.main([str(run), *extra, "--no-progress", "--out", str(tmp_path / "out")]) == 2
         assert "trained on paintgym/Canvas-v0 without target images" in one_line_error(capsys)
+
+
+def test_a_run_with_eval_targets_is_evaluated_on_them_and_paints_from_anywhere(tmp_path, monkeypatch, capsys):
+    """``paintgym eval RUN`` measures a run on its ``--eval-targets`` (its --targets all trained); a run whose
+    images were given by a relative path still loads elsewhere and paints what it is given, and asking it for its
+    own images there is a one-line error."""
+    train_dir, held_out = tmp_path / "train", tmp_path / "held"
+    for folder, count in ((train_dir, 3), (held_out, 2)):
+        folder.mkdir()
+        for i in range(count):
+            cv2.imwrite(str(folder / f"{i}.png"), np.full((20, 20, 3), 60 * i + 30, np.uint8))
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    assert cli_train.main([*TINY, "--targets", "train", "--eval-targets", "held", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert train.cli(["eval", str(run), "--size", "16", "--no-progress", "--out", str(tmp_path / "own")]) == 0
+    assert "held" in capsys.readouterr().out
+    rows = read_csv(tmp_path / "own" / "quality.csv")
+    assert {row["image"] for row in rows} == {"mean", "0", "1"}  # the 2 held-out images, not the training ones
+
+    monkeypatch.chdir(tmp_path / "held")  # "train" and "held" no longer exist relative to here
+    painter = PolicyPainter(run, "cpu")
+    assert painter.paint(torch.rand(2, 3, 16, 16), 3).shape == (2, 3, 13)
+    assert train.cli(["eval", str(run), "--size", "16", "--no-progress", "--out", str(tmp_path / "lost")]) == 2
+    assert "cannot be loaded from" in one_line_error(capsys)

@@ -58,8 +58,12 @@ if HAVE_NUMBA:
 PRIOR_POOL = 512  # images sampled from a generative prior
 
 
-@functools.lru_cache(maxsize=8)
 def _cached_images(source: str, size: int) -> np.ndarray:
+    return _images_seen_from(source, os.getcwd(), size)  # a relative path names other images from elsewhere
+
+
+@functools.lru_cache(maxsize=8)
+def _images_seen_from(source: str, cwd: str, size: int) -> np.ndarray:
     images = load_images(source, size)
     images.setflags(write=False)  # shared between envs: nobody may change it in place
     return images

@@ -160,14 +160,17 @@ def load_targets(specs: list[str], size: int, limit: int | None) -> tuple[Any, l
 
 
 def run_targets(agent: Any, size: int) -> Any:
-    """A trained run's held-out targets at ``size``: ``(N, size, size, 3)`` uint8."""
-
-
+    """A trained run's held-out targets at ``size``: ``(N, size, size, 3)`` uint8, and their spec: every image of
+    its ``--eval-targets``, else the test split of its ``--targets`` (as its training evaluated)."""
     spec = agent.config.targets or gym.registry[agent.config.env].kwargs.get("targets")
     if spec is None:
         raise ValueError(f"the agent of {agent.checkpoint} was trained on {agent.config.env} without target images, "
                          "so there is nothing to compare its paintings with; evaluate an agent trained on "
                          "paintgym/Reconstruct-v0")
+    agent.check_own_targets()
+    if agent.config.eval_targets is not None:  # then every image of --targets trained
+        spec = agent.config.eval_targets
+        return TargetSource.from_spec(spec, size, "cpu", "all").images.numpy(), spec
     return TargetSource.from_spec(spec, size, "cpu", "test").images.numpy(), spec
 
 

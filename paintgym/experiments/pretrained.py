@@ -20,7 +20,7 @@ import torch
 from paintgym.agents.common import Algorithm
 from paintgym.agents.networks import Observation
 from paintgym.agents.painters import check_int, check_request, resize_images
-from paintgym.canvas.images import to_uint8
+from paintgym.canvas.images import DatasetError, to_uint8
 from paintgym.envs.targets import InOrderTargets, TargetSource
 from paintgym.envs.vector_env import CanvasVectorEnv
 from paintgym.experiments.algorithms import algorithm_entry, make_algorithm, saved_args
@@ -41,6 +41,9 @@ class PretrainedAgent:
     :param reward_state: the reward's state at the checkpoint.
     :param checkpoint: the checkpoint file read.
     :param global_step: env steps the agent was trained for.
+    :param trained_on_targets: whether its task had target images.
+    :param missing_targets: why the run's own images could not be loaded here (None: they could). The agent
+        still paints targets passed to it; only its own held-out images are unavailable.
     """
 
     config: TrainConfig
@@ -49,6 +52,8 @@ class PretrainedAgent:
     reward_state: dict[str, Any]
     checkpoint: Path
     global_step: int
+    trained_on_targets: bool = True
+    missing_targets: str | None = None
 
     @property
     def device(self) -> torch.device:
@@ -68,6 +73,12 @@ class PretrainedAgent:
         source = TargetSource.from_spec(targets, self.config.canvas_size, self.device, "all")
         return InOrderTargets(source.images, self.device, source.name)
 
+    def check_own_targets(self) -> None:
+        """Raise ``ValueError`` if the run's own images could not be loaded here (:attr:`missing_targets`)."""
+        if self.missing_targets is not None:
+            raise ValueError(f"the run's own images cannot be loaded from {Path.cwd()}: {self.missing_targets}; "
+                             "pass the images to paint (--targets), or work from the folder the run was trained in")
+
     def make_env(self, num_envs: int, targets: TargetSource | None = None) -> CanvasVectorEnv:
         """An evaluation env of ``num_envs`` canvases (torch tensors out, autoreset disabled).
 
@@ -76,6 +87,8 @@ class PretrainedAgent:
         :raises ValueError: targets for an agent trained without them, or a reward state that does
             not fit the reward.
         """
+        if targets is None:
+            self.check_own_targets()
         env = make_eval_env(self.config, num_envs, self.device)
         if targets is not None:
             if env.core.targets is None:
@@ -91,6 +104,10 @@ class PretrainedAgent:
             raise ValueError(f"the reward state in {self.checkpoint} does not fit reward "
                              f"{env.core.reward.spec()!r}: {err}") from err
         return env
+
+
+STAND_IN_TARGETS = "photos"
+"""Bundled images that stand in for a run's own when those cannot be loaded (they only give the env its spaces)."""
 
 
 def load_agent(path: str | Path, device: str | torch.device = "auto") -> PretrainedAgent:
@@ -121,13 +138,25 @@ def load_agent(path: str | Path, device: str | torch.device = "auto") -> Pretrai
     if hasattr(args, "num_minibatches"):
         args = dataclasses.replace(args, num_minibatches=1)
     # a two-canvas env gives the algorithm its spaces (SB3 needs a batch of at least 2 transitions)
-    env = make_env(config, 2, device, native=entry.native_env)
+    missing = None
+    try:
+        env = make_env(config, 2, device, native=entry.native_env)
+    except DatasetError as err:
+        if config.targets is None:
+            raise
+        # the run's images are not where its configuration says, seen from here (a relative path, another
+        # machine); the policy needs only the spaces, which bundled images at the same size give
+        missing = str(err)
+        config = dataclasses.replace(config, targets=STAND_IN_TARGETS, eval_targets=None)
+        env = make_env(config, 2, device, native=entry.native_env)
+    trained_on_targets = env.core.targets is not None
     algorithm = make_algorithm(config.agent, env, args, amp=config.amp, seed=config.seed)
     try:
         algorithm.load_state_dict(algorithm_state, policy_only=True)
     except (KeyError, ValueError) as err:
         raise ValueError(f"the policy in {ckpt} does not match its configuration ({err})") from err
-    return PretrainedAgent(config, args, algorithm, reward_state, ckpt, int(state.get("global_step", 0)))
+    return PretrainedAgent(config, args, algorithm, reward_state, ckpt, int(state.get("global_step", 0)),
+                           trained_on_targets, missing)
 
 
 class PolicyPainter:
@@ -159,10 +188,7 @@ class PolicyPainter:
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.threaded_batches = bool(threaded_batches)
         config = self.agent.config
-        probe = self.agent.make_env(1)
-        trained_on_targets = probe.core.targets is not None
-        probe.close()
-        if not trained_on_targets:
+        if not self.agent.trained_on_targets:
             raise ValueError(f"the agent of {self.agent.checkpoint} was trained on {config.env} without target images, "
                              "so there is nothing to compare its paintings with; evaluate an agent trained on "
                              "paintgym/Reconstruct-v0")
