@@ -75,7 +75,7 @@ class StrokePriorReward(Reward):
 
     def __init__(self, checkpoint: str | None = None, class_: int | str | None = None, dense: bool = False,
                  min_points: int = 16, min_opacity: float = 0.0, margin: float = 0.1, spacing: float = 1.0,
-                 simplify: float = 1.0,
+                 simplify: float = 1.0, points: int = 4,
                  device: torch.device | str = "cpu") -> None:
         super().__init__()
         from paintgym.canvas.pen import Placement  # envs imports rewards: import on use
@@ -92,6 +92,9 @@ class StrokePriorReward(Reward):
         self.checkpoint, self.dense, self.min_points = checkpoint, bool(dense), min_points
         self.min_opacity, self.margin = float(min_opacity), float(margin)
         self.spacing_factor, self.simplify = float(spacing), float(simplify)
+        if not isinstance(points, int) or isinstance(points, bool) or points < 2:
+            raise ValueError(f"points must be an integer of at least 2, got {points!r}")
+        self.points = points
         self.model = load_sketch_rnn(checkpoint, self.device)
         self.model.requires_grad_(False)
         if self.model.baseline is None:
@@ -138,21 +141,51 @@ class StrokePriorReward(Reward):
         """
         from paintgym.generative.pen_data import collate
 
-        ended_flags = [ended] * len(sequences) if isinstance(ended, bool) else list(ended)
-        scores = torch.zeros(len(sequences))
-        busy = [i for i, s in enumerate(sequences) if len(s)]
-        if not busy:
-            return scores.to(self.device)
-        seq5, lengths = collate([sequences[i] for i in busy])
-        labels = None if self.index is None else torch.full((len(busy),), self.index, dtype=torch.int64)
+        if not any(len(s) for s in sequences):
+            return torch.zeros(len(sequences), device=self.device)
+        seq5, lengths = collate(sequences)
         with torch.no_grad():
-            gain = self.model.point_log_likelihood(seq5, labels).cpu() - self.level
-        t = torch.arange(seq5.shape[1])[None]
-        end = torch.tensor([ended_flags[i] for i in busy])
+            return self.score_pen5(seq5, lengths, ended)
+
+    def score_pen5(self, seq5: torch.Tensor, lengths: torch.Tensor, ended: bool | list[bool] = True) -> torch.Tensor:
+        """The score ``(B,)`` float32 of stroke-5 pen sequences ``(B, T, 5)`` (raw offsets, data units; ``T`` more
+        than the longest) of ``lengths`` ``(B,)`` points, differentiable in the offsets: the prior reads them
+        with teacher forcing. 0 for an empty sequence."""
+        batch = seq5.shape[0]
+        end = torch.as_tensor([ended] * batch if isinstance(ended, bool) else list(ended), device=self.device)
+        lengths = lengths.to(self.device)
+        labels = None if self.index is None else torch.full((batch,), self.index, dtype=torch.int64,
+                                                               device=self.device)
+        with torch.backends.cudnn.flags(enabled=False):  # cuDNN's RNN backward refuses a model in eval mode
+            gain = self.model.point_log_likelihood(seq5, labels) - self.level
+        t = torch.arange(seq5.shape[1], device=self.device)[None]
         counted = (t < lengths[:, None]) | ((t == lengths[:, None]) & end[:, None])
         points = counted.sum(1).clamp_min(self.min_points)
-        scores[busy] = (gain * counted).sum(1) / points
-        return scores.to(self.device)
+        score = (gain * counted).sum(1) / points
+        return torch.where(lengths > 0, score, torch.zeros_like(score))
+
+    def differentiable_score(self, strokes: torch.Tensor, ended: bool = True) -> torch.Tensor:
+        """The score ``(B,)`` of paintings' strokes ``(B, K, 13)``, differentiable in their control points.
+
+        As :meth:`score_strokes`, but each visible stroke is ``points`` pen points at equal arc length
+        (:func:`canvas.pen.pen_points`: their places differentiable, their number fixed) and the path is not
+        simplified, so that every point moves with the strokes (see the module docstring).
+        """
+        from paintgym.canvas.pen import pen_points
+
+        if strokes.dim() != 3:
+            raise ValueError(f"strokes must have shape (B, K, 13), got {tuple(strokes.shape)}")
+        xy, lifted, _, lengths = pen_points(strokes.to(self.device, torch.float32), self.points,
+                                            min_opacity=self.min_opacity)
+        batch, n = lifted.shape
+        data = xy / self.placement.scale  # data units (the placement's offset cancels in the offsets)
+        offsets = torch.cat([torch.zeros_like(data[:, :1]), data.diff(dim=1)], dim=1)  # the first point: (0, 0)
+        valid = (torch.arange(n, device=self.device)[None] < lengths[:, None])[..., None]
+        pen = torch.stack([~lifted, lifted, torch.zeros_like(lifted)], dim=-1).float()
+        end = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0], device=self.device)
+        rows = torch.where(valid, torch.cat([offsets * valid, pen], dim=-1), end)
+        seq5 = torch.cat([rows, end.expand(batch, 1, 5)], dim=1)
+        return self.score_pen5(seq5, lengths, ended)
 
     def score_strokes(self, strokes: list[np.ndarray | torch.Tensor] | torch.Tensor,
                       ended: bool = True) -> torch.Tensor:
