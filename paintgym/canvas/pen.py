@@ -366,29 +366,31 @@ def sample_strokes(strokes: torch.Tensor, counts: int | torch.Tensor, dense: int
     """Points ``(..., P, 2)`` along strokes ``(..., 13)`` at equal arc length, both ends included.
 
     Stroke ``k`` gets ``counts[k] >= 2`` points (an int: the same for all; ``P`` the most), the rest of its
-    ``P`` rows repeat its end. The curve parameters of the points are found without gradient (arc length
-    measured on ``dense`` segments, linearly interpolated); the points themselves are the curve at those
-    parameters, so they are differentiable in the stroke's control points (each moves with the curve).
-    A stroke of no length gives its start point throughout.
+    ``P`` rows repeat its end. The arc length is measured on a polyline of ``dense`` segments and the
+    curve parameter of each point interpolated linearly in it; the points are differentiable in the stroke's
+    control points, both through the curve and through their parameters (exactly, except where a point
+    crosses from one segment of the polyline to the next). A stroke of no length gives its start point.
     """
     counts = torch.as_tensor(counts, device=strokes.device).expand(strokes.shape[:-1])
-    most = int(counts.max()) if counts.numel() else 2
-    if most < 2 or (counts.numel() and int(counts.min()) < 2):
+    if counts.numel() and int(counts.min()) < 2:
         raise ValueError(f"each stroke needs at least 2 points, got counts down to {int(counts.min())}")
+    most = int(counts.max()) if counts.numel() else 2
+    dtype = strokes.dtype
     control = strokes[..., :6].unflatten(-1, (3, 2))
-    with torch.no_grad():
-        grid = torch.linspace(0.0, 1.0, dense + 1, dtype=strokes.dtype, device=strokes.device)
-        path = _curve(control.detach(), grid)  # (..., dense + 1, 2)
-        arc = torch.cat([torch.zeros_like(path[..., :1, 0]),
-                         torch.linalg.vector_norm(path.diff(dim=-2), dim=-1).cumsum(-1)], dim=-1)
-        j = torch.arange(most, device=strokes.device, dtype=strokes.dtype)
-        u = (j / (counts[..., None] - 1).to(strokes.dtype)).clamp(max=1.0)  # (..., P) fraction of the length
-        wanted = u * arc[..., -1:]
-        right = torch.searchsorted(arc.contiguous(), wanted.contiguous(), right=True).clamp(1, dense)
-        a, b = arc.gather(-1, right - 1), arc.gather(-1, right)
-        frac = torch.where(b > a, (wanted - a) / (b - a).clamp_min(1e-300), torch.zeros_like(wanted))
-        t = ((right - 1).to(strokes.dtype) + frac.clamp(0.0, 1.0)) / dense
-        t = torch.where(arc[..., -1:] > 0, t, torch.zeros_like(t))
+    grid = torch.linspace(0.0, 1.0, dense + 1, dtype=dtype, device=strokes.device)
+    path = _curve(control, grid)  # (..., dense + 1, 2)
+    arc = torch.cat([torch.zeros_like(path[..., :1, 0]),
+                     torch.linalg.vector_norm(path.diff(dim=-2), dim=-1).cumsum(-1)], dim=-1)
+    j = torch.arange(most, device=strokes.device, dtype=dtype)
+    wanted = (j / (counts[..., None] - 1).to(dtype)).clamp(max=1.0) * arc[..., -1:]  # (..., P) arc lengths
+    with torch.no_grad():  # which segment of the polyline each point falls in: a piecewise-constant choice
+        right = torch.searchsorted(arc.detach().contiguous(), wanted.detach().contiguous(), right=True)
+        right = right.clamp(1, dense)
+    a, b = arc.gather(-1, right - 1), arc.gather(-1, right)
+    span = torch.where(b > a, b - a, torch.ones_like(b))  # no 0/0 (and no NaN gradient) in a flat segment
+    frac = torch.where(b > a, (wanted - a) / span, torch.zeros_like(wanted)).clamp(0.0, 1.0)
+    t = ((right - 1).to(dtype) + frac) / dense
+    t = torch.where(arc[..., -1:] > 0, t, torch.zeros_like(t))
     return _curve(control, t)
 
 
