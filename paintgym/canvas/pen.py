@@ -411,15 +411,19 @@ def pen_points(strokes: torch.Tensor, counts: int | torch.Tensor, min_opacity: f
     there are is decided without gradient (a piecewise-constant choice); where they lie is differentiable.
 
     :param strokes: ``(B, K, 13)`` float (layout of :mod:`canvas.strokes`).
-    :return: ``points`` ``(B, N, 2)`` absolute canvas positions in drawing order (rows past a painting's
-        length repeat its last point, or are 0 for an empty painting), ``lifted`` ``(B, N)`` bool (the pen
-        leaves the paper after the point; False past the length), ``stroke`` ``(B, N)`` int64 (the stroke
-        each point lies on) and ``lengths`` ``(B,)`` int64.
+    :return: ``points`` ``(B, N, 2)`` absolute canvas positions in drawing order (``N`` the longest length,
+        at least 1; rows past a painting's length repeat its last point, or are 0 for an empty painting),
+        ``lifted`` ``(B, N)`` bool (the pen leaves the paper after the point; False past the length),
+        ``stroke`` ``(B, N)`` int64 (the stroke each point lies on) and ``lengths`` ``(B,)`` int64.
     """
     if strokes.dim() != 3 or strokes.shape[-1] != STROKE_DIM:
         raise ValueError(f"strokes must have shape (B, K, {STROKE_DIM}), got {tuple(strokes.shape)}")
     batch, k = strokes.shape[:2]
     device = strokes.device
+    if not k:  # no strokes: one empty row per painting
+        return (strokes.new_zeros(batch, 1, 2), torch.zeros(batch, 1, dtype=torch.bool, device=device),
+                torch.zeros(batch, 1, dtype=torch.int64, device=device), torch.zeros(batch, dtype=torch.int64,
+                                                                                    device=device))
     with torch.no_grad():
         visible = strokes[..., 8:10].amax(-1) > min_opacity
         dot = stroke_lengths(strokes.detach()) <= 1e-9
@@ -448,7 +452,7 @@ def pen_points(strokes: torch.Tensor, counts: int | torch.Tensor, min_opacity: f
         flat_keep = keep.flatten(1)
         lengths = flat_keep.sum(1)
         rank = torch.argsort((~flat_keep).to(torch.int8), dim=1, stable=True)  # kept points first, in order
-        n = int(lengths.max()) if batch else 0
+        n = max(int(lengths.max()) if batch else 0, 1)  # one row at least (all 0 when nothing is painted)
         rank = rank[:, :n]
         valid = torch.arange(n, device=device)[None] < lengths[:, None]
         # past the length: the last kept point (or row 0 of an empty painting)
