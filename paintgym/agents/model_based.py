@@ -24,6 +24,12 @@ loop); otherwise it takes Learning to Paint's one step. Reward terms that are no
 kNN novelty archive, colour harmony, a stroke count) reach the actor only through the critic, which
 learns the whole reward by TD(0) from the env's rewards with a Polyak-averaged target network.
 
+With ``--prior CHECKPOINT`` (a stroke-sequence prior) the actor's loss also has ``-prior_weight`` times the
+change, over each chunk, of the prior's differentiable score of the episode's strokes so far
+(:meth:`rewards.strokeprior.StrokePriorReward.differentiable_score`: with the whole episode unrolled, its
+score at the end). It reaches the strokes directly, not through the canvas, and regularises the actor
+only: the env's reward and the critic do not include it. ``prior_score`` logs its mean per episode.
+
 One iteration: the envs are split into ``num_minibatches`` groups; each group paints one episode per
 env with the actor, differentiably, and the actor takes one step per ``horizon``-chunk of the episode
 (the gradient is cut between chunks), so later groups paint with the actor the earlier ones updated.
