@@ -51,9 +51,9 @@ than the reward's. With the README's Omniglot prior, human drawings fitted with 
 over these paintings it correlates with the reward at 0.83, within each set far less (0.45 for the human
 drawings, none for the agent's). More points per stroke raise every score (6 points: human +2.61, random
 -0.92): short offsets along a curve are predictable. Its degenerate optima are the reward's: nothing
-painted scores 0; and, maximised through the renderer beside the target reward, it is exploited --
-the agent paints the same few wide grey strokes in every painting, which score above human drawings
-(+2.7 with weight 0.01 and 0.1, where humans score +1.71) and copy nothing (README, sketching).
+painted scores 0; and, maximised through the renderer beside the target reward, it is exploited: the
+model-based agent learns short, wide, grey strokes (at weight 0.1 the same ones whatever the target) that
+score above human drawings (+2.7 with weights 0.01 and 0.1; humans +1.71) and copy little (README, sketching).
 """
 
 from __future__ import annotations
