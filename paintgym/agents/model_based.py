@@ -24,6 +24,12 @@ loop); otherwise it takes Learning to Paint's one step. Reward terms that are no
 kNN novelty archive, colour harmony, a stroke count) reach the actor only through the critic, which
 learns the whole reward by TD(0) from the env's rewards with a Polyak-averaged target network.
 
+With ``--prior CHECKPOINT`` (a stroke-sequence prior) the actor's loss also has ``-prior_weight`` times the
+change, over each chunk, of the prior's differentiable score of the episode's strokes so far
+(:meth:`rewards.strokeprior.StrokePriorReward.differentiable_score`: with the whole episode unrolled, its
+score at the end). It reaches the strokes directly, not through the canvas, and regularises the actor
+only: the env's reward and the critic do not include it. ``prior_score`` logs its mean per episode.
+
 One iteration: the envs are split into ``num_minibatches`` groups; each group paints one episode per
 env with the actor, differentiably, and the actor takes one step per ``horizon``-chunk of the episode
 (the gradient is cut between chunks), so later groups paint with the actor the earlier ones updated.
@@ -112,6 +118,11 @@ class ModelBasedArgs:
     """behaviour-cloning steps (of 64 drawing steps) with --bc-data"""
     bc_drawings: int = 1000
     """drawings (fitting in an episode's strokes) converted to strokes and imitated with --bc-data"""
+    prior: str | None = None
+    """a stroke-sequence prior (a paintgym train-strokes run): the actor also maximises prior_weight times the
+    differentiable strokeprior score of each episode's strokes (None: no such term)"""
+    prior_weight: float = 0.1
+    """weight of the --prior term in the actor's loss (nats per pen point above the prior's Gaussian baseline)"""
 
 
 LOSS_KEYS = ["policy_loss", "value_loss", "actor_grad_norm"]
@@ -563,6 +574,9 @@ class ModelBased:
             raise ValueError(f"unknown actor {args.actor!r}; choose one of {', '.join(ACTORS)}")
         if args.bc_data is not None:
             self._check_imitation(args)
+        if not 0.0 <= args.prior_weight < float("inf"):
+            raise ValueError(f"prior_weight must be a number >= 0, got {args.prior_weight}")
+        self._prior: Any = None  # the --prior reward, loaded when training starts (a run paints without it)
         if args.actor == "free" and self.code_dim:
             raise ValueError("--actor free takes no --condition or --noise; use the patch actor")
         if args.actor == "free":
@@ -586,6 +600,8 @@ class ModelBased:
         self.metric_keys = [*self.tracker.metric_keys, *LOSS_KEYS, "learning_rate"]
         if args.bc_data is not None:
             self.metric_keys.append("bc_loss")
+        if args.prior is not None:
+            self.metric_keys.append("prior_score")
         self.noise = torch.Generator(device=self.device)
         self.obs: Observation | None = None
 
@@ -598,6 +614,20 @@ class ModelBased:
     def start(self, obs: Observation) -> None:
         """Continue from the env's current observations (the trainer has reset the env)."""
         self.obs = obs
+
+    @property
+    def prior(self) -> Any:
+        """The ``strokeprior`` reward of ``--prior``, whose
+        :meth:`~rewards.strokeprior.StrokePriorReward.differentiable_score` regularises the actor, or None.
+        Loaded on first use, so that a run's policy loads and paints without the prior's checkpoint."""
+        if self._prior is None and self.args.prior is not None:
+            from paintgym.rewards.strokeprior import StrokePriorReward
+
+            prior = StrokePriorReward(checkpoint=self.args.prior, device=self.device)
+            if prior.model.num_classes:
+                raise ValueError(f"--prior takes an unconditional stroke prior; {self.args.prior} is class-conditioned")
+            self._prior = prior
+        return self._prior
 
     def _check_imitation(self, args: ModelBasedArgs) -> None:
         """Raise ``ValueError`` (one line) for ``--bc-data`` options that cannot work."""
@@ -644,31 +674,43 @@ class ModelBased:
         if args.exploration_noise > 0:  # the noise stream follows the global seed, so resumes are exact
             self.noise.manual_seed(int(torch.randint(2**62, (1,))))
         bc_loss = self.imitate() if args.bc_data is not None and iteration == 1 else None
+        prior = self.prior
         core = self.env.core
         blank = core.canvas.clone()  # every episode starts on the blank canvas (iterations end on episode ends)
         code_all = core.code()  # (B, E) the episodes' condition and noise
         group_states, group_strokes = [], []
         policy_loss, grad_norm = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+        prior_total = torch.zeros((), device=self.device)
         for envs in torch.arange(self.env.num_envs, device=self.device).tensor_split(self.groups):
             canvas = blank[envs]
             target = None if core.target is None else core.target[envs]
             code = code_all[envs] if self.code_dim else None
             condition = None if core.condition is None else core.condition[envs]
             states, painted = [], []
+            prior_before = torch.zeros(canvas.shape[0], device=self.device)  # the prior's score of no strokes
             for start in range(0, self.max_steps, self.horizon):
                 stop = min(self.max_steps, start + self.horizon)
                 canvas = canvas.detach()  # the gradient is cut between chunks; the critic values what follows
-                gain, canvas, discount = self._unroll(canvas, target, start, stop, states, painted, code, condition)
+                attached: list[torch.Tensor] = []
+                gain, canvas, discount = self._unroll(canvas, target, start, stop, states, painted, code, condition,
+                                                      attached)
                 if stop < self.max_steps:  # bootstrap: the critic's value of the rest, differentiable in the canvas
                     with autocast(self.device, self.amp):
                         gain = gain + discount * self.critic(canvas, target, self._progress(stop, canvas), code)
                 loss = -gain.mean()
+                if prior is not None:  # the change of the prior's score of the episode's strokes so far
+                    episode = torch.cat([*painted[:start], *attached], dim=1)
+                    score = prior.differentiable_score(episode, ended=stop == self.max_steps)
+                    loss = loss - args.prior_weight * (score - prior_before).mean()
+                    prior_before = score.detach()
                 self.actor_gradients.zero_grad()
                 loss.backward()
                 collective.average_gradients_(self.actor_gradients.flat)  # data-parallel: one all_reduce
                 grad_norm += self.actor_gradients.clip_grad_norm_(args.max_grad_norm)
                 self.actor_optimizer.step()
                 policy_loss += loss.detach()
+            if prior is not None:
+                prior_total += prior_before.sum()
             group_states.append(torch.stack(states))
             group_strokes.append(torch.stack(painted))
         # the env paints every group's strokes, step by step (logged returns, terms, learning rewards)
@@ -679,13 +721,16 @@ class ModelBased:
         if self.uses_critic:
             value_loss = self._update_critic(torch.cat(group_states, dim=1), env_rewards, core.target,
                                              code_all if self.code_dim else None)
-        values = torch.stack([policy_loss / updates, grad_norm / updates]).tolist()  # one transfer
+        values = torch.stack([policy_loss / updates, grad_norm / updates,
+                              prior_total / self.env.num_envs]).tolist()  # one transfer
         metrics = {"policy_loss": values[0], "actor_grad_norm": values[1],
                    "learning_rate": self.actor_optimizer.param_groups[0]["lr"]}
         if value_loss is not None:  # no critic, no column value (a NaN would read as a diverged loss)
             metrics["value_loss"] = float(value_loss)
         if bc_loss is not None:
             metrics["bc_loss"] = bc_loss
+        if prior is not None:
+            metrics["prior_score"] = values[2]
         return {**self.tracker.summary(), **metrics}
 
     def _progress(self, step: int, like: torch.Tensor) -> torch.Tensor:
@@ -693,10 +738,12 @@ class ModelBased:
 
     def _unroll(self, canvas: torch.Tensor, target: torch.Tensor | None, start: int, stop: int,
                 states: list[torch.Tensor], painted: list[torch.Tensor], code: torch.Tensor | None = None,
-                condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+                condition: torch.Tensor | None = None, attached: list[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Paint steps ``start .. stop - 1`` through the renderer; append each step's canvas before it to
-        ``states`` and its strokes as painted (detached) to ``painted``. ``code`` ``(B, E)``: the episodes'
-        condition and noise as the actor sees them; ``condition`` ``(B,)`` int64: their classes, for the reward.
+        ``states`` and its strokes as painted (detached) to ``painted`` and, with their graph, to ``attached``
+        (when given). ``code`` ``(B, E)``: the episodes' condition and noise as the actor sees them;
+        ``condition`` ``(B,)`` int64: their classes, for the reward.
 
         :return: the discounted sum of the differentiable rewards of every stroke ``(B,)``, the
             last canvas (attached to the graph) and the discount of the step after ``stop``.
@@ -719,6 +766,8 @@ class ModelBased:
             gain = gain + discount * step_gain
             discount *= self.args.gamma
             painted.append(strokes.detach())
+            if attached is not None:
+                attached.append(strokes)
         return gain, canvas, discount
 
     def _env_step(self, strokes: torch.Tensor) -> torch.Tensor:

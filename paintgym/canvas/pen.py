@@ -344,26 +344,123 @@ def pen_to_stroke_batch(sequences: list[np.ndarray], absolute: bool = False, mar
 # ---------------------------------------------------------------- strokes -> pen
 
 
-def stroke_lengths(strokes: np.ndarray, samples: int = 32) -> np.ndarray:
-    """Arc lengths ``(K,)`` of strokes ``(K, 13)``, in canvas units (from a ``samples``-segment polyline)."""
-    t = np.linspace(0.0, 1.0, samples + 1)
-    control = np.asarray(strokes, dtype=np.float64)[:, :6].reshape(-1, 3, 2)
+def _curve(control: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Points ``(..., n, 2)`` of quadratic Beziers ``control`` ``(..., 3, 2)`` at parameters ``t`` ``(..., n)``."""
+    t = t[..., None]
     s = 1.0 - t
-    curve = (s * s)[None, :, None] * control[:, None, 0] + (2 * s * t)[None, :, None] * control[:, None, 1] \
-        + (t * t)[None, :, None] * control[:, None, 2]
-    return np.linalg.norm(np.diff(curve, axis=1), axis=2).sum(axis=1)
+    return s * s * control[..., None, 0, :] + 2.0 * s * t * control[..., None, 1, :] + t * t * control[..., None, 2, :]
+
+
+def stroke_lengths(strokes: np.ndarray | torch.Tensor, samples: int = 32) -> np.ndarray | torch.Tensor:
+    """Arc lengths ``(...,)`` of strokes ``(..., 13)``, in canvas units (from a ``samples``-segment polyline);
+    a numpy array for a numpy input, else a tensor (differentiable)."""
+    array = not isinstance(strokes, torch.Tensor)
+    x = torch.as_tensor(np.asarray(strokes, dtype=np.float64)) if array else strokes
+    curve = _curve(x[..., :6].unflatten(-1, (3, 2)), torch.linspace(0.0, 1.0, samples + 1, dtype=x.dtype,
+                                                                       device=x.device))
+    lengths = torch.linalg.vector_norm(curve.diff(dim=-2), dim=-1).sum(-1)
+    return lengths.numpy() if array else lengths
+
+
+def sample_strokes(strokes: torch.Tensor, counts: int | torch.Tensor, dense: int = 64) -> torch.Tensor:
+    """Points ``(..., P, 2)`` along strokes ``(..., 13)`` at equal arc length, both ends included.
+
+    Stroke ``k`` gets ``counts[k] >= 2`` points (an int: the same for all; ``P`` the most), the rest of its
+    ``P`` rows repeat its end. The arc length is measured on a polyline of ``dense`` segments and the
+    curve parameter of each point interpolated linearly in it; the points are differentiable in the stroke's
+    control points, both through the curve and through their parameters (exactly, except where a point
+    crosses from one segment of the polyline to the next). A stroke of no length gives its start point.
+    """
+    counts = torch.as_tensor(counts, device=strokes.device).expand(strokes.shape[:-1])
+    if counts.numel() and int(counts.min()) < 2:
+        raise ValueError(f"each stroke needs at least 2 points, got counts down to {int(counts.min())}")
+    most = int(counts.max()) if counts.numel() else 2
+    dtype = strokes.dtype
+    control = strokes[..., :6].unflatten(-1, (3, 2))
+    grid = torch.linspace(0.0, 1.0, dense + 1, dtype=dtype, device=strokes.device)
+    path = _curve(control, grid)  # (..., dense + 1, 2)
+    arc = torch.cat([torch.zeros_like(path[..., :1, 0]),
+                     torch.linalg.vector_norm(path.diff(dim=-2), dim=-1).cumsum(-1)], dim=-1)
+    j = torch.arange(most, device=strokes.device, dtype=dtype)
+    wanted = (j / (counts[..., None] - 1).to(dtype)).clamp(max=1.0) * arc[..., -1:]  # (..., P) arc lengths
+    with torch.no_grad():  # which segment of the polyline each point falls in: a piecewise-constant choice
+        right = torch.searchsorted(arc.detach().contiguous(), wanted.detach().contiguous(), right=True)
+        right = right.clamp(1, dense)
+    a, b = arc.gather(-1, right - 1), arc.gather(-1, right)
+    span = torch.where(b > a, b - a, torch.ones_like(b))  # no 0/0 (and no NaN gradient) in a flat segment
+    frac = torch.where(b > a, (wanted - a) / span, torch.zeros_like(wanted)).clamp(0.0, 1.0)
+    t = ((right - 1).to(dtype) + frac) / dense
+    t = torch.where(arc[..., -1:] > 0, t, torch.zeros_like(t))
+    return _curve(control, t)
 
 
 def sample_stroke(stroke: np.ndarray, points: int) -> np.ndarray:
-    """``points >= 2`` points ``(points, 2)`` along one stroke ``(13,)`` at equal arc length, both ends included."""
-    control = np.asarray(stroke, dtype=np.float64)[:6].reshape(3, 2)
-    dense_t = np.linspace(0.0, 1.0, 65)
-    dense = bezier_points(control, dense_t)
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))])
-    if arc[-1] <= 0:
-        return np.repeat(control[:1], points, axis=0)
-    t = np.interp(np.linspace(0.0, arc[-1], points), arc, dense_t)
-    return bezier_points(control, t)
+    """``points >= 2`` points ``(points, 2)`` along one stroke ``(13,)`` at equal arc length, both ends included
+    (:func:`sample_strokes` of one stroke, float64)."""
+    return sample_strokes(torch.as_tensor(np.asarray(stroke, dtype=np.float64)), points).numpy()
+
+
+def pen_points(strokes: torch.Tensor, counts: int | torch.Tensor, min_opacity: float = 0.0,
+               join: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pen path that draws a batch of paintings' strokes, differentiable in the strokes' control points.
+
+    Each visible stroke (larger opacity above ``min_opacity``) of length above 1e-9 gets ``counts`` points
+    (:func:`sample_strokes`; an int or ``(B, K)``), a shorter one a single point (a dot); the pen is lifted
+    after each stroke's last point, unless the next visible stroke starts within ``join`` (canvas units)
+    of it: then the line continues without repeating the point (a dot there adds nothing). Which points
+    there are is decided without gradient (a piecewise-constant choice); where they lie is differentiable.
+
+    :param strokes: ``(B, K, 13)`` float (layout of :mod:`canvas.strokes`).
+    :return: ``points`` ``(B, N, 2)`` absolute canvas positions in drawing order (``N`` the longest length,
+        at least 1; rows past a painting's length repeat its last point, or are 0 for an empty painting),
+        ``lifted`` ``(B, N)`` bool (the pen leaves the paper after the point; False past the length),
+        ``stroke`` ``(B, N)`` int64 (the stroke each point lies on) and ``lengths`` ``(B,)`` int64.
+    """
+    if strokes.dim() != 3 or strokes.shape[-1] != STROKE_DIM:
+        raise ValueError(f"strokes must have shape (B, K, {STROKE_DIM}), got {tuple(strokes.shape)}")
+    batch, k = strokes.shape[:2]
+    device = strokes.device
+    if not k:  # no strokes: one empty row per painting
+        return (strokes.new_zeros(batch, 1, 2), torch.zeros(batch, 1, dtype=torch.bool, device=device),
+                torch.zeros(batch, 1, dtype=torch.int64, device=device), torch.zeros(batch, dtype=torch.int64,
+                                                                                    device=device))
+    with torch.no_grad():
+        visible = strokes[..., 8:10].amax(-1) > min_opacity
+        dot = stroke_lengths(strokes.detach()) <= 1e-9
+        counts = torch.as_tensor(counts, device=device).expand(batch, k)
+        counts = torch.where(dot, torch.full_like(counts, 2), counts)
+    path = sample_strokes(strokes, counts)  # (B, K, P, 2)
+    most = path.shape[2]
+    with torch.no_grad():
+        j = torch.arange(most, device=device)
+        keep = visible[..., None] & (j < torch.where(dot, torch.ones_like(counts), counts)[..., None])
+        last = torch.where(dot, torch.zeros_like(counts), counts - 1)  # index of each stroke's end point
+        ends = path.detach().gather(2, last[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]  # (B, K, 2)
+        # the last visible stroke before each stroke, and whether this one continues its line
+        order = torch.where(visible, torch.arange(k, device=device), torch.full_like(counts, -1))
+        previous = torch.cat([torch.full_like(order[:, :1], -1), order[:, :-1].cummax(1).values], dim=1)
+        before = ends.gather(1, previous.clamp_min(0)[..., None].expand(-1, -1, 2))
+        joins = visible & (previous >= 0) & (torch.linalg.vector_norm(path.detach()[:, :, 0] - before, dim=-1) <= join)
+        keep[..., 0] &= ~joins
+        # the pen lifts after a stroke's end unless a later visible stroke with points left continues from it
+        carries = joins & keep.any(-1)
+        for_row = torch.zeros(batch, k + 1, dtype=torch.bool, device=device)
+        for_row.scatter_(1, torch.where(carries, previous, torch.full_like(previous, k)), carries)
+        continued = for_row[:, :k]
+        lifted = torch.zeros(batch, k, most, dtype=torch.bool, device=device)
+        lifted.scatter_(2, last[..., None], (visible & ~continued)[..., None])
+        flat_keep = keep.flatten(1)
+        lengths = flat_keep.sum(1)
+        rank = torch.argsort((~flat_keep).to(torch.int8), dim=1, stable=True)  # kept points first, in order
+        n = max(int(lengths.max()) if batch else 0, 1)  # one row at least (all 0 when nothing is painted)
+        rank = rank[:, :n]
+        valid = torch.arange(n, device=device)[None] < lengths[:, None]
+        # past the length: the last kept point (or row 0 of an empty painting)
+        rank = torch.where(valid, rank, rank.gather(1, (lengths - 1).clamp_min(0)[:, None]).expand(-1, n))
+    points = path.flatten(1, 2).gather(1, rank[..., None].expand(-1, -1, 2))
+    points = torch.where((lengths > 0)[:, None, None], points, torch.zeros_like(points))
+    lifted = lifted.flatten(1).gather(1, rank) & valid
+    return points, lifted, rank // most, lengths
 
 
 def simplify(points: np.ndarray, epsilon: float) -> np.ndarray:
@@ -401,7 +498,8 @@ def simplify(points: np.ndarray, epsilon: float) -> np.ndarray:
 def strokes_to_pen(strokes: np.ndarray | torch.Tensor, spacing: float | None = None, points: int = 8,
                    placement: Placement | None = None, absolute: bool = False, min_opacity: float = 0.0,
                    join: float = 1e-6, epsilon: float = 0.0) -> np.ndarray:
-    """The pen path that draws strokes: points sampled along each visible stroke, in order.
+    """The pen path that draws strokes: points sampled along each visible stroke, in order (:func:`pen_points`
+    of one painting, then simplified).
 
     :param strokes: ``(K, 13)`` float in [0, 1] (one painting's strokes, layout of :mod:`canvas.strokes`).
     :param spacing: distance between sampled points, in canvas units (each stroke gets
@@ -411,8 +509,9 @@ def strokes_to_pen(strokes: np.ndarray | torch.Tensor, spacing: float | None = N
     :param absolute: return absolute positions instead of offsets.
     :param min_opacity: strokes whose opacity (larger end) is at most this are skipped (invisible).
     :param join: a stroke starting within this distance (canvas units) of the previous stroke's end
-        continues its line (no pen lift, no repeated point).
-    :param epsilon: simplify each pen-down line (:func:`simplify`, canvas units; 0: keep every sampled point).
+        continues its line (no pen lift, no repeated point; a dot there adds nothing).
+    :param epsilon: simplify the points each stroke adds to the path (:func:`simplify`, canvas units; 0: keep
+        every sampled point).
     :return: ``(N, 3)`` float64 stroke-3; with offsets, the first row is ``(0, 0)`` (the pen starts at
         the first point). An empty ``(0, 3)`` array if no stroke is visible.
     """
@@ -423,29 +522,20 @@ def strokes_to_pen(strokes: np.ndarray | torch.Tensor, spacing: float | None = N
         raise ValueError(f"points must be at least 2, got {points}")
     if spacing is not None and not spacing > 0:
         raise ValueError(f"spacing must be positive, got {spacing}")
-    visible = array[np.maximum(array[:, 8], array[:, 9]) > min_opacity]
+    x = torch.from_numpy(array)[None]
+    counts: int | torch.Tensor = points
     if spacing is not None:
-        counts = np.maximum(1, np.ceil(stroke_lengths(visible) / spacing)).astype(np.int64) + 1
-    else:
-        counts = np.full(len(visible), points, dtype=np.int64)
-    rows: list[np.ndarray] = []
-    for stroke, count in zip(visible, counts, strict=True):
-        length = stroke_lengths(stroke[None])[0]
-        path = sample_stroke(stroke, int(count)) if length > 1e-9 else stroke[None, 0:2]  # a dot: one point
-        if rows and rows[-1][-1, 2] == 1.0 and np.linalg.norm(rows[-1][-1, :2] - path[0]) <= join:
-            rows[-1][-1, 2] = 0.0  # continue the previous line from its end
-            path = path[1:]
-        if not len(path):
-            continue
-        block = np.zeros((len(path), 3))
-        block[:, :2] = path
-        block[-1, 2] = 1.0
-        rows.append(block)
-    if not rows:
+        counts = (stroke_lengths(x) / spacing).ceil().clamp_min(1).long() + 1
+    xy, lifted, stroke, lengths = pen_points(x, counts, min_opacity=min_opacity, join=join)
+    n = int(lengths[0])
+    if not n:
         return np.zeros((0, 3))
-    if epsilon > 0:
-        rows = [block[simplify(block[:, :2], epsilon)] for block in rows]
-    out = np.concatenate(rows)
+    out = np.zeros((n, 3))
+    out[:, :2] = xy[0, :n].numpy()
+    out[:, 2] = lifted[0, :n].numpy()
+    if epsilon > 0:  # each stroke's points (a line continued by a stroke keeps the point where they meet)
+        cuts = np.flatnonzero(np.diff(stroke[0, :n].numpy())) + 1
+        out = np.concatenate([block[simplify(block[:, :2], epsilon)] for block in np.split(out, cuts)])
     if placement is not None:
         out[:, :2] = placement.to_data(out[:, :2])
     return out if absolute else to_relative(out, origin=tuple(out[0, :2]))
