@@ -486,8 +486,8 @@ def fold_batch_norms(layers: nn.Sequential) -> nn.Sequential:
     """An inference copy of :func:`conv_block` layers with each batch norm folded into its convolution.
 
     In evaluation mode a batch norm is an affine map per channel, so it folds into the convolution's
-    weights and bias (the same outputs up to rounding, one pass less over every activation). Folding
-    takes microseconds, so it is redone at each call rather than cached against later weight updates.
+    weights and bias (the same outputs up to rounding, one pass less over every activation).
+    :meth:`PatchStrokeActor.inference_cnn` builds on it and caches the result until a weight changes.
     """
     folded: list[nn.Module] = []
     for layer in layers:
