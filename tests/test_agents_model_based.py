@@ -247,3 +247,16 @@ def test_a_run_saved_before_residual_anchors_still_paints_with_the_fixed_layout(
     assert PolicyPainter(tmp_path / "run", "cpu").agent.args.anchors == "fixed"
     config, args = cli_train.resolve(["--resume", str(tmp_path / "run")])
     assert args.anchors == "fixed"
+
+
+def test_residual_is_measured_only_at_the_steps_that_place_residual_anchors():
+    """The step hint skips the residual where the bundle has no stroke of a partly painted level: the same strokes."""
+    torch.manual_seed(0)
+    actor = PatchStrokeActor(has_target=True, size=16, strokes_per_step=4, width=8, hidden=32, max_steps=8,
+                             anchors="residual").eval()
+    assert actor.partial_levels == [3] and actor.residual_steps == {5, 6, 7}  # 1 + 4 + 16 strokes, then 11 of 64
+    canvas, target = torch.rand(3, 3, 16, 16), torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        for step in range(8):
+            progress = torch.full((3,), step / 8)
+            assert torch.equal(actor(canvas, target, progress, step=step), actor(canvas, target, progress))
