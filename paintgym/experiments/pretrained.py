@@ -147,7 +147,7 @@ def load_agent(path: str | Path, device: str | torch.device = "auto") -> Pretrai
         # the run's images are not where its configuration says, seen from here (a relative path, another
         # machine); the policy needs only the spaces, which bundled images at the same size give
         missing = str(err)
-        config = dataclasses.replace(config, targets=STAND_IN_TARGETS, eval_targets=None)
+        config = dataclasses.replace(config, targets=STAND_IN_TARGETS, eval_targets=None, target_augment=0)
         env = make_env(config, 2, device, native=entry.native_env)
     trained_on_targets = env.core.targets is not None
     algorithm = make_algorithm(config.agent, env, args, amp=config.amp, seed=config.seed)
