@@ -174,11 +174,12 @@ def fit_placement(points: np.ndarray, margin: float = 0.1) -> Placement:
 # ---------------------------------------------------------------- Bezier fitting
 
 
-def bezier_points(control: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Points ``(n, 2)`` of the quadratic Bezier ``control`` ``(3, 2)`` at parameters ``t`` ``(n,)``."""
-    t = np.asarray(t, dtype=np.float64)[:, None]
+def bezier_points(control: np.ndarray | torch.Tensor, t: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Points ``(..., n, 2)`` of quadratic Beziers ``control`` ``(..., 3, 2)`` at parameters ``t`` ``(..., n)``
+    (numpy arrays or tensors, differentiable in both)."""
+    t = t[..., None]
     s = 1.0 - t
-    return s * s * control[0] + 2.0 * s * t * control[1] + t * t * control[2]
+    return s * s * control[..., None, 0, :] + 2.0 * s * t * control[..., None, 1, :] + t * t * control[..., None, 2, :]
 
 
 def _chord_parameters(points: np.ndarray) -> np.ndarray:
@@ -344,19 +345,12 @@ def pen_to_stroke_batch(sequences: list[np.ndarray], absolute: bool = False, mar
 # ---------------------------------------------------------------- strokes -> pen
 
 
-def _curve(control: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Points ``(..., n, 2)`` of quadratic Beziers ``control`` ``(..., 3, 2)`` at parameters ``t`` ``(..., n)``."""
-    t = t[..., None]
-    s = 1.0 - t
-    return s * s * control[..., None, 0, :] + 2.0 * s * t * control[..., None, 1, :] + t * t * control[..., None, 2, :]
-
-
 def stroke_lengths(strokes: np.ndarray | torch.Tensor, samples: int = 32) -> np.ndarray | torch.Tensor:
     """Arc lengths ``(...,)`` of strokes ``(..., 13)``, in canvas units (from a ``samples``-segment polyline);
     a numpy array for a numpy input, else a tensor (differentiable)."""
     array = not isinstance(strokes, torch.Tensor)
     x = torch.as_tensor(np.asarray(strokes, dtype=np.float64)) if array else strokes
-    curve = _curve(x[..., :6].unflatten(-1, (3, 2)), torch.linspace(0.0, 1.0, samples + 1, dtype=x.dtype,
+    curve = bezier_points(x[..., :6].unflatten(-1, (3, 2)), torch.linspace(0.0, 1.0, samples + 1, dtype=x.dtype,
                                                                        device=x.device))
     lengths = torch.linalg.vector_norm(curve.diff(dim=-2), dim=-1).sum(-1)
     return lengths.numpy() if array else lengths
@@ -378,7 +372,7 @@ def sample_strokes(strokes: torch.Tensor, counts: int | torch.Tensor, dense: int
     dtype = strokes.dtype
     control = strokes[..., :6].unflatten(-1, (3, 2))
     grid = torch.linspace(0.0, 1.0, dense + 1, dtype=dtype, device=strokes.device)
-    path = _curve(control, grid)  # (..., dense + 1, 2)
+    path = bezier_points(control, grid)  # (..., dense + 1, 2)
     arc = torch.cat([torch.zeros_like(path[..., :1, 0]),
                      torch.linalg.vector_norm(path.diff(dim=-2), dim=-1).cumsum(-1)], dim=-1)
     j = torch.arange(most, device=strokes.device, dtype=dtype)
@@ -391,7 +385,7 @@ def sample_strokes(strokes: torch.Tensor, counts: int | torch.Tensor, dense: int
     frac = torch.where(b > a, (wanted - a) / span, torch.zeros_like(wanted)).clamp(0.0, 1.0)
     t = ((right - 1).to(dtype) + frac) / dense
     t = torch.where(arc[..., -1:] > 0, t, torch.zeros_like(t))
-    return _curve(control, t)
+    return bezier_points(control, t)
 
 
 def sample_stroke(stroke: np.ndarray, points: int) -> np.ndarray:
