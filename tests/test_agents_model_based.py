@@ -21,7 +21,7 @@ from paintgym.agents.model_based import (
     stroke_layout,
 )
 from paintgym.agents.painters import GreedyPainter, measure_quality
-from paintgym.agents.windows import can_cut_for_acting, cut_windows, cut_windows_for_acting
+from paintgym.agents.windows import can_cut_with_numba, cut_windows, cut_windows_numba
 from paintgym.canvas.fastpath import HAVE_NUMBA
 from paintgym.envs.targets import TargetSource
 from paintgym.experiments import cli_train
@@ -238,10 +238,10 @@ def test_inference_paths_paint_what_the_training_actor_paints(tiny_env, tmp_path
         torch.set_num_threads(threads)
 
 
-@pytest.mark.skipif(not HAVE_NUMBA, reason="the acting windows are a numba kernel (PAINTGYM_NO_NUMBA is set)")
+@pytest.mark.skipif(not HAVE_NUMBA, reason="the fast windows are a numba kernel (PAINTGYM_NO_NUMBA is set)")
 @pytest.mark.parametrize("threads", [1, 2])
-def test_acting_windows_are_the_grid_sample_windows(threads):
-    """The numba window cutter for acting samples what grid_sample samples: inside, across the borders (windows
+def test_numba_windows_are_the_grid_sample_windows(threads):
+    """The numba window cutter samples what grid_sample samples: inside, across the borders (windows
     larger than the canvas, as the first levels' are), with and without a target, in the serial and parallel kernels."""
     generator = torch.Generator().manual_seed(0)
     batch, strokes, patch = 20, 3, 16  # 20 paintings: the parallel kernel with 2 threads
@@ -254,18 +254,19 @@ def test_acting_windows_are_the_grid_sample_windows(threads):
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            assert can_cut_for_acting(canvas, target) and can_cut_for_acting(canvas, None)
-            both = cut_windows_for_acting(canvas, target, xs, ys)
-            alone = cut_windows_for_acting(canvas, None, xs, ys)
+            assert can_cut_with_numba(canvas, target) and can_cut_with_numba(canvas, None)
+            both = cut_windows_numba(canvas, target, xs, ys)
+            alone = cut_windows_numba(canvas, None, xs, ys)
     finally:
         torch.set_num_threads(previous)
     assert both.shape == (batch * strokes, 6, patch, patch) and both.is_contiguous(memory_format=torch.channels_last)
     expected = torch.cat([cut_windows(canvas, xs, ys), cut_windows(target, xs, ys)], 1)
     assert torch.allclose(both, expected, atol=1e-6)
     assert torch.allclose(alone, expected[:, :3], atol=1e-6)
-    assert not can_cut_for_acting(canvas.double(), target)  # other dtypes (and devices) take grid_sample
-    with torch.enable_grad():
-        assert not can_cut_for_acting(canvas, target)  # and so does training, which needs the gradient
+    assert not can_cut_with_numba(canvas.double(), target)  # other dtypes (and devices) take grid_sample
+    with torch.enable_grad():  # and so do images that need a gradient (--backprop-observation)
+        assert can_cut_with_numba(canvas, target, xs, ys)
+        assert not can_cut_with_numba(canvas.requires_grad_(), target, xs, ys)
 
 
 def test_a_run_saved_before_residual_anchors_still_paints_with_the_fixed_layout(tmp_path):

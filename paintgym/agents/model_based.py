@@ -64,7 +64,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from paintgym.agents.common import FlatGradients, adam, autocast, check_amp, load_policy
 from paintgym.agents.episodes import EpisodeTracker
 from paintgym.agents.networks import Observation, obs_planes
-from paintgym.agents.windows import can_cut_for_acting, cut_windows, cut_windows_for_acting
+from paintgym.agents.windows import can_cut_with_numba, cut_windows, cut_windows_numba
 from paintgym.canvas import collective
 from paintgym.canvas.render import fitted_colour, paint_, paint_fitted_, render, stroke_coverage
 from paintgym.canvas.strokes import MAX_RADIUS, MIN_RADIUS, STROKE_DIM
@@ -361,16 +361,17 @@ class PatchStrokeActor(nn.Module):
         span = (self.window * self.cell[level])[..., None]  # window side as a fraction of the canvas
         xs = anchor[..., 0:1] + self.offsets * span  # (B, S, P) sample columns and rows
         ys = anchor[..., 1:2] + self.offsets * span
+        if can_cut_with_numba(canvas, target, xs, ys):
+            cut = cut_windows_numba(canvas, target, xs, ys)  # (B * S, 3 or 6, P, P): canvas[, target]
+            cuts = [cut[:, :3], None if target is None else cut[:, 3:]]
+        else:
+            cut, cuts = None, [None if image is None else cut_windows(image, xs, ys) for image in (canvas, target)]
         if self.training or torch.is_grad_enabled():
             # sampling and pooling are linear, so the difference plane and the [-1, 1] scaling are formed on the
             # small windows and thumbnails, not on the whole canvas at every step
-            cuts = [None if image is None else cut_windows(image, xs, ys) for image in (canvas, target)]
             windows, cnn = self._planes(*cuts), self.cnn
         else:  # acting: the planes and the batch norms are folded into the convolutions (inference_cnn)
-            if can_cut_for_acting(canvas, target):
-                windows = cut_windows_for_acting(canvas, target, xs, ys)
-            else:
-                windows = torch.cat([cut_windows(image, xs, ys) for image in (canvas, target) if image is not None], 1)
+            windows = cut if cut is not None else torch.cat([part for part in cuts if part is not None], 1)
             cnn = self.inference_cnn()
         # channels-last: oneDNN's (and cuDNN's) fast layout for many small images; 15-20% faster inference on CPU
         local = cnn(windows.contiguous(memory_format=torch.channels_last)).flatten(1).view(b, s, -1)
