@@ -23,6 +23,7 @@ from paintgym.agents.model_based import (
 from paintgym.agents.painters import GreedyPainter, measure_quality
 from paintgym.agents.windows import can_cut_with_numba, cut_windows, cut_windows_numba
 from paintgym.canvas.fastpath import HAVE_NUMBA
+from paintgym.canvas.strokes import radius_fraction
 from paintgym.envs.targets import TargetSource
 from paintgym.experiments import cli_train
 from paintgym.experiments.checkpoints import load_checkpoint
@@ -177,6 +178,28 @@ def test_residual_anchors_go_where_the_painting_is_furthest_from_its_target():
     assert moved[1, 0, :2].tolist() == [3.5 / 8, 3.5 / 8]
     coarse = stroke_layout(32)[:4].expand(2, -1, -1)
     assert torch.equal(residual_anchors(coarse, canvas, target, partial), coarse)  # levels 0 and 1: the fixed layout
+
+
+def test_reach_bounds_how_far_strokes_go_from_their_anchors():
+    """--reach scales the windows and the strokes' extent in cells of their level; bad values are refused."""
+    anchor = torch.tensor([[0.375, 0.625, 2], [0.4375, 0.5625, 3], [0.5625, 0.4375, 3], [0.6875, 0.3125, 3]])
+    anchor = anchor.expand(3, -1, -1)  # cells of levels 2 and 3 away from the edges (no clamping to the canvas)
+    raw = torch.full((3, 4, 13), 20.0)  # saturated: every stroke as far and as wide as it may go
+    raw[1] = -20.0
+    raw[2] = 0.0
+    cell = 0.5 ** anchor[..., 2]
+    for reach in (0.8, 1.0):
+        actor = PatchStrokeActor(has_target=True, size=64, strokes_per_step=4, width=8, hidden=32, reach=reach)
+        strokes = actor._strokes(raw, anchor)
+        start = (strokes[..., 0:2] - anchor[..., 0:2]).abs()
+        assert torch.allclose(start[:2], (reach * cell)[:2, :, None].expand(-1, -1, 2), atol=1e-5)
+        assert torch.equal(strokes[2, :, 0:2], anchor[2, :, 0:2])  # raw 0: at the anchor
+        reaches = (strokes[..., 2:6] - strokes[..., 0:2].repeat(1, 1, 2)).abs()
+        assert (reaches <= 1.5 * reach * cell[..., None] + 1e-5).all()
+        radius = radius_fraction(strokes[0, :, 6:8])  # the widest the actor may paint
+        assert torch.allclose(radius, (0.6 * reach * cell[0])[:, None].expand(-1, 2), rtol=1e-4)
+    with pytest.raises(ValueError, match="reach"):
+        PatchStrokeActor(has_target=True, size=64, strokes_per_step=4, width=8, hidden=32, reach=0.0)
 
 
 def test_second_look_starts_as_no_correction_and_learns_through_the_renderer(tiny_env):

@@ -122,6 +122,10 @@ class ModelBasedArgs:
     prior: str | None = None
     """a stroke-sequence prior (a paintgym train-strokes run): the actor also maximises prior_weight times the
     differentiable strokeprior score of each episode's strokes (None: no such term)"""
+    reach: float = 1.0
+    """how far the patch actor's strokes and windows extend, in cells of the stroke's level: the window is 3 x reach
+    cells wide, a stroke starts within reach cells of its anchor, bends and ends within 1.5 x reach cells of its
+    start, and its radius is at most 0.6 x reach cells"""
     prior_weight: float = 0.1
     """weight of the --prior term in the actor's loss (nats per pen point above the prior's Gaussian baseline)"""
 
@@ -286,8 +290,10 @@ class PatchStrokeActor(nn.Module):
 
     def __init__(self, has_target: bool, size: int, strokes_per_step: int, width: int, hidden: int,
                  max_steps: int = 1, anchors: str = "fixed", second_look: bool = False,
-                 fit_colour: bool = False, code_dim: int = 0) -> None:
+                 fit_colour: bool = False, code_dim: int = 0, reach: float = 1.0) -> None:
         super().__init__()
+        if not reach > 0:
+            raise ValueError(f"reach must be > 0 (cells of a stroke's level), got {reach!r}")
         if anchors not in ANCHORS:
             raise ValueError(f"unknown anchors {anchors!r}; choose one of {', '.join(ANCHORS)}")
         self.strokes_per_step, self.max_steps, self.code_dim = strokes_per_step, max_steps, code_dim
@@ -318,7 +324,7 @@ class PatchStrokeActor(nn.Module):
                                              nn.Linear(hidden, STROKE_DIM))
             nn.init.zeros_(self.second_look[-1].weight)  # starts as no correction
             nn.init.zeros_(self.second_look[-1].bias)
-        cell = 0.5 ** torch.arange(self.levels + 4, dtype=torch.float32)
+        cell = reach * 0.5 ** torch.arange(self.levels + 4, dtype=torch.float32)  # a stroke's reach at each level
         radius = ((0.6 * cell - MIN_RADIUS) / (MAX_RADIUS - MIN_RADIUS)).clamp(0.05, 1.0)
         self.register_buffer("cell", cell, persistent=False)
         self.register_buffer("max_radius", radius, persistent=False)
@@ -584,7 +590,7 @@ class ModelBased:
         else:
             actor = PatchStrokeActor(self.has_target, core.size, self.strokes_per_step, args.width, args.hidden,
                                      max_steps=self.max_steps, anchors=args.anchors, second_look=args.second_look,
-                                     fit_colour=self.fit_colour, code_dim=self.code_dim)
+                                     fit_colour=self.fit_colour, code_dim=self.code_dim, reach=args.reach)
         critic = StateCritic(self.has_target, core.size, args.width, args.hidden, self.code_dim)
         self.agent = nn.ModuleDict({"actor": actor, "critic": critic}).to(self.device)
         self.actor, self.critic = self.agent["actor"], self.agent["critic"]
