@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -180,7 +181,7 @@ def test_residual_anchors_go_where_the_painting_is_furthest_from_its_target():
     assert torch.equal(residual_anchors(coarse, canvas, target, partial), coarse)  # levels 0 and 1: the fixed layout
 
 
-def test_reach_bounds_how_far_strokes_go_from_their_anchors():
+def test_reach_bounds_how_far_strokes_go_from_their_anchors(tiny_env):
     """--reach scales the windows and the strokes' extent in cells of their level; bad values are refused."""
     anchor = torch.tensor([[0.375, 0.625, 2], [0.4375, 0.5625, 3], [0.5625, 0.4375, 3], [0.6875, 0.3125, 3]])
     anchor = anchor.expand(3, -1, -1)  # cells of levels 2 and 3 away from the edges (no clamping to the canvas)
@@ -200,6 +201,9 @@ def test_reach_bounds_how_far_strokes_go_from_their_anchors():
         assert torch.allclose(radius, (0.6 * reach * cell[0])[:, None].expand(-1, 2), rtol=1e-4)
     with pytest.raises(ValueError, match="reach"):
         PatchStrokeActor(has_target=True, size=64, strokes_per_step=4, width=8, hidden=32, reach=0.0)
+    assert ModelBased(tiny_env(4), replace(SMALL, reach=0.8)).actor.cell[0].item() == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="reach"):  # the free actor has no cells to reach from
+        ModelBased(tiny_env(4), replace(SMALL, actor="free", reach=0.8))
 
 
 def test_second_look_starts_as_no_correction_and_learns_through_the_renderer(tiny_env):

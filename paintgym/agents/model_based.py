@@ -106,6 +106,10 @@ class ModelBasedArgs:
     anchors: str = "residual"
     """where the strokes of the finer levels go: fixed (a coarse-to-fine layout) or residual (the cells furthest from
     the target, tasks with targets)"""
+    reach: float = 1.0
+    """how far the patch actor's strokes and windows extend, in cells of the stroke's level: the window is 3 x reach
+    cells wide, a stroke starts within reach cells of its anchor, bends and ends within 1.5 x reach cells of its
+    start, and its radius is at most 0.6 x reach cells"""
     second_look: bool = False
     """the actor paints each bundle on a scratch canvas, looks at its windows again and corrects the bundle (twice
     the actor's cost)"""
@@ -122,10 +126,6 @@ class ModelBasedArgs:
     prior: str | None = None
     """a stroke-sequence prior (a paintgym train-strokes run): the actor also maximises prior_weight times the
     differentiable strokeprior score of each episode's strokes (None: no such term)"""
-    reach: float = 1.0
-    """how far the patch actor's strokes and windows extend, in cells of the stroke's level: the window is 3 x reach
-    cells wide, a stroke starts within reach cells of its anchor, bends and ends within 1.5 x reach cells of its
-    start, and its radius is at most 0.6 x reach cells"""
     prior_weight: float = 0.1
     """weight of the --prior term in the actor's loss (nats per pen point above the prior's Gaussian baseline)"""
 
@@ -584,6 +584,8 @@ class ModelBased:
         self._prior: Any = None  # the --prior reward, loaded when training starts (a run paints without it)
         if args.actor == "free" and self.code_dim:
             raise ValueError("--actor free takes no --condition or --noise; use the patch actor")
+        if args.actor == "free" and args.reach != 1.0:
+            raise ValueError("--reach sets how far the patch actor's strokes go; the free actor places them anywhere")
         if args.actor == "free":
             actor: nn.Module = FreeStrokeActor(self.has_target, core.size, self.strokes_per_step, args.width,
                                                args.hidden)
