@@ -44,7 +44,7 @@ def can_cut_with_numba(*tensors: torch.Tensor | None) -> bool:
 
 
 def cut_windows_numba(canvas: torch.Tensor, target: torch.Tensor | None, xs: torch.Tensor,
-                           ys: torch.Tensor) -> torch.Tensor:
+                      ys: torch.Tensor) -> torch.Tensor:
     """``torch.cat([cut_windows(canvas, xs, ys), cut_windows(target, xs, ys)], 1)`` in channels-last memory
     (the canvas's windows alone without a target), by one numba kernel; no gradient (see :func:`can_cut_with_numba`).
 
