@@ -168,10 +168,10 @@ def run_targets(agent: Any, size: int) -> Any:
                          "so there is nothing to compare its paintings with; evaluate an agent trained on "
                          "paintgym/Reconstruct-v0")
     agent.check_own_targets()
+    split = "test"
     if agent.config.eval_targets is not None:  # then every image of --targets trained
-        spec = agent.config.eval_targets
-        return TargetSource.from_spec(spec, size, "cpu", "all").images.numpy(), spec
-    return TargetSource.from_spec(spec, size, "cpu", "test").images.numpy(), spec
+        spec, split = agent.config.eval_targets, "all"
+    return TargetSource.from_spec(spec, size, "cpu", split).images.numpy(), spec
 
 
 def format_table(runs: list[Any]) -> str:
