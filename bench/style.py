@@ -24,11 +24,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from paintgym import rewards  # noqa: E402
-from paintgym.agents.episodes import image_l2, psnr  # noqa: E402
+from paintgym.agents.episodes import image_l2  # noqa: E402
 from paintgym.agents.painters import OptimisePainter  # noqa: E402
 from paintgym.canvas.images import load_images, to_float, to_uint8  # noqa: E402
 from paintgym.canvas.render import render  # noqa: E402
 from paintgym.experiments.device import set_threads  # noqa: E402
+from paintgym.rewards.target import psnr  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PHOTOS = ("photos-coco20", "photos")  # the shared COCO photos, else scikit-image's

@@ -22,7 +22,7 @@ from paintgym.canvas.images import load_images
 from paintgym.envs import CanvasEnv, CanvasVectorEnv
 from paintgym.envs.observations import pack_observation
 from paintgym.envs.targets import TargetSource, augmented_views
-from paintgym.rewards.target import mean_distance
+from paintgym.rewards.target import mean_distance, psnr
 
 SMALL = {"canvas_size": 32, "max_steps": 4}
 
@@ -375,27 +375,33 @@ def test_dense_reward_sums_to_the_decrease_of_the_distance():
     assert total == pytest.approx(initial - final, abs=1e-4)
 
 
-@pytest.mark.parametrize("metric", ["l2", "l1"])
+@pytest.mark.parametrize("metric", ["l2", "l1", "psnr"])
 def test_row_wise_reward_equals_the_full_distance_every_step(metric):
     env = CanvasVectorEnv(20, targets="digits", canvas_size=24, max_steps=3, reward=f"target(metric={metric})",
                           autoreset_mode="next_step")  # partial resets; 20 envs: the parallel kernels
     core = env.core
+
+    def distance(canvas, target):
+        mean = mean_distance(canvas, target, squared=metric != "l1")
+        return -psnr(mean) if metric == "psnr" else mean
+
     env.reset(seed=1)
     rng = np.random.default_rng(1)
-    before = mean_distance(core.canvas, core.target, squared=metric == "l2")
+    before = distance(core.canvas, core.target)
     for step in range(7):
         restarting = env._needs_reset.clone()
         _, reward, *_ = env.step(rng.uniform(-1, 1, (20, 13)).astype(np.float32))
-        after = mean_distance(core.canvas, core.target, squared=metric == "l2")
+        after = distance(core.canvas, core.target)
         expected = np.where(restarting.numpy(), 0.0, (before - after).numpy())
-        np.testing.assert_allclose(reward, expected, atol=1e-6, err_msg=f"step {step}")
+        np.testing.assert_allclose(reward, expected, atol=1e-4 if metric == "psnr" else 1e-6, err_msg=f"step {step}")
         before = after
         if step == 4:  # a write outside step(), announced: the next reward pays for it, rows rebuilt
             core.canvas[:2] = 0.0
             core.canvas_changed()
 
 
-def test_sb3_ppo_trains_through_make_vec():
+def test_sb3_ppo_trains_through_make_vec(monkeypatch, tmp_path):
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path))  # SB3's default logger makes a folder; not in /tmp
     venv = SB3VecEnv(gym.make_vec("paintgym/Reconstruct-v0", num_envs=8, max_steps=8))
     model = PPO("CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=2048)

@@ -9,7 +9,7 @@ from sklearn.datasets import load_sample_images
 
 import paintgym.canvas.render as render_module
 from paintgym.agents import painters
-from paintgym.agents.episodes import image_l2, psnr
+from paintgym.agents.episodes import image_l2
 from paintgym.agents.painters import (
     BACKGROUND,
     GreedyPainter,
@@ -25,7 +25,7 @@ from paintgym.agents.painters import (
 )
 from paintgym.canvas.images import load_images, to_float
 from paintgym.canvas.render import paint_, paint_fitted_, render, stroke_alpha, stroke_coverage
-from paintgym.rewards.target import ssim
+from paintgym.rewards.target import psnr, ssim
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

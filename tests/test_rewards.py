@@ -34,7 +34,7 @@ def test_spec_builds_weighted_terms_with_options():
     ("colour:1.0", r"unknown reward 'colour'; available: .*harmony.*novelty.*strokes.*target"),
     ("harmony(bin=90)", r"reward 'harmony' has no option bin; its options: dense=False, bins=360"),
     ("novelty(kk=3)", r"has no option kk; its options: k=5, archive_size=4096"),
-    ("target(metric=ms-ssim)", r"unknown metric 'ms-ssim'; choose one of l2, l1, ssim"),
+    ("target(metric=ms-ssim)", r"unknown metric 'ms-ssim'; choose one of l2, l1, psnr, ssim"),
     ("strokes(min_opacity=1.5)", r"min_opacity must be a number in \[0, 1\)"),
     ("target:heavy", r"cannot parse reward term 'target:heavy'"),
     ("harmony(dense)", r"must be key=value"),
@@ -201,7 +201,7 @@ def test_ssim_numba_and_torch_paths_agree(monkeypatch, batch):
 
 
 @pytest.mark.skipif(not fastpath.HAVE_NUMBA, reason="numba not installed")
-@pytest.mark.parametrize("metric", ["l2", "l1"])
+@pytest.mark.parametrize("metric", ["l2", "l1", "psnr"])
 @pytest.mark.parametrize("batch", [4, fastpath.PARALLEL_MIN_BATCH + 1])
 def test_target_distance_numba_and_torch_paths_agree(monkeypatch, metric, batch):
     generator = torch.Generator().manual_seed(1)
@@ -211,8 +211,22 @@ def test_target_distance_numba_and_torch_paths_agree(monkeypatch, metric, batch)
     monkeypatch.setattr(fastpath, "HAVE_NUMBA", False)
     torch.testing.assert_close(fast, reward.score(canvas, target))
     diff = (canvas - target).double()
-    expected = diff.square() if metric == "l2" else diff.abs()
-    torch.testing.assert_close(fast, -expected.mean(dim=(1, 2, 3)).float())
+    expected = -(diff.abs() if metric == "l1" else diff.square()).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(fast, (10 * torch.log10(-1 / expected) if metric == "psnr" else expected).float())
+
+
+def test_target_psnr_is_the_peak_signal_to_noise_ratio_and_rewards_getting_closer():
+    digits = to_float(torch.from_numpy(load_images("digits", 32)[:4]))
+    reward = rewards.build("target(metric=psnr)")
+    blank = torch.ones_like(digits)
+    halfway = (blank + digits) / 2
+    mse = (blank - digits).double().square().mean(dim=(1, 2, 3))
+    torch.testing.assert_close(reward.score(blank, digits), (10 * torch.log10(1 / mse)).float())
+    assert torch.all(reward.score(halfway, digits) > reward.score(blank, digits) + 6.0)  # half the error: +6 dB
+    assert torch.all(reward.score(digits, digits) == 100.0)  # an exact copy: the cap, not infinity
+    canvas = halfway.clone().requires_grad_()
+    reward.score(canvas, digits).sum().backward()  # differentiable: the model-based agent's gradient
+    assert torch.isfinite(canvas.grad).all() and canvas.grad.abs().sum() > 0
 
 
 def test_target_ssim_rewards_getting_closer():

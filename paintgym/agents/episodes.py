@@ -20,11 +20,6 @@ def image_l2(canvas: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return nn.functional.mse_loss(canvas, target, reduction="none").flatten(1).mean(dim=1)
 
 
-def psnr(l2: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB of images in [0, 1] from their mean squared error ``(B,)``."""
-    return 10.0 * torch.log10(1.0 / l2.clamp_min(1e-10))
-
-
 class EpisodeTracker:
     """Returns, per-term sums and final L2 of the episodes that end during an iteration.
 

@@ -39,11 +39,11 @@ import torch.nn.functional as F  # noqa: N812
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
-from paintgym.agents.episodes import image_l2, psnr
+from paintgym.agents.episodes import image_l2
 from paintgym.canvas.fastpath import HAVE_NUMBA
 from paintgym.canvas.render import paint_, render, stroke_coverage
 from paintgym.canvas.strokes import STROKE_DIM
-from paintgym.rewards.target import ssim
+from paintgym.rewards.target import psnr, ssim
 
 BACKGROUND = 1.0
 """Grey level of the blank canvas every painter starts from (white, as the envs)."""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO as SB3PPOModel
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecTransposeImage
 
@@ -201,7 +201,8 @@ class SB3PPO:
             clip_range_vf=args.clip_coef if args.clip_vloss else None, normalize_advantage=args.norm_adv,
             ent_coef=args.ent_coef, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
             target_kl=args.target_kl, policy_kwargs=policy_kwargs, device=env.device, seed=seed, verbose=0)
-        self.model.set_logger(configure(None, []))  # losses are read from the logger, not printed
+        # losses are read from the logger, not printed; built directly, since configure() makes a folder in /tmp
+        self.model.set_logger(Logger(folder=None, output_formats=[]))
         self.stats = _EpisodeStats(env)
         self.metric_keys = [*self._episode_keys(), *LOSS_KEYS, "explained_variance", "learning_rate"]
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from paintgym.agents.episodes import image_l2, psnr
+from paintgym.agents.episodes import image_l2
 from paintgym.agents.networks import Observation
 from paintgym.canvas.images import to_uint8
 from paintgym.envs.vector_env import CanvasVectorEnv
+from paintgym.rewards.target import psnr
 
 Policy = Callable[[Observation], torch.Tensor]
 

@@ -17,19 +17,22 @@ from paintgym.rewards.registry import register
 class TargetReward(Reward):
     """Dense reconstruction reward: the decrease of the distance to the target (Learning to Paint).
 
-    The potential is ``-distance(canvas, target)``, so an episode's return is the initial minus the
-    final distance.
+    The potential is ``-distance(canvas, target)`` (with ``psnr``: the PSNR), so an episode's return is
+    the initial minus the final distance (the PSNR gained).
 
     :param metric: ``l2`` (mean squared error, default) or ``l1`` (mean absolute error), over pixels
-        and channels; or ``ssim``: ``1 - SSIM`` (structural similarity, Wang et al. 2004, see
+        and channels; ``psnr``: the peak signal-to-noise ratio in dB (``-10 log10`` of the mean squared
+        error), whose gains weigh each stroke by how much of the remaining error it removes, so late, fine
+        strokes and well-painted images count as much as the first blobs; or ``ssim``: ``1 - SSIM``
+        (structural similarity, Wang et al. 2004, see
         :func:`ssim`), which rewards matching local structure and contrast rather than exact values.
     """
 
     name = "target"
-    description = "decrease of the distance to the target image (metric=l2|l1|ssim)"
+    description = "decrease of the distance to the target image (metric=l2|l1|psnr|ssim)"
     needs_target = True
     differentiable = True
-    METRICS = ("l2", "l1", "ssim")
+    METRICS = ("l2", "l1", "psnr", "ssim")
 
     def __init__(self, metric: str = "l2") -> None:
         super().__init__()
@@ -44,7 +47,8 @@ class TargetReward(Reward):
                              "(paintgym/Reconstruct-v0) or another reward")
         if self.metric == "ssim":
             return ssim(canvas, target).sub_(1.0)
-        return mean_distance(canvas, target, squared=self.metric == "l2").neg_()
+        distance = mean_distance(canvas, target, squared=self.metric != "l1")
+        return psnr(distance) if self.metric == "psnr" else distance.neg_()
 
     # --- incremental potential on the CPU: per-row error sums, updated only in the rows a step changed.
     # A 64x64 stroke changes about half the rows; the full distance reads every canvas and target pixel.
@@ -60,8 +64,9 @@ class TargetReward(Reward):
             lo, hi = np.zeros(b, dtype=np.int64), np.full(b, h - 1, dtype=np.int64)
         out = np.empty(b, dtype=np.float32)
         fastpath.launch(_rows_range, _rows_parallel, b, canvas.detach().numpy(), target.detach().numpy(),
-                        self.metric == "l2", lo, hi, self._row_error, out)
-        return torch.from_numpy(out).neg_()
+                        self.metric != "l1", lo, hi, self._row_error, out)
+        distance = torch.from_numpy(out)
+        return psnr(distance) if self.metric == "psnr" else distance.neg_()
 
     def reset_potential(self, canvas: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor,
                         condition: torch.Tensor | None = None) -> torch.Tensor:
@@ -81,6 +86,12 @@ class TargetReward(Reward):
 
     def options(self) -> dict[str, str]:
         return {"metric": self.metric}
+
+
+def psnr(l2: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB of images in [0, 1] from their mean squared error ``(B,)``
+    (at most 100 dB: an exact copy is not infinitely good)."""
+    return 10.0 * torch.log10(1.0 / l2.clamp_min(1e-10))
 
 
 def _tracks_grad(*tensors: torch.Tensor) -> bool:
