@@ -24,8 +24,8 @@ class TargetReward(Reward):
         and channels; ``psnr``: the peak signal-to-noise ratio in dB (``-10 log10`` of the mean squared
         error), whose gains weigh each stroke by how much of the remaining error it removes, so late, fine
         strokes and well-painted images count as much as the first blobs; or ``ssim``: ``1 - SSIM``
-        (structural similarity, Wang et al. 2004, see
-        :func:`ssim`), which rewards matching local structure and contrast rather than exact values.
+        (structural similarity, Wang et al. 2004, see :func:`ssim`), which rewards matching local
+        structure and contrast rather than exact values.
     """
 
     name = "target"
