@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
             painters[f"{label}+refine{args.refine}"] = refined(painter, args.refine)
         notes.append(f"{label}: {run}, {painter.max_strokes} strokes per episode at {painter.canvas_size}x"
                      f"{painter.canvas_size}")
+        if source.startswith(FALLBACK) and FALLBACK in str(painter.agent.config.targets).split("+"):
+            notes.append(f"WARNING: {label} was trained on {FALLBACK!r}, the images measured here (the dev set is "
+                         f"absent): its row is not held-out; pass --data ../shared/data")
 
     total = sum(1 if painter.incremental else len(strokes) for painter in painters.values())
     all_runs: dict[str, list[PaintingRun]] = {}
