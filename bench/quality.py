@@ -37,7 +37,13 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from paintgym.agents.painters import PaintingRun, make_painter, paint_and_measure, refined  # noqa: E402
+from paintgym.agents.painters import (  # noqa: E402
+    REFINE_PREFIX_WEIGHT,
+    PaintingRun,
+    make_painter,
+    paint_and_measure,
+    refined,
+)
 from paintgym.canvas.export import atomic_write_bytes  # noqa: E402
 from paintgym.canvas.images import load_images, to_float  # noqa: E402
 from paintgym.envs.core import resolve_device  # noqa: E402
@@ -154,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agent", help="a run of another trained agent (e.g. --agent model-based) to add as a row")
     parser.add_argument("--refine", type=int, default=50, help="add a row of the --agent's paintings refined by this "
                         "many Adam steps through the renderer (0: none)")
+    parser.add_argument("--refine-prefix-weight", type=float, default=REFINE_PREFIX_WEIGHT,
+                        help="weight of each prefix painting in the refinement's loss (0: each stroke count's "
+                        "painting refined alone)")
     parser.add_argument("--only", nargs="+", choices=("random", "greedy", "optimise"),
                         help="only these painters (trained runs are added when given)")
     parser.add_argument("--candidates", type=int, default=64, help="greedy, optimiser start: K shapes per stroke")
@@ -190,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         label = painter.name if painter.name not in painters else f"{painter.name} ({Path(run).name})"
         painters[label] = painter
         if flag == "--agent" and args.refine:
-            painters[f"{label}+refine{args.refine}"] = refined(painter, args.refine)
+            painters[f"{label}+refine{args.refine}"] = refined(painter, args.refine, args.refine_prefix_weight)
         notes.append(f"{label}: {run}, {painter.max_strokes} strokes per episode at {painter.canvas_size}x"
                      f"{painter.canvas_size}")
         if source.startswith(FALLBACK) and FALLBACK in str(painter.agent.config.targets).split("+"):

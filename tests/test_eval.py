@@ -165,6 +165,16 @@ def test_eval_refines_a_model_based_run_and_paints_through_its_fast_path(tmp_pat
     assert (out / "contact_sheet_model-based+refine5_3.png").is_file()
     assert cli_eval.main(["--painter", "greedy", "--refine", "5", "--no-progress", "--out", str(out / "x")]) == 2
     assert "--refine refines a trained agent's paintings" in one_line_error(capsys)
+    # the whole painting alone: one refinement per stroke count, each at least as good as the agent's
+    alone = tmp_path / "alone"
+    assert cli_eval.main([str(run), "--refine", "5", "--refine-prefix-weight", "0", "--out", str(alone), "--limit", "4",
+                          "--strokes", "2", "3", "--no-progress", "--device", "cpu"]) == 0
+    means = {(row["painter"], int(row["strokes"])): float(row["l2"])
+             for row in read_csv(alone / "quality.csv") if row["image"] == "mean"}
+    assert all(means[("model-based+refine5", n)] <= means[("model-based", n)] + 1e-6 for n in (2, 3))
+    assert cli_eval.main([str(run), "--refine", "5", "--refine-prefix-weight", "-1", "--no-progress",
+                          "--out", str(out / "x")]) == 2
+    assert "--refine-prefix-weight must be a number >= 0, got -1.0" in one_line_error(capsys)
 
 
 # -------------------------------------------------------------------------------------- optimise

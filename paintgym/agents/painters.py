@@ -391,14 +391,15 @@ class OptimisePainter:
 
 
 REFINE_LR = 0.02  # Adam from an agent's painting: 0.02 beat 0.01 and 0.05 at 20-100 steps (64 px, 32 strokes)
-REFINE_PREFIX_WEIGHT = 0.2  # keeps every prefix a good painting, for 0.4 dB at 32 strokes (50 steps, 64 px)
+REFINE_PREFIX_WEIGHT = 0.2  # keeps every prefix a good painting, for 0.4 dB at 32 strokes (20-50 steps, 64 px)
 
 
-def refined(painter: Painter, steps: int) -> OptimisePainter:
+def refined(painter: Painter, steps: int, prefix_weight: float = REFINE_PREFIX_WEIGHT) -> OptimisePainter:
     """``painter``'s paintings improved by ``steps`` Adam steps through the renderer at full size, every
-    prefix kept a good painting too (``prefix_weight``); named ``NAME+refineSTEPS``."""
+    prefix kept a good painting too (``prefix_weight``; 0: the whole painting alone, refined once per stroke
+    count asked for); named ``NAME+refineSTEPS``."""
     optimiser = OptimisePainter(steps=steps, lr=REFINE_LR, init=painter, coarse_to_fine=0.0,
-                                prefix_weight=REFINE_PREFIX_WEIGHT)
+                                prefix_weight=prefix_weight)
     optimiser.name = f"{getattr(painter, 'name', 'painter')}+refine{steps}"
     return optimiser
 

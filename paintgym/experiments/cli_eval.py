@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from paintgym.agents.painters import make_painter, paint_and_measure, refined, resize_images
+from paintgym.agents.painters import REFINE_PREFIX_WEIGHT, make_painter, paint_and_measure, refined, resize_images
 from paintgym.canvas.export import atomic_write_bytes, render_strokes, save_png, save_svg
 from paintgym.canvas.images import load_images, to_float, to_uint8
 from paintgym.canvas.video import grid
@@ -100,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with a trained run: also refine the agent's paintings by K Adam steps through the "
                         "renderer (optimise from the agent's strokes, every prefix kept a good painting too) and "
                         f"report them as a second row (try {REFINE_DEFAULT_STEPS})")
+    parser.add_argument("--refine-prefix-weight", type=float, default=REFINE_PREFIX_WEIGHT, metavar="W",
+                        help="with --refine: weight of each prefix painting (the first 1, 2, 4, ... strokes) in the "
+                        "refinement's loss beside the whole painting's; 0 refines each stroke count's painting "
+                        "alone (higher PSNR at that count, one refinement per count)")
     parser.add_argument("--prior", metavar="CHECKPOINT",
                         help="also score each painting's strokes under a stroke prior (a paintgym train-strokes run): "
                         "the strokeprior reward's nats per pen point above the prior's Gaussian baseline, higher = "
@@ -138,6 +143,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError("--refine refines a trained agent's paintings: give its RUN_DIR or checkpoint")
     if args.refine is not None and args.refine < 1:
         raise ValueError(f"--refine must be at least 1 step, got {args.refine}")
+    if not (args.refine_prefix_weight >= 0 and math.isfinite(args.refine_prefix_weight)):
+        raise ValueError(f"--refine-prefix-weight must be a number >= 0, got {args.refine_prefix_weight}")
 
 
 def load_targets(specs: list[str], size: int, limit: int | None) -> tuple[Any, list[str]]:
@@ -299,7 +306,7 @@ def evaluate_cli(args: argparse.Namespace) -> list[Any]:
     targets = to_float(images, device)
     painters = [painter]
     if args.refine is not None:
-        painters.append(refined(painter, args.refine))
+        painters.append(refined(painter, args.refine, args.refine_prefix_weight))
     print(f"paintgym eval: {' and '.join(p.name for p in painters)} paint {len(images)} images of {source} at "
           f"{size}x{size} with {', '.join(map(str, sorted(set(strokes))))} strokes on {device}")
     runs = []
