@@ -245,7 +245,12 @@ def test_inference_paths_paint_what_the_training_actor_paints(tiny_env, tmp_path
     free = PatchStrokeActor(has_target=False, size=16, strokes_per_step=2, width=8, hidden=32).eval()
     with torch.no_grad():  # no target: 3 planes, group norms (nothing to fold but the planes)
         assert torch.allclose(free.inference_cnn()(canvas), free.cnn(free._planes(canvas, None)), atol=1e-5)
-    for actor, seen in ((algo.actor, target), (free, None)):  # the whole actor: acting (no grad) = training's maths
+    coords = PatchStrokeActor(has_target=True, size=16, strokes_per_step=2, width=8, hidden=32, window_coords=True)
+    with torch.no_grad():  # coordinate planes: folded into the first convolution's bias per pixel
+        coords.eval().cnn[1].running_mean.uniform_(-0.5, 0.5)
+        assert torch.allclose(coords.inference_cnn()(torch.cat([canvas, target], 1)),
+                              coords.cnn(torch.cat([planes, coords.coords.expand(5, -1, -1, -1)], 1)), atol=1e-5)
+    for actor, seen in ((algo.actor, target), (free, None), (coords, target)):  # acting (no grad) = training's maths
         progress = torch.zeros(5)
         with torch.no_grad():
             acting = actor(canvas, seen, progress)

@@ -113,6 +113,9 @@ class ModelBasedArgs:
     second_look: bool = False
     """the actor paints each bundle on a scratch canvas, looks at its windows again and corrects the bundle (twice
     the actor's cost)"""
+    window_coords: bool = False
+    """append x and y coordinate planes to the patch actor's windows (CoordConv: where in its window a pixel lies
+    is then an input of the convolutions, not something they infer from the picture alone)"""
     actor: str = "patch"
     """patch (each stroke fitted to a window around its cell of a coarse-to-fine layout) or free (a CNN of the whole
     canvas places each stroke anywhere: for sketching with --bc-data)"""
@@ -290,7 +293,7 @@ class PatchStrokeActor(nn.Module):
 
     def __init__(self, has_target: bool, size: int, strokes_per_step: int, width: int, hidden: int,
                  max_steps: int = 1, anchors: str = "fixed", second_look: bool = False,
-                 fit_colour: bool = False, code_dim: int = 0, reach: float = 1.0) -> None:
+                 fit_colour: bool = False, code_dim: int = 0, reach: float = 1.0, window_coords: bool = False) -> None:
         super().__init__()
         if not reach > 0:
             raise ValueError(f"reach must be > 0 (cells of a stroke's level), got {reach!r}")
@@ -309,7 +312,11 @@ class PatchStrokeActor(nn.Module):
                                                                           (step + 1) * strokes_per_step].any()}
         channels = 9 if has_target else 3
         c1, c2, bn = width, 2 * width, has_target
-        self.cnn = nn.Sequential(*conv_block(channels, c1, 1, bn), *conv_block(c1, c2, 2, bn),
+        grid = (torch.arange(self.patch, dtype=torch.float32) + 0.5) / self.patch * 2.0 - 1.0
+        ys, xs = torch.meshgrid(grid, grid, indexing="ij")  # x and y in [-1, 1] across the window, as the images
+        self.register_buffer("coords", torch.stack([xs, ys])[None] if window_coords else None, persistent=False)
+        inputs = channels + (2 if window_coords else 0)
+        self.cnn = nn.Sequential(*conv_block(inputs, c1, 1, bn), *conv_block(c1, c2, 2, bn),
                                  *conv_block(c2, c2, 2, bn), *conv_block(c2, c2, 2, bn))  # 16 -> 8 -> 4 -> 2
         self.glance = nn.Sequential(nn.Linear(channels * self.thumb * self.thumb, hidden // 2), nn.ReLU(inplace=True))
         features = c2 * 4 + hidden // 2 + self.levels + 1 + code_dim
@@ -376,6 +383,8 @@ class PatchStrokeActor(nn.Module):
             # sampling and pooling are linear, so the difference plane and the [-1, 1] scaling are formed on the
             # small windows and thumbnails, not on the whole canvas at every step
             windows, cnn = self._planes(*cuts), self.cnn
+            if self.coords is not None:
+                windows = torch.cat([windows, self.coords.to(windows.dtype).expand(windows.shape[0], -1, -1, -1)], 1)
         else:  # acting: the planes and the batch norms are folded into the convolutions (inference_cnn)
             windows = cut if cut is not None else torch.cat([part for part in cuts if part is not None], 1)
             cnn = self.inference_cnn()
@@ -397,8 +406,9 @@ class PatchStrokeActor(nn.Module):
         Its batch norms are folded into the convolutions (:func:`fold_batch_norms`), and so are the input
         planes: the difference plane and the [-1, 1] scaling are linear in the raw windows, so the first
         convolution reads the raw windows with combined weights (a third less work on 9 planes, and no
-        planes to form). The constant part of the scaling becomes a bias per output pixel, exact at the
-        borders, where zero padding cuts it. Built once and reused until a weight or statistic changes.
+        planes to form). The constant part of the scaling, and the coordinate planes (``window_coords``), become a
+        bias per output pixel, exact at the borders, where zero padding cuts it. Built once and reused until a
+        weight or statistic changes.
         """
         # a weight update, a statistic update, a load or a move changes a tensor's version or its storage
         key = tuple((t.data_ptr(), t._version) for t in (*self.cnn.parameters(), *self.cnn.buffers()))
@@ -407,7 +417,8 @@ class PatchStrokeActor(nn.Module):
             return cached[1]
         folded = fold_batch_norms(self.cnn)
         first = folded[0]
-        planes = first.in_channels
+        coords = 0 if self.coords is None else self.coords.shape[1]
+        planes = first.in_channels - coords
         raw = 3 if planes == 3 else 6
         with torch.no_grad():
             # planes = mix @ raw - 1 per plane: (2c - 1) or (2c - 1, 2t - 1, 2 (t - c) - 1)
@@ -417,10 +428,12 @@ class PatchStrokeActor(nn.Module):
                 mix = torch.cat([mix, torch.cat([-eye, eye], dim=1)])
             conv = nn.Conv2d(raw, first.out_channels, first.kernel_size, first.stride, first.padding, bias=False)
             conv = conv.to(first.weight.device, first.weight.dtype)
-            conv.weight.copy_(torch.einsum("oikl,ir->orkl", first.weight, mix.to(first.weight.dtype)))
-            ones = torch.full((1, planes, self.patch, self.patch), -1.0, device=first.weight.device,
-                              dtype=first.weight.dtype)
-            bias = nn.functional.conv2d(ones, first.weight, first.bias, first.stride, first.padding)
+            conv.weight.copy_(torch.einsum("oikl,ir->orkl", first.weight[:, :planes], mix.to(first.weight.dtype)))
+            constant = torch.full((1, planes, self.patch, self.patch), -1.0, device=first.weight.device,
+                                  dtype=first.weight.dtype)
+            if coords:
+                constant = torch.cat([constant, self.coords.to(constant)], dim=1)
+            bias = nn.functional.conv2d(constant, first.weight, first.bias, first.stride, first.padding)
         module = _PixelBiasedCNN(conv, bias, folded[1:])
         self._inference_cache = (key, module)
         return module
@@ -592,7 +605,8 @@ class ModelBased:
         else:
             actor = PatchStrokeActor(self.has_target, core.size, self.strokes_per_step, args.width, args.hidden,
                                      max_steps=self.max_steps, anchors=args.anchors, second_look=args.second_look,
-                                     fit_colour=self.fit_colour, code_dim=self.code_dim, reach=args.reach)
+                                     fit_colour=self.fit_colour, code_dim=self.code_dim, reach=args.reach,
+                                     window_coords=args.window_coords)
         critic = StateCritic(self.has_target, core.size, args.width, args.hidden, self.code_dim)
         self.agent = nn.ModuleDict({"actor": actor, "critic": critic}).to(self.device)
         self.actor, self.critic = self.agent["actor"], self.agent["critic"]
