@@ -206,6 +206,30 @@ def test_reach_bounds_how_far_strokes_go_from_their_anchors(tiny_env):
         ModelBased(tiny_env(4), replace(SMALL, actor="free", reach=0.8))
 
 
+def test_batch_norm_statistics_are_kept_per_episode_step(tiny_env, tmp_path):
+    """Training measures each step's window statistics; acting normalises each window with its step's."""
+    env = tiny_env(8, strokes_per_step=2)
+    algo = ModelBased(env, SMALL)
+    obs, _ = env.reset(seed=0)
+    algo.start(obs)
+    assert not algo.actor.step_stats_tracked.any()
+    algo.train_iteration(1, 10)
+    stats = algo.actor.running_step_stats[0]  # (steps, 2, channels)
+    assert algo.actor.step_stats_tracked.all() and algo.actor.max_steps == 2
+    assert not torch.allclose(stats[0], stats[1], atol=1e-3)  # the blank canvas's windows differ from later ones
+    # acting at step 1 differs from normalising with one average over the steps (what the batch norms keep)
+    targets = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    painted = algo.paint(targets)
+    algo.actor.step_stats_tracked.zero_()
+    assert not torch.allclose(painted, algo.paint(targets), atol=1e-4)
+    # a run saved before the statistics were kept loads, and paints with the batch norms' own
+    state = {k: v for k, v in algo.actor.state_dict().items() if "step_stats" not in k}
+    old = ModelBased(env, SMALL)
+    old.actor.load_state_dict(state)
+    assert not old.actor.step_stats_tracked.any()
+    assert torch.allclose(old.paint(targets), algo.paint(targets), atol=1e-5)
+
+
 def test_second_look_starts_as_no_correction_and_learns_through_the_renderer(tiny_env):
     env = tiny_env(8, strokes_per_step=2)
     torch.manual_seed(0)
@@ -213,7 +237,8 @@ def test_second_look_starts_as_no_correction_and_learns_through_the_renderer(tin
     torch.manual_seed(0)
     looking = ModelBased(env, ModelBasedArgs(width=8, hidden=32, second_look=True))
     targets = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    plain.actor.load_state_dict(looking.actor.state_dict(), strict=False)
+    shared = {k: v for k, v in looking.actor.state_dict().items() if "step_stats" not in k}  # (a look's more)
+    plain.actor.load_state_dict(shared, strict=False)
     assert torch.equal(plain.paint(targets), looking.paint(targets))  # zero-initialised correction
     obs, _ = env.reset(seed=0)
     looking.start(obs)
@@ -235,26 +260,36 @@ def test_inference_paths_paint_what_the_training_actor_paints(tiny_env, tmp_path
     planes = algo.actor._planes(canvas, target)
     with torch.no_grad():
         assert torch.allclose(fold_batch_norms(algo.actor.cnn)(planes), algo.actor.cnn(planes), atol=1e-5)
-        # the planes folded in too: raw windows in, the same features (the borders included)
-        inference = algo.actor.inference_cnn()
+        # the planes folded in too: raw windows in, the same features (the borders included); a step training
+        # has not measured yet folds in the batch norms' own statistics
+        inference = algo.actor.inference_cnn(0)
         assert torch.allclose(inference(torch.cat([canvas, target], 1)), algo.actor.cnn(planes), atol=1e-5)
-        assert algo.actor.inference_cnn() is inference  # reused while nothing changes
+        assert algo.actor.inference_cnn(0) is inference  # reused while nothing changes
         algo.actor.cnn[0].weight.mul_(1.5)  # a weight update: rebuilt
-        assert torch.allclose(algo.actor.inference_cnn()(torch.cat([canvas, target], 1)), algo.actor.cnn(planes),
+        assert torch.allclose(algo.actor.inference_cnn(0)(torch.cat([canvas, target], 1)), algo.actor.cnn(planes),
                               atol=1e-5)
+        algo.actor.running_step_stats[0, 1, 0].uniform_(-0.5, 0.5)  # step 1's own statistics, once measured
+        algo.actor.running_step_stats[0, 1, 1].uniform_(0.5, 2.0)
+        algo.actor.step_stats_tracked[0, 1] = True
+        own = fold_batch_norms(algo.actor.cnn, algo.actor.step_statistics()[1])(planes)
+        assert torch.allclose(algo.actor.inference_cnn(1)(torch.cat([canvas, target], 1)), own, atol=1e-5)
+        assert not torch.allclose(own, algo.actor.cnn(planes), atol=1e-3)
+    with pytest.raises(ValueError, match="pass step"):
+        algo.actor.inference_cnn()
     free = PatchStrokeActor(has_target=False, size=16, strokes_per_step=2, width=8, hidden=32).eval()
     with torch.no_grad():  # no target: 3 planes, group norms (nothing to fold but the planes)
         assert torch.allclose(free.inference_cnn()(canvas), free.cnn(free._planes(canvas, None)), atol=1e-5)
     coords = PatchStrokeActor(has_target=True, size=16, strokes_per_step=2, width=8, hidden=32, window_coords=True)
     with torch.no_grad():  # coordinate planes: folded into the first convolution's bias per pixel
         coords.eval().cnn[1].running_mean.uniform_(-0.5, 0.5)
-        assert torch.allclose(coords.inference_cnn()(torch.cat([canvas, target], 1)),
+        assert torch.allclose(coords.inference_cnn(0)(torch.cat([canvas, target], 1)),
                               coords.cnn(torch.cat([planes, coords.coords.expand(5, -1, -1, -1)], 1)), atol=1e-5)
     for actor, seen in ((algo.actor, target), (free, None), (coords, target)):  # acting (no grad) = training's maths
-        progress = torch.zeros(5)
-        with torch.no_grad():
-            acting = actor(canvas, seen, progress)
-        assert torch.allclose(acting, actor(canvas, seen, progress).detach(), atol=1e-5)
+        for step in (None, actor.max_steps - 1):  # folded per step, or each canvas's step from its progress
+            progress = torch.full((5,), (step or 0) / actor.max_steps)
+            with torch.no_grad():
+                acting = actor(canvas, seen, progress, step=step)
+            assert torch.allclose(acting, actor(canvas, seen, progress, step=step).detach(), atol=1e-5)
 
     Trainer(tiny_config(tmp_path / "run", total_steps=32, eval_every=0), SMALL).train()
     painter = PolicyPainter(tmp_path / "run", "cpu", batch_size=4)

@@ -230,8 +230,8 @@ class CollectiveBatchNorm2d(nn.BatchNorm2d):
 
 
 def average_running_stats_(modules: Iterable[nn.Module]) -> None:
-    """Average the running statistics (``running_mean``, ``running_var``) of every batch norm in ``modules``
-    over the ranks, in one ``all_reduce`` of one flat buffer.
+    """Average the running statistics (``running_mean``, ``running_var``) of every batch norm in ``modules``, and
+    any ``running_step_stats`` buffer of theirs, over the ranks, in one ``all_reduce`` of one flat buffer.
 
     For batch norms that normalise with each rank's own batch (not :func:`sync_batchnorm`): their parameters
     stay equal through the averaged gradients, but each rank's running statistics follow its own batches.
@@ -242,9 +242,13 @@ def average_running_stats_(modules: Iterable[nn.Module]) -> None:
     """
     if not active():
         return
+    modules = list(modules)
     stats = [tensor for module in modules for layer in module.modules()
              if isinstance(layer, nn.modules.batchnorm._NormBase) and layer.track_running_stats
              for tensor in (layer.running_mean, layer.running_var) if tensor is not None]
+    # statistics kept per episode step beside the batch norms' own (agents.model_based.PatchStrokeActor)
+    stats += [layer.running_step_stats for module in modules for layer in module.modules()
+              if getattr(layer, "running_step_stats", None) is not None]
     if not stats:
         return
     with torch.no_grad():
