@@ -17,6 +17,7 @@ from paintgym.agents.model_based import (
     ModelBasedArgs,
     PatchStrokeActor,
     fold_batch_norms,
+    observation_state,
     paint_and_score,
     residual_anchors,
     stroke_layout,
@@ -24,6 +25,7 @@ from paintgym.agents.model_based import (
 from paintgym.agents.painters import GreedyPainter, measure_quality
 from paintgym.agents.windows import can_cut_with_numba, cut_windows, cut_windows_numba
 from paintgym.canvas.fastpath import HAVE_NUMBA
+from paintgym.canvas.render import paint_fitted_
 from paintgym.canvas.strokes import radius_fraction
 from paintgym.envs.targets import TargetSource
 from paintgym.experiments import cli_train
@@ -220,6 +222,18 @@ def test_batch_norm_statistics_are_kept_per_episode_step(tiny_env, tmp_path):
     # acting at step 1 differs from normalising with one average over the steps (what the batch norms keep)
     targets = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     painted = algo.paint(targets)
+    # acting on env observations, all at one step (the folded network of that step) or at several (each window
+    # normalised by its own step), paints what the per-window path paints
+    obs, _ = env.reset(seed=1)
+    obs, *_ = env.step(algo.act(obs))
+    mixed = obs.clone()
+    mixed[0, ..., -1] = 0  # the first env's progress plane back at step 0
+    for observation in (obs, mixed):
+        canvas, seen, progress, _ = observation_state(observation, True)
+        with torch.no_grad(), algo._acting():
+            expected = algo.actor(canvas, seen, progress).contiguous()  # no step: each window by its own step
+        paint_fitted_(canvas.contiguous(), expected, seen)  # the colours it gets, as act() fits them
+        assert torch.allclose(algo.act(observation), expected.flatten(1) * 2 - 1, atol=1e-5)
     algo.actor.step_stats_tracked.zero_()
     assert not torch.allclose(painted, algo.paint(targets), atol=1e-4)
     # a run saved before the statistics were kept loads, and paints with the batch norms' own

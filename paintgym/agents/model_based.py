@@ -948,8 +948,12 @@ class ModelBased:
     def act(self, obs: Observation, deterministic: bool = True) -> torch.Tensor:
         """Actions ``(B, S * 13)`` in [-1, 1] for a batch of observations (the actor is deterministic)."""
         canvas, target, progress, code = observation_state(obs, self.has_target, self.num_classes, self.code_dim)
+        # envs stepped together are all at one episode step: saying which lets the actor act with that step's
+        # folded network instead of normalising every window by its own step (the same strokes, faster)
+        steps = (progress.float() * self.max_steps).round().clamp_(0, self.max_steps - 1)
+        step = int(steps[0]) if steps.numel() and bool((steps == steps[0]).all()) else None
         with autocast(self.device, self.amp), self._acting():
-            strokes = self.actor(canvas, target, progress, code).float().contiguous()
+            strokes = self.actor(canvas, target, progress, code, step=step).float().contiguous()
         if self.fit_colour:  # the colours the strokes get on the canvas they land on (a scratch copy)
             paint_fitted_(canvas.contiguous(), strokes, target)
         return strokes.flatten(1).mul_(2.0).sub_(1.0)
