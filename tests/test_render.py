@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from paintgym.canvas import fastpath
 from paintgym.canvas import render as render_module
-from paintgym.canvas.render import paint_, render
+from paintgym.canvas.render import paint_, paint_fitted_, render, render_fitted
 from paintgym.canvas.strokes import (
     MAX_RADIUS,
     MIN_RADIUS,
@@ -299,6 +299,41 @@ def test_numba_chained_renders_backprop_like_torch():
     for fast, reference in zip(grads["numba"][:2], grads["torch"][:2], strict=True):
         assert_stroke_grads_close(fast, reference)
     torch.testing.assert_close(grads["numba"][2], grads["torch"][2], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size,batch,count", [(16, 8, 3), (64, 4, 3)])
+def test_fitted_render_backprops_through_the_fit_like_torch(size, batch, count):
+    """render_fitted's numba kernels (strokes coloured by their least-squares fit, the gradient flowing through
+    the fit) against the torch path of the same maths, in float64."""
+    strokes = random_strokes(batch, count, seed=size)
+    gen = torch.Generator().manual_seed(size + 1)
+    canvas, target, weights = (torch.rand(batch, 3, size, size, generator=gen) for _ in range(3))
+    results = []
+    for dtype in (torch.float32, torch.float64):  # float64: the torch path
+        shapes, start = (x.to(dtype).clone().requires_grad_(True) for x in (strokes, canvas))
+        out, colours = render_fitted(shapes, start, target.to(dtype))
+        assert colours.shape == (batch, count, 3) and not colours.requires_grad
+        ((out - target.to(dtype)).square() * weights.to(dtype)).sum().backward()
+        results.append((out.detach().float(), colours.float(), shapes.grad.float(), start.grad.float()))
+    (out, colours, g_strokes, g_canvas), (ref_out, ref_colours, ref_strokes, ref_canvas) = results
+    assert type(render_fitted(strokes.clone().requires_grad_(True), canvas, target)[0].grad_fn).__name__ == \
+        "_NumbaFittedRenderBackward"
+    assert (out - ref_out).abs().max() < 5e-4 and (colours - ref_colours).abs().max() < 1e-4
+    assert (g_strokes[..., 10:13] == 0).all()  # the fit replaces the colour numbers
+    assert_stroke_grads_close(g_strokes, ref_strokes)
+    torch.testing.assert_close(g_canvas, ref_canvas, atol=1e-4, rtol=1e-4)
+    # the fit's own terms matter: the plain render of the fitted strokes backpropagates differently
+    fitted = torch.cat([strokes.detach()[..., :10], colours], -1)
+    _, plain_strokes, _ = grads_of(render, fitted, canvas, target)
+    assert not torch.allclose(plain_strokes[..., :10], ref_strokes[..., :10], atol=1e-2)
+    # without a gradient it paints what paint_fitted_ paints, and bad targets are refused
+    painted, recoloured = canvas.clone(), strokes.detach().clone()
+    paint_fitted_(painted, recoloured, target)
+    with torch.no_grad():
+        out, colours = render_fitted(strokes, canvas, target)
+    assert torch.equal(out, painted) and torch.equal(colours, recoloured[..., 10:13])
+    with pytest.raises(ValueError, match="target must have the canvas's shape"):
+        render_fitted(strokes, canvas, target[:, :, :8])
 
 
 def test_render_dispatch(monkeypatch):

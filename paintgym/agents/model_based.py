@@ -67,7 +67,7 @@ from paintgym.agents.episodes import EpisodeTracker
 from paintgym.agents.networks import Observation, obs_planes
 from paintgym.agents.windows import can_cut_with_numba, cut_windows, cut_windows_numba
 from paintgym.canvas import collective
-from paintgym.canvas.render import fitted_colour, paint_, paint_fitted_, render, stroke_coverage
+from paintgym.canvas.render import paint_, paint_fitted_, render, render_fitted
 from paintgym.canvas.strokes import MAX_RADIUS, MIN_RADIUS, STROKE_DIM
 from paintgym.envs.vector_env import CanvasVectorEnv
 
@@ -1076,10 +1076,8 @@ def paint_and_score(reward: Any, canvas: torch.Tensor, target: torch.Tensor | No
     discount, count, painted = 1.0, strokes.shape[1], []
     for s in range(count):  # stroke by stroke: each is rewarded for what it adds
         if fit_colour:
-            alpha = stroke_coverage(strokes[:, s], canvas.shape[-1])
-            colour = fitted_colour(alpha, canvas, target)
-            canvas = canvas + (colour[:, :, None, None] - canvas) * alpha[:, None]
-            painted.append(torch.cat([strokes[:, s, :10], colour], dim=-1))
+            canvas, colour = render_fitted(strokes[:, s:s + 1], canvas, target)
+            painted.append(torch.cat([strokes[:, s, :10], colour[:, 0]], dim=-1))
         else:
             canvas = render(strokes[:, s:s + 1], canvas)
             painted.append(strokes[:, s])

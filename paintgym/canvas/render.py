@@ -671,17 +671,75 @@ if HAVE_NUMBA:
             gc2 += s2
         gstroke[10], gstroke[11], gstroke[12] = gc0, gc1, gc2
 
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _fitted_composite_backward(grad, pre, alpha, galpha, stroke, box, gstroke, target):  # pragma: no cover
+        """:func:`_composite_backward` for a stroke whose colour is its least-squares fit to ``target``
+        ``(3, H, W)`` (:func:`fitted_colour`: ``c = clamp(N / D, 0, 1)``, ``N = sum a (T - C (1 - a))``,
+        ``D = max(sum a^2, 1e-8)``, per channel): dL/dcolour flows on, through ``N`` and ``D``, into dL/dalpha
+        and dL/dpre; ``gstroke[10:13]`` is 0 (the stroke's own colour numbers are not used)."""
+        y_lo, y_hi, x_lo, x_hi = box[0], box[1], box[2], box[3]
+        one = np.float32(1.0)
+        # the fit's sums again, and dL/dc = sum g a, from the canvas before the stroke
+        den = 0.0
+        num = np.zeros(3, dtype=np.float64)
+        gc = np.zeros(3, dtype=np.float64)
+        for y in range(y_lo, y_hi + 1):
+            a_row = alpha[y, x_lo:x_hi + 1]
+            for i in range(a_row.shape[0]):
+                den += a_row[i] * a_row[i]
+            for c in range(3):
+                p_row, t_row, g_row = pre[c, y, x_lo:x_hi + 1], target[c, y, x_lo:x_hi + 1], grad[c, y, x_lo:x_hi + 1]
+                n_acc = np.float32(0.0)
+                g_acc = np.float32(0.0)
+                for i in range(a_row.shape[0]):
+                    a = a_row[i]
+                    n_acc += a * (t_row[i] - p_row[i] * (one - a))
+                    g_acc += g_row[i] * a
+                num[c] += n_acc
+                gc[c] += g_acc
+        live = den >= 1e-8  # below, the denominator is the constant 1e-8 (clamp_min): no gradient through it
+        den = max(den, 1e-8)
+        g_num = np.zeros(3, dtype=np.float32)  # dL/dN = dL/dc / D where the clamp passes it (its boundaries too)
+        g_den = 0.0  # dL/dD = -sum dL/dc N / D^2
+        for c in range(3):
+            u = num[c] / den
+            if 0.0 <= u <= 1.0:
+                g_num[c] = gc[c] / den
+                if live:
+                    g_den -= gc[c] * u / den
+        g_den2 = np.float32(2.0 * g_den)
+        c0, c1, c2 = stroke[10], stroke[11], stroke[12]
+        n0, n1, n2 = g_num[0], g_num[1], g_num[2]
+        for y in range(y_lo, y_hi + 1):
+            a_row, ga_row = alpha[y, x_lo:x_hi + 1], galpha[y, x_lo:x_hi + 1]
+            g0, g1, g2 = grad[0, y, x_lo:x_hi + 1], grad[1, y, x_lo:x_hi + 1], grad[2, y, x_lo:x_hi + 1]
+            p0, p1, p2 = pre[0, y, x_lo:x_hi + 1], pre[1, y, x_lo:x_hi + 1], pre[2, y, x_lo:x_hi + 1]
+            t0, t1, t2 = target[0, y, x_lo:x_hi + 1], target[1, y, x_lo:x_hi + 1], target[2, y, x_lo:x_hi + 1]
+            for i in range(a_row.shape[0]):
+                a, v0, v1, v2 = a_row[i], g0[i], g1[i], g2[i]
+                q0, q1, q2 = p0[i], p1[i], p2[i]
+                # out = C + (c - C) a, with dN/da = T - C + 2 a C, dD/da = 2 a, dN/dC = -a (1 - a)
+                ga_row[i] = (v0 * (c0 - q0) + v1 * (c1 - q1) + v2 * (c2 - q2)
+                             + n0 * (t0[i] - q0 + 2.0 * a * q0) + n1 * (t1[i] - q1 + 2.0 * a * q1)
+                             + n2 * (t2[i] - q2 + 2.0 * a * q2) + g_den2 * a)
+                keep, fit = one - a, -a * (one - a)
+                g0[i] = v0 * keep + n0 * fit
+                g1[i] = v1 * keep + n1 * fit
+                g2[i] = v2 * keep + n2 * fit
+        gstroke[10], gstroke[11], gstroke[12] = 0.0, 0.0, 0.0
+
     @numba.njit(fastmath=_EXACT, cache=True, nogil=True)
     def _backward_one(grad, pre, box, alpha, mask, stroke, gstroke, size, k_max, verts, coef, gverts, galpha,
-                      pxs, pys, ws, zs, counts, terms, totals):  # pragma: no cover - compiled
+                      pxs, pys, ws, zs, counts, terms, totals, target):  # pragma: no cover - compiled
         """Backward of one stroke on one canvas.
 
         ``grad`` ``(3, H, W)``: dL/d(canvas after the stroke) on entry, dL/d(canvas before it) on exit.
         ``pre`` ``(3, H, W)``, ``alpha`` and ``mask`` ``(H, W)``: the canvas before the stroke and the
         stroke's :func:`_coverage`, as :func:`_forward_one` left them (read inside ``box`` only).
-        ``gstroke`` ``(13,)`` is set to dL/dstroke. The rest is scratch. Ties of the max over segments
-        split the gradient as chained ``torch.maximum`` does (see :func:`_bucket`); clamps pass the
-        gradient on their boundaries, as torch's ``clamp`` does.
+        ``gstroke`` ``(13,)`` is set to dL/dstroke. ``target`` ``(3, H, W)``: the stroke's colour was fitted to
+        it (:func:`_fitted_composite_backward`); empty: the colour is the stroke's own. The rest is scratch.
+        Ties of the max over segments split the gradient as chained ``torch.maximum`` does (see
+        :func:`_bucket`); clamps pass the gradient on their boundaries, as torch's ``clamp`` does.
         """
         for j in range(13):
             gstroke[j] = 0.0
@@ -690,7 +748,10 @@ if HAVE_NUMBA:
             return
         n = _polyline_f32(stroke, size, k_max, verts, coef)
         zero, one, eps = np.float32(0.0), np.float32(1.0), np.float32(_EPS)
-        _composite_backward(grad, pre, alpha, galpha, stroke, box, gstroke)
+        if target.shape[0] > 0:
+            _fitted_composite_backward(grad, pre, alpha, galpha, stroke, box, gstroke, target)
+        else:
+            _composite_backward(grad, pre, alpha, galpha, stroke, box, gstroke)
         _bucket(galpha, mask, box, n, k_max, pxs, pys, ws, zs, counts)
         # coverage: from each segment's pixels to its end points' position, radius and opacity
         gverts[: n + 1, :] = 0.0
@@ -740,10 +801,10 @@ if HAVE_NUMBA:
             gstroke[j] = g[j]
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _backward_range(grad, strokes, canvas, gstrokes, start, stop, k_max):  # pragma: no cover - compiled
+    def _backward_range(grad, strokes, canvas, gstrokes, start, stop, k_max, targets):  # pragma: no cover - compiled
         """Backward of canvases ``start:stop``: replay the forward from ``canvas`` keeping the canvas before
         each stroke and its coverage (inside its box), then :func:`_backward_one` for each stroke, the last
-        first."""
+        first. ``targets`` ``(B, 3, H, W)``: the strokes' colours (as given) were fitted to them; empty: not."""
         size, count = grad.shape[-1], strokes.shape[1]
         pre = np.empty((count, 3, size, size), dtype=np.float32)
         boxes = np.empty((count, 4), dtype=np.int64)
@@ -761,7 +822,9 @@ if HAVE_NUMBA:
         counts = np.empty(k_max, dtype=np.int64)
         terms = np.empty((9, size * size), dtype=np.float32)
         totals = np.empty(10, dtype=np.float64)
+        fitted, no_target = targets.shape[0] > 0, np.empty((0, 1, 1), dtype=np.float32)
         for b in range(start, stop):
+            target = targets[b] if fitted else no_target
             for c in range(3):
                 for y in range(size):
                     _copy_row(canvas[b, c, y], img[c, y])
@@ -769,23 +832,23 @@ if HAVE_NUMBA:
                 _forward_one(img, pre[s], boxes[s], alphas[s], masks[s], verts, coef, strokes[b, s], size, k_max)
             for s in range(count - 1, -1, -1):
                 _backward_one(grad[b], pre[s], boxes[s], alphas[s], masks[s], strokes[b, s], gstrokes[b, s], size,
-                              k_max, verts, coef, gverts, galpha, pxs, pys, ws, zs, counts, terms, totals)
+                              k_max, verts, coef, gverts, galpha, pxs, pys, ws, zs, counts, terms, totals, target)
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _render_range(canvas, strokes, grad, gstrokes, k_max, start, stop):  # pragma: no cover - compiled
+    def _render_range(canvas, strokes, grad, gstrokes, k_max, targets, start, stop):  # pragma: no cover - compiled
         """Canvases ``start:stop``: :func:`_forward_range` if ``grad`` is empty, else :func:`_backward_range`."""
         if grad.shape[0] > 0:
-            _backward_range(grad, strokes, canvas, gstrokes, start, stop, k_max)
+            _backward_range(grad, strokes, canvas, gstrokes, start, stop, k_max, targets)
         else:
             _forward_range(canvas, strokes, start, stop, k_max)
 
     @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
-    def _render_parallel(canvas, strokes, grad, gstrokes, k_max, chunks):  # pragma: no cover - compiled
+    def _render_parallel(canvas, strokes, grad, gstrokes, k_max, targets, chunks):  # pragma: no cover - compiled
         """``prange`` over ``chunks`` chunks of canvases, each by :func:`_render_range` (one kernel for the
         forward and the backward: one parallel compile)."""
         for c in numba.prange(chunks):
             start, stop = chunk_range(c, chunks, canvas.shape[0])
-            _render_range(canvas, strokes, grad, gstrokes, k_max, start, stop)
+            _render_range(canvas, strokes, grad, gstrokes, k_max, targets, start, stop)
 
 
 _NO_MIRROR = np.empty((0, 0, 0, 3), dtype=np.uint8)
@@ -831,10 +894,11 @@ def render_numpy(canvas: np.ndarray, strokes: np.ndarray) -> None:
     if batch == 0 or strokes.shape[1] == 0:
         return
     launch(_render_range, _render_parallel, batch, canvas, strokes, _NO_GRAD, _NO_GRAD_STROKES,
-           flatten_segments(canvas.shape[-1]))
+           flatten_segments(canvas.shape[-1]), _NO_TARGETS)
 
 
-def render_backward_numpy(grad: np.ndarray, strokes: np.ndarray, canvas: np.ndarray, grad_strokes: np.ndarray) -> None:
+def render_backward_numpy(grad: np.ndarray, strokes: np.ndarray, canvas: np.ndarray, grad_strokes: np.ndarray,
+                          targets: np.ndarray | None = None) -> None:
     """The backward kernel of :func:`render`'s numba path, without checks.
 
     :param grad: ``(B, 3, H, W)`` float32 C-contiguous: dL/d(output canvas) on entry, dL/d(input
@@ -843,13 +907,15 @@ def render_backward_numpy(grad: np.ndarray, strokes: np.ndarray, canvas: np.ndar
     :param canvas: ``(B, 3, H, W)`` float32 C-contiguous, the input canvas as given to :func:`render_numpy`
         (the forward is replayed from it).
     :param grad_strokes: ``(B, S, 13)`` float32, set to dL/dstrokes.
+    :param targets: optional ``(B, 3, H, W)`` float32 C-contiguous: the strokes' colours (as given) are their
+        least-squares fits to these targets (:func:`render_fitted`), and the gradient flows through the fit.
     """
     batch = grad.shape[0]
     if batch == 0 or strokes.shape[1] == 0:
         grad_strokes[:] = 0.0
         return
     launch(_render_range, _render_parallel, batch, canvas, strokes, grad, grad_strokes,
-           flatten_segments(grad.shape[-1]))
+           flatten_segments(grad.shape[-1]), _NO_TARGETS if targets is None else targets)
 
 
 class _NumbaRender(torch.autograd.Function):
@@ -886,6 +952,39 @@ class _NumbaRender(torch.autograd.Function):
             anchor = strokes if strokes.requires_grad else canvas
             grads = tuple(None if g is None else _NotTwice.apply(g, anchor) for g in grads)
         return grads  # type: ignore[return-value]
+
+
+class _NumbaFittedRender(torch.autograd.Function):
+    """:func:`render_fitted` on float32 CPU tensors: the numba kernel of :func:`paint_fitted_` forward, and
+    :class:`_NumbaRender`'s backward with the fit's own terms (:func:`_fitted_composite_backward`). Saves the
+    inputs and the fitted colours; the target gets no gradient."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, strokes: torch.Tensor,  # type: ignore[override]
+                canvas: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = canvas.detach().clone(memory_format=torch.contiguous_format)
+        fitted = strokes.detach().clone(memory_format=torch.contiguous_format)
+        target = target.detach().contiguous()
+        paint_numpy(out.numpy(), fitted.numpy(), _all_active(out.shape[0]), targets=target.numpy())
+        ctx.save_for_backward(canvas, target, fitted)
+        colours = fitted[..., 10:13].clone()
+        ctx.mark_non_differentiable(colours)
+        return out, colours
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor,  # type: ignore[override]
+                 grad_colours: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        canvas, target, fitted = ctx.saved_tensors
+        with torch.no_grad():
+            grad = torch.empty(grad_out.shape, dtype=torch.float32)
+            grad.copy_(grad_out)
+            grad_strokes = torch.empty(fitted.shape, dtype=torch.float32)
+            render_backward_numpy(grad.numpy(), fitted.numpy(), canvas.detach().contiguous().numpy(),
+                                  grad_strokes.numpy(), targets=target.numpy())
+        grads = (grad_strokes if ctx.needs_input_grad[0] else None, grad if ctx.needs_input_grad[1] else None)
+        if torch.is_grad_enabled():  # create_graph=True: these gradients must not be differentiated (silently 0)
+            grads = tuple(None if g is None else _NotTwice.apply(g, canvas) for g in grads)
+        return (*grads, None)  # type: ignore[return-value]
 
 
 class _NotTwice(torch.autograd.Function):
@@ -1002,3 +1101,41 @@ def paint_fitted_(canvas: torch.Tensor, strokes: torch.Tensor, targets: torch.Te
             strokes[:, s, 10:13] = fitted_colour(alpha, canvas, targets.to(canvas.dtype))
             paint_(canvas, strokes[:, s:s + 1].contiguous())
     return strokes
+
+
+def render_fitted(strokes: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Composite strokes in order, each in its :func:`fitted_colour` on the canvas it lands on, differentiably.
+
+    What :func:`paint_fitted_` paints, as :func:`render` does it: a new canvas, differentiable with respect to
+    the strokes' shapes (their colour numbers are replaced by the fits, so they get no gradient) and the
+    canvas, the gradient flowing through each fit too; ``target`` gets none. Float32 CPU tensors take one
+    numba kernel forward and one backward (:class:`_NumbaFittedRender`: training the model-based agent
+    composites every stroke this way, and a dozen whole-canvas torch operations per stroke, forward and
+    backward, cost more than the strokes); elsewhere torch, stroke by stroke
+    (:func:`stroke_coverage`, :func:`fitted_colour`, compositing).
+
+    :param strokes: ``(B, S, 13)`` float in [0, 1].
+    :param canvas: ``(B, 3, H, W)`` float in [0, 1], left unchanged.
+    :param target: ``(B, 3, H, W)`` float in [0, 1].
+    :return: the canvas after the strokes ``(B, 3, H, W)``, and the fitted colours ``(B, S, 3)`` (no gradient).
+    """
+    _check(canvas, strokes)
+    if target.shape != canvas.shape:
+        raise ValueError(f"target must have the canvas's shape {tuple(canvas.shape)}, got {tuple(target.shape)}")
+    if (_numba_path(strokes, canvas) and target.device.type == "cpu" and target.dtype == torch.float32
+            and not (torch.is_grad_enabled() and target.requires_grad)):
+        if torch.is_grad_enabled() and (strokes.requires_grad or canvas.requires_grad):
+            return _NumbaFittedRender.apply(strokes, canvas, target)
+        with torch.no_grad():
+            out = canvas.detach().clone(memory_format=torch.contiguous_format)
+            fitted = strokes.detach().clone(memory_format=torch.contiguous_format)
+            paint_fitted_(out, fitted, target)
+        return out, fitted[..., 10:13]
+    colours = []
+    for s in range(strokes.shape[1]):
+        alpha = stroke_coverage(strokes[:, s], canvas.shape[-1]).to(canvas.dtype)
+        colour = fitted_colour(alpha, canvas, target.to(canvas.dtype))
+        canvas = canvas + (colour[:, :, None, None] - canvas) * alpha[:, None]
+        colours.append(colour.detach())
+    return canvas, torch.stack(colours, dim=1) if colours else strokes[..., 10:13].detach()
