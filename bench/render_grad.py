@@ -5,6 +5,9 @@ and by the numba path (numba forward, analytic numba backward), forward alone (n
 + backward of an L2 loss to a random target with respect to the strokes (as a painter optimising
 strokes by gradient descent, or an agent backpropagating through the renderer does), at 64x64 and
 128x128, batch 64, 8 strokes per canvas, in the same run. Both paths use torch's thread count.
+Two more rows time strokes coloured by their least-squares fit to the target, one stroke per call as the
+model-based agent trains (:func:`canvas.render.render_fitted`): its numba kernels against the torch
+operations it replaced (the numba coverage, then the fit and the compositing in torch, autograd).
 
     python bench/render_grad.py [--quick]
 """
@@ -42,6 +45,23 @@ def bench(size: int, batch: int, count: int, numba_path: bool, backward: bool, r
     return batch * count / timed(forward_backward if backward else forward, repeats)
 
 
+def bench_fitted(size: int, batch: int, count: int, numba_path: bool, repeats: int) -> float:
+    """Strokes/s of forward + backward of ``count`` fitted strokes on ``batch`` canvases, one stroke per call."""
+    gen = torch.Generator().manual_seed(size)
+    strokes = torch.rand(batch, count, 13, generator=gen)
+    target = torch.rand(batch, 3, size, size, generator=gen)
+    fn = render_module.render_fitted if numba_path else render_module._render_fitted_torch
+
+    def forward_backward() -> None:
+        params = strokes.clone().requires_grad_(True)
+        canvas = torch.ones(batch, 3, size, size)
+        for s in range(count):
+            canvas, _ = fn(params[:, s:s + 1], canvas, target)
+        (canvas - target).square().mean().backward()
+
+    return batch * count / timed(forward_backward, repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a rougher figure)")
@@ -52,19 +72,23 @@ def main() -> None:
     rows = []
     for size in (64, 128):
         fast, slow = (1, 3) if args.quick else (3, 7)
-        rows.append((size, "torch path, forward", bench(size, batch, count, False, False, fast), "baseline"))
-        rows.append((size, "torch path, forward + backward", bench(size, batch, count, False, True, fast), "torch"))
-        rows.append((size, "numba path, forward", bench(size, batch, count, True, False, slow), "forward"))
-        rows.append((size, "numba path, forward + backward", bench(size, batch, count, True, True, slow), "fb"))
+        torch_fb, fitted_torch = "torch path, forward + backward", "fitted colour: torch ops, forward + backward"
+        rows.append((size, "torch path, forward", bench(size, batch, count, False, False, fast), "torch path, forward"))
+        rows.append((size, torch_fb, bench(size, batch, count, False, True, fast), torch_fb))
+        rows.append((size, "numba path, forward", bench(size, batch, count, True, False, slow), "torch path, forward"))
+        rows.append((size, "numba path, forward + backward", bench(size, batch, count, True, True, slow), torch_fb))
+        rows.append((size, fitted_torch, bench_fitted(size, batch, count, False, slow), fitted_torch))
+        fitted = bench_fitted(size, batch, count, True, slow)
+        rows.append((size, "fitted colour: render_fitted, forward + backward", fitted, fitted_torch))
         print(f"... {size}x{size} done", file=sys.stderr)
-    print(f"\n{'size':>5} | {'what':<44} | {'rate':>12} | unit      | x torch path")
-    print("-" * 92)
-    for size, what, rate, _ in rows:
-        kind = "forward + backward" if "backward" in what else "forward"
-        torch_rate = next(r for s, w, r, _ in rows if s == size and w == f"torch path, {kind}")
-        print(f"{size:>5} | {what:<44} | {rate:>12,.0f} | strokes/s | {rate / torch_rate:6.1f}")
+    print(f"\n{'size':>5} | {'what':<50} | {'rate':>12} | unit      | x its baseline")
+    print("-" * 100)
+    for size, what, rate, baseline in rows:
+        base_rate = next(r for s, w, r, _ in rows if s == size and w == baseline)
+        print(f"{size:>5} | {what:<50} | {rate:>12,.0f} | strokes/s | {rate / base_rate:6.1f}")
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs; "
           f"batch {batch} x {count} strokes per canvas, L2 loss to a random target; "
+          "baselines: the torch path (render), the torch ops render_fitted replaced (fitted colour); "
           "target: numba forward + backward >= 10x the torch path at 64x64")
 
 

@@ -1132,6 +1132,12 @@ def render_fitted(strokes: torch.Tensor, canvas: torch.Tensor, target: torch.Ten
             fitted = strokes.detach().clone(memory_format=torch.contiguous_format)
             paint_fitted_(out, fitted, target)
         return out, fitted[..., 10:13]
+    return _render_fitted_torch(strokes, canvas, target)
+
+
+def _render_fitted_torch(strokes: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The torch path of :func:`render_fitted`, stroke by stroke (autograd; the reference of its kernels)."""
     colours = []
     for s in range(strokes.shape[1]):
         alpha = stroke_coverage(strokes[:, s], canvas.shape[-1]).to(canvas.dtype)
