@@ -36,6 +36,11 @@ Three paths compute exactly that:
   is differentiable once (a double backward raises). :func:`render` uses its forward without
   gradients too (on a copy). ``PAINTGYM_NO_NUMBA=1``, CUDA, other dtypes and canvases over ~2700 px
   take the torch path.
+
+:func:`render_fitted` composites strokes each in its least-squares colour on the canvas it lands on (what
+:func:`paint_fitted_` paints), differentiably: on the numba path with :func:`paint_fitted_`'s kernel forward
+and the backward above with the fit's gradient terms (``_fitted_composite_backward``), elsewhere with torch
+operations stroke by stroke.
 """
 
 from __future__ import annotations
