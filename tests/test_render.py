@@ -334,6 +334,10 @@ def test_fitted_render_backprops_through_the_fit_like_torch(size, batch, count):
     assert torch.equal(out, painted) and torch.equal(colours, recoloured[..., 10:13])
     with pytest.raises(ValueError, match="target must have the canvas's shape"):
         render_fitted(strokes, canvas, target[:, :, :8])
+    shapes = strokes.clone().requires_grad_(True)  # differentiable once, as render's numba path
+    (grad,) = torch.autograd.grad(render_fitted(shapes, canvas, target)[0].square().sum(), shapes, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        grad.sum().backward()
 
 
 def test_render_dispatch(monkeypatch):

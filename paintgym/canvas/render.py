@@ -962,7 +962,7 @@ class _NumbaRender(torch.autograd.Function):
 class _NumbaFittedRender(torch.autograd.Function):
     """:func:`render_fitted` on float32 CPU tensors: the numba kernel of :func:`paint_fitted_` forward, and
     :class:`_NumbaRender`'s backward with the fit's own terms (:func:`_fitted_composite_backward`). Saves the
-    inputs and the fitted colours; the target gets no gradient."""
+    inputs (by reference) and the fitted strokes; the target gets no gradient."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, strokes: torch.Tensor,  # type: ignore[override]
@@ -971,7 +971,7 @@ class _NumbaFittedRender(torch.autograd.Function):
         fitted = strokes.detach().clone(memory_format=torch.contiguous_format)
         target = target.detach().contiguous()
         paint_numpy(out.numpy(), fitted.numpy(), _all_active(out.shape[0]), targets=target.numpy())
-        ctx.save_for_backward(canvas, target, fitted)
+        ctx.save_for_backward(strokes, canvas, target, fitted)
         colours = fitted[..., 10:13].clone()
         ctx.mark_non_differentiable(colours)
         return out, colours
@@ -979,7 +979,7 @@ class _NumbaFittedRender(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor,  # type: ignore[override]
                  grad_colours: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
-        canvas, target, fitted = ctx.saved_tensors
+        strokes, canvas, target, fitted = ctx.saved_tensors
         with torch.no_grad():
             grad = torch.empty(grad_out.shape, dtype=torch.float32)
             grad.copy_(grad_out)
@@ -988,7 +988,8 @@ class _NumbaFittedRender(torch.autograd.Function):
                                   grad_strokes.numpy(), targets=target.numpy())
         grads = (grad_strokes if ctx.needs_input_grad[0] else None, grad if ctx.needs_input_grad[1] else None)
         if torch.is_grad_enabled():  # create_graph=True: these gradients must not be differentiated (silently 0)
-            grads = tuple(None if g is None else _NotTwice.apply(g, canvas) for g in grads)
+            anchor = strokes if strokes.requires_grad else canvas
+            grads = tuple(None if g is None else _NotTwice.apply(g, anchor) for g in grads)
         return (*grads, None)  # type: ignore[return-value]
 
 
@@ -1101,10 +1102,9 @@ def paint_fitted_(canvas: torch.Tensor, strokes: torch.Tensor, targets: torch.Te
             paint_numpy(canvas.detach().numpy(), strokes.detach().numpy(), _all_active(canvas.shape[0]),
                         targets=targets.detach().float().contiguous().numpy())
             return strokes
-        for s in range(strokes.shape[1]):
-            alpha = stroke_coverage(strokes[:, s], canvas.shape[-1]).to(canvas.dtype)
-            strokes[:, s, 10:13] = fitted_colour(alpha, canvas, targets.to(canvas.dtype))
-            paint_(canvas, strokes[:, s:s + 1].contiguous())
+        painted, colours = _render_fitted_torch(strokes, canvas, targets)
+        canvas.copy_(painted)
+        strokes[..., 10:13] = colours.to(strokes.dtype)
     return strokes
 
 
