@@ -945,18 +945,38 @@ class _NumbaRender(torch.autograd.Function):
     def backward(ctx: torch.autograd.function.FunctionCtx,  # type: ignore[override]
                  grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         strokes, canvas = ctx.saved_tensors
-        with torch.no_grad():
-            strokes_c = strokes.detach().contiguous()
-            grad = torch.empty(grad_out.shape, dtype=torch.float32)
-            grad.copy_(grad_out)
-            grad_strokes = torch.empty(strokes_c.shape, dtype=torch.float32)
-            render_backward_numpy(grad.numpy(), strokes_c.numpy(), canvas.detach().contiguous().numpy(),
-                                  grad_strokes.numpy())
-        grads = (grad_strokes if ctx.needs_input_grad[0] else None, grad if ctx.needs_input_grad[1] else None)
-        if torch.is_grad_enabled():  # create_graph=True: these gradients must not be differentiated (silently 0)
-            anchor = strokes if strokes.requires_grad else canvas
-            grads = tuple(None if g is None else _NotTwice.apply(g, anchor) for g in grads)
-        return grads  # type: ignore[return-value]
+        return _kernel_backward(ctx, grad_out, strokes, strokes.detach().contiguous(), canvas)
+
+
+def _kernel_backward(ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor, strokes: torch.Tensor,
+                     painted: torch.Tensor, canvas: torch.Tensor, targets: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The gradients ``(strokes, canvas)`` of a numba render by :func:`render_backward_numpy`, for the autograd
+    Functions of the numba path: ``painted`` are the strokes as composited (contiguous; their fitted colours,
+    with ``targets``), ``strokes`` the input, which anchors the guard against a double backward."""
+    with torch.no_grad():
+        grad = torch.empty(grad_out.shape, dtype=torch.float32)
+        grad.copy_(grad_out)
+        grad_strokes = torch.empty(painted.shape, dtype=torch.float32)
+        render_backward_numpy(grad.numpy(), painted.numpy(), canvas.detach().contiguous().numpy(), grad_strokes.numpy(),
+                              targets=None if targets is None else targets.numpy())
+    grads = (grad_strokes if ctx.needs_input_grad[0] else None, grad if ctx.needs_input_grad[1] else None)
+    if torch.is_grad_enabled():  # create_graph=True: these gradients must not be differentiated (silently 0)
+        anchor = strokes if strokes.requires_grad else canvas
+        grads = tuple(None if g is None else _NotTwice.apply(g, anchor) for g in grads)
+    return grads  # type: ignore[return-value]
+
+
+def _painted_fitted(strokes: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A copy of ``canvas`` with ``strokes`` painted by :func:`paint_fitted_`'s kernel, and the strokes as painted
+    (a copy, their colours the fits); no gradient."""
+    with torch.no_grad():
+        out = canvas.detach().clone(memory_format=torch.contiguous_format)
+        fitted = strokes.detach().clone(memory_format=torch.contiguous_format)
+        targets = target.detach().contiguous().numpy()
+        paint_numpy(out.numpy(), fitted.numpy(), _all_active(out.shape[0]), targets=targets)
+    return out, fitted
 
 
 class _NumbaFittedRender(torch.autograd.Function):
@@ -967,11 +987,8 @@ class _NumbaFittedRender(torch.autograd.Function):
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, strokes: torch.Tensor,  # type: ignore[override]
                 canvas: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = canvas.detach().clone(memory_format=torch.contiguous_format)
-        fitted = strokes.detach().clone(memory_format=torch.contiguous_format)
-        target = target.detach().contiguous()
-        paint_numpy(out.numpy(), fitted.numpy(), _all_active(out.shape[0]), targets=target.numpy())
-        ctx.save_for_backward(strokes, canvas, target, fitted)
+        out, fitted = _painted_fitted(strokes, canvas, target)
+        ctx.save_for_backward(strokes, canvas, target.detach().contiguous(), fitted)
         colours = fitted[..., 10:13].clone()
         ctx.mark_non_differentiable(colours)
         return out, colours
@@ -980,17 +997,7 @@ class _NumbaFittedRender(torch.autograd.Function):
     def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor,  # type: ignore[override]
                  grad_colours: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         strokes, canvas, target, fitted = ctx.saved_tensors
-        with torch.no_grad():
-            grad = torch.empty(grad_out.shape, dtype=torch.float32)
-            grad.copy_(grad_out)
-            grad_strokes = torch.empty(fitted.shape, dtype=torch.float32)
-            render_backward_numpy(grad.numpy(), fitted.numpy(), canvas.detach().contiguous().numpy(),
-                                  grad_strokes.numpy(), targets=target.numpy())
-        grads = (grad_strokes if ctx.needs_input_grad[0] else None, grad if ctx.needs_input_grad[1] else None)
-        if torch.is_grad_enabled():  # create_graph=True: these gradients must not be differentiated (silently 0)
-            anchor = strokes if strokes.requires_grad else canvas
-            grads = tuple(None if g is None else _NotTwice.apply(g, anchor) for g in grads)
-        return (*grads, None)  # type: ignore[return-value]
+        return (*_kernel_backward(ctx, grad_out, strokes, fitted, canvas, target), None)
 
 
 class _NotTwice(torch.autograd.Function):
@@ -1132,10 +1139,7 @@ def render_fitted(strokes: torch.Tensor, canvas: torch.Tensor, target: torch.Ten
             and not (torch.is_grad_enabled() and target.requires_grad)):
         if torch.is_grad_enabled() and (strokes.requires_grad or canvas.requires_grad):
             return _NumbaFittedRender.apply(strokes, canvas, target)
-        with torch.no_grad():
-            out = canvas.detach().clone(memory_format=torch.contiguous_format)
-            fitted = strokes.detach().clone(memory_format=torch.contiguous_format)
-            paint_fitted_(out, fitted, target)
+        out, fitted = _painted_fitted(strokes, canvas, target)
         return out, fitted[..., 10:13]
     return _render_fitted_torch(strokes, canvas, target)
 
