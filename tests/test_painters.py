@@ -21,10 +21,9 @@ from paintgym.agents.painters import (
     paint_and_measure,
     painter_options,
     prefix_counts,
-    score_candidates,
 )
 from paintgym.canvas.images import load_images, to_float
-from paintgym.canvas.render import paint_, paint_fitted_, render, stroke_alpha, stroke_coverage
+from paintgym.canvas.render import paint_, paint_fitted_, render, score_strokes, stroke_alpha, stroke_coverage
 from paintgym.rewards.target import psnr, ssim
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -69,11 +68,18 @@ def test_paint_fitted_gives_each_stroke_its_least_squares_colour(targets, monkey
         assert (worse >= base - 1e-4).all()
 
 
-def test_score_candidates_matches_painting_each_candidate(targets):
+def test_score_strokes_matches_painting_each_candidate(targets):
     generator = torch.Generator().manual_seed(0)
     canvas = painted(torch.rand(4, 3, 13, generator=generator), targets)  # a canvas that is not blank
     candidates = candidate_strokes(4, 12, generator, "cpu")
-    colours, deltas = score_candidates(canvas, targets, candidates, chunk_pixels=3000)  # several chunks
+    colours, deltas = score_strokes(canvas, targets, candidates)  # the numba kernel on the CPU (no gradient)
+    # the torch path (taken when a gradient is asked for), in several chunks, agrees and is differentiable
+    wanted = candidates.clone().requires_grad_()
+    torch_colours, torch_deltas = score_strokes(canvas, targets, wanted, chunk_pixels=3000)
+    torch_deltas.sum().backward()
+    assert wanted.grad is not None and wanted.grad[..., :10].abs().sum() > 0
+    torch.testing.assert_close(torch_colours.detach(), colours, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(torch_deltas.detach(), deltas, atol=2e-2, rtol=1e-3)
     assert colours.shape == (4, 12, 3) and deltas.shape == (4, 12)
     assert colours.min() >= 0 and colours.max() <= 1
     before = (canvas - targets).square().flatten(1).sum(1)

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from paintgym.agents.episodes import image_l2
 from paintgym.canvas.fastpath import HAVE_NUMBA
-from paintgym.canvas.render import paint_, render, stroke_coverage
+from paintgym.canvas.render import paint_, render, score_strokes, stroke_coverage
 from paintgym.canvas.strokes import STROKE_DIM
 from paintgym.rewards.target import psnr, ssim
 
@@ -129,7 +129,7 @@ class RandomPainter:
 # ------------------------------------------------------------------------------------------ greedy
 def candidate_strokes(batch: int, count: int, generator: torch.Generator, device: torch.device | str,
                       local_fraction: float = 0.5, reach: float = 0.25, min_opacity: float = 0.5) -> torch.Tensor:
-    """Random stroke shapes to choose from (their colour is left to :func:`score_candidates`).
+    """Random stroke shapes to choose from (their colour is left to :func:`canvas.render.score_strokes`).
 
     Start points are uniform on the canvas; for the first ``local_fraction`` of the candidates the
     control and end points lie within ``reach`` (a fraction of the side) of the start point, for the
@@ -148,58 +148,13 @@ def candidate_strokes(batch: int, count: int, generator: torch.Generator, device
     return strokes
 
 
-def score_candidates(canvas: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor,
-                     chunk_pixels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The best colour of each candidate stroke and how much it would change the squared error.
-
-    A stroke of coverage-times-opacity ``a`` and colour ``c`` turns the canvas ``C`` into
-    ``C + a (c - C)``. Per channel, the colour minimising the squared error to the target ``T`` is
-    ``c = sum a (T - C (1 - a)) / sum a^2``, clamped to [0, 1]; the change of the error is
-    ``sum a^2 (c - C)^2 - 2 a (c - C) (T - C)``. Both need only five sums per candidate and channel,
-    taken as batched matrix products of the candidates' alphas (:func:`canvas.render.stroke_coverage`, computed
-    ``chunk_pixels`` alpha values at a time; default: 2^19 on the CPU, where they stay in cache,
-    2^25 elsewhere) with per-pixel maps of the canvas.
-
-    :param canvas: ``(B, 3, H, H)`` float in [0, 1].
-    :param target: ``(B, 3, H, H)`` float in [0, 1].
-    :param candidates: ``(B, K, 13)`` float in [0, 1] (their colours are ignored).
-    :return: colours ``(B, K, 3)`` in [0, 1], and the change of the summed squared error over pixels
-        and channels ``(B, K)`` (negative: the stroke helps).
-    """
-    batch, count, _ = candidates.shape
-    size = canvas.shape[-1]
-    pixels = size * size
-    flat_canvas = canvas.reshape(batch, 3, pixels)
-    residual = target.reshape(batch, 3, pixels) - flat_canvas
-    ones = torch.ones((batch, 1, pixels), device=canvas.device, dtype=canvas.dtype)
-    squared_maps = torch.cat([ones, flat_canvas, flat_canvas * flat_canvas], 1).transpose(1, 2)  # (B, P, 7)
-    linear_maps = torch.cat([residual, flat_canvas * residual], 1).transpose(1, 2)  # (B, P, 6)
-    if chunk_pixels is None:
-        chunk_pixels = 1 << 19 if canvas.device.type == "cpu" else 1 << 25
-    per_chunk = max(1, chunk_pixels // (pixels * batch))  # candidates per image per chunk
-    colours, deltas = [], []
-    for start in range(0, count, per_chunk):  # chunks of candidates keep the alphas in cache
-        chunk = candidates[:, start:start + per_chunk]
-        k = chunk.shape[1]
-        alpha = stroke_coverage(chunk.reshape(-1, STROKE_DIM), size).view(batch, k, pixels)
-        squared = torch.bmm(alpha * alpha, squared_maps)  # sum a^2, sum a^2 C, sum a^2 C^2
-        linear = torch.bmm(alpha, linear_maps)  # sum a R, sum a C R
-        sum_a2, sum_a2c, sum_a2c2 = squared[..., 0:1], squared[..., 1:4], squared[..., 4:7]
-        sum_ar, sum_acr = linear[..., 0:3], linear[..., 3:6]
-        colour = ((sum_ar + sum_a2c) / sum_a2.clamp_min(1e-12)).clamp_(0.0, 1.0)
-        delta = colour * colour * sum_a2 - 2.0 * colour * (sum_a2c + sum_ar) + sum_a2c2 + 2.0 * sum_acr
-        colours.append(colour)
-        deltas.append(delta.sum(-1))
-    return torch.cat(colours, 1), torch.cat(deltas, 1)
-
-
 _MIN_GAIN = 1e-6  # the least drop of the summed squared error, per value, that counts as a greedy stroke helping
 
 
 class GreedyPainter:
     """Stroke by stroke, the best of ``candidates`` random shapes, each with its least-squares colour.
 
-    For each stroke and image, :func:`candidate_strokes` draws K shapes, :func:`score_candidates`
+    For each stroke and image, :func:`candidate_strokes` draws K shapes, :func:`canvas.render.score_strokes`
     gives each its best colour and the change of the squared error, and the candidate that lowers
     the error most is painted. Where no candidate lowers it (by more than float32 rounding:
     ``1e-6`` per pixel and channel), the stroke is made invisible (opacity 0; exports leave it
@@ -230,7 +185,7 @@ class GreedyPainter:
         with torch.no_grad():
             for n in _steps(num_strokes, self.progress, "greedy", "stroke"):
                 candidates = candidate_strokes(batch, self.candidates, generator, device)
-                colours, deltas = score_candidates(canvas, targets, candidates)
+                colours, deltas = score_strokes(canvas, targets, candidates)
                 best = deltas.argmin(dim=1)
                 stroke = candidates[rows, best]
                 stroke[:, 10:13] = colours[rows, best]

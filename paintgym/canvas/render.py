@@ -283,16 +283,10 @@ if HAVE_NUMBA:
             stroke[10 + c] = min(max(num[c] / den, np.float32(0.0)), one)
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _paint_one(img, alpha, span, verts, stroke, size, k_max, mirror, target):  # pragma: no cover - compiled
-        """Composite one stroke onto one ``(3, H, W)`` image, visiting only the pixels it can cover.
-
-        ``alpha`` ``(H, W)`` must be zero on entry and is left zero; ``span`` ``(H, 2)`` is scratch.
-        ``mirror`` ``(H, W, C >= 3)`` uint8 (or empty: skipped) gets ``to_uint8`` of every pixel the
-        stroke composited, written while the row is in cache. ``target`` ``(3, H, W)`` (or empty:
-        skipped): the stroke's colour ``stroke[10:13]`` is first replaced by its least-squares fit
-        (:func:`fitted_colour`'s formula) to the target under the stroke.
-        Returns the box it may have changed, ``(y_lo, y_hi, x_lo, x_hi)`` inclusive (``y_lo > y_hi``: none).
-        """
+    def _cover(alpha, span, verts, stroke, size, k_max):  # pragma: no cover - compiled
+        """One stroke's coverage times opacity into ``alpha`` ``(H, W)`` (zero on entry), visiting only the pixels
+        it can cover; ``span[y] = (x_lo, x_hi)`` for the rows it reaches. Returns those rows ``(y_lo, y_hi)``
+        inclusive (``y_lo > y_hi``: none)."""
         x0, y0 = stroke[0] * size, stroke[1] * size
         x1, y1 = stroke[2] * size, stroke[3] * size
         x2, y2 = stroke[4] * size, stroke[5] * size
@@ -308,7 +302,6 @@ if HAVE_NUMBA:
             verts[k, 3] = stroke[8] + t * (stroke[9] - stroke[8])
         y_lo, y_hi = size, -1
         zero, one, half = np.float32(0.0), np.float32(1.0), np.float32(0.5)
-        track = mirror.shape[0] > 0
         for k in range(n):
             ax, ay, ra, oa = verts[k, 0], verts[k, 1], verts[k, 2], verts[k, 3]
             dx, dy = verts[k + 1, 0] - ax, verts[k + 1, 1] - ay
@@ -342,6 +335,22 @@ if HAVE_NUMBA:
                     dist = np.sqrt(ex * ex + ey * ey + np.float32(_EPS))
                     cover = min(max(ra + h * dr - dist + half, zero), one) * (oa + h * do)
                     row[i] = max(row[i], cover)
+        return y_lo, y_hi
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _paint_one(img, alpha, span, verts, stroke, size, k_max, mirror, target):  # pragma: no cover - compiled
+        """Composite one stroke onto one ``(3, H, W)`` image, visiting only the pixels it can cover.
+
+        ``alpha`` ``(H, W)`` must be zero on entry and is left zero; ``span`` ``(H, 2)`` is scratch.
+        ``mirror`` ``(H, W, C >= 3)`` uint8 (or empty: skipped) gets ``to_uint8`` of every pixel the
+        stroke composited, written while the row is in cache. ``target`` ``(3, H, W)`` (or empty:
+        skipped): the stroke's colour ``stroke[10:13]`` is first replaced by its least-squares fit
+        (:func:`fitted_colour`'s formula) to the target under the stroke.
+        Returns the box it may have changed, ``(y_lo, y_hi, x_lo, x_hi)`` inclusive (``y_lo > y_hi``: none).
+        """
+        y_lo, y_hi = _cover(alpha, span, verts, stroke, size, k_max)
+        zero = np.float32(0.0)
+        track = mirror.shape[0] > 0
         if target.shape[0] > 0:
             _fit_colour(img, alpha, span, y_lo, y_hi, target, stroke)
         box_lo, box_hi = size, -1
@@ -396,6 +405,56 @@ if HAVE_NUMBA:
         for c in numba.prange(chunks):
             start, stop = chunk_range(c, chunks, canvas.shape[0])
             _paint_range(canvas, strokes, active, k_max, mirror, rows, targets, start, stop)
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _score_range(canvas, targets, strokes, colours, deltas, k_max, start, stop):  # pragma: no cover - compiled
+        """For canvases ``start:stop``, each stroke alone on the canvas: its least-squares colour into ``colours``
+        ``(B, K, 3)`` and the change of the summed squared error it would make into ``deltas`` ``(B, K)``."""
+        size = canvas.shape[-1]
+        alpha = np.zeros((size, size), dtype=np.float32)
+        span = np.empty((size, 2), dtype=np.int64)
+        verts = np.empty((k_max + 1, 4), dtype=np.float32)
+        zero, one = np.float32(0.0), np.float32(1.0)
+        for b in range(start, stop):
+            img, target = canvas[b], targets[b]
+            for k in range(strokes.shape[1]):
+                y_lo, y_hi = _cover(alpha, span, verts, strokes[b, k], size, k_max)
+                a2 = zero
+                a2c = np.zeros(3, dtype=np.float32)  # sum a^2 C, sum a R, sum a^2 C^2 + 2 a C R per channel
+                ar = np.zeros(3, dtype=np.float32)
+                rest = np.zeros(3, dtype=np.float32)
+                for y in range(y_lo, y_hi + 1):
+                    x_lo, x_hi = span[y, 0], span[y, 1]
+                    if x_hi < x_lo:
+                        continue
+                    a_row = alpha[y, x_lo:x_hi + 1]
+                    for i in range(a_row.shape[0]):
+                        a2 += a_row[i] * a_row[i]
+                    for c in range(3):
+                        c_row, t_row = img[c, y, x_lo:x_hi + 1], target[c, y, x_lo:x_hi + 1]
+                        s_a2c, s_ar, s_rest = zero, zero, zero
+                        for i in range(a_row.shape[0]):
+                            a, value = a_row[i], c_row[i]
+                            r = t_row[i] - value
+                            s_a2c += a * a * value
+                            s_ar += a * r
+                            s_rest += a * value * (a * value + np.float32(2.0) * r)
+                        a2c[c] += s_a2c
+                        ar[c] += s_ar
+                        rest[c] += s_rest
+                    a_row[:] = zero
+                total = zero
+                for c in range(3):
+                    colour = min(max((ar[c] + a2c[c]) / max(a2, np.float32(1e-12)), zero), one)
+                    colours[b, k, c] = colour
+                    total += colour * colour * a2 - np.float32(2.0) * colour * (a2c[c] + ar[c]) + rest[c]
+                deltas[b, k] = total
+
+    @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
+    def _score_parallel(canvas, targets, strokes, colours, deltas, k_max, chunks):  # pragma: no cover - compiled
+        for c in numba.prange(chunks):
+            start, stop = chunk_range(c, chunks, canvas.shape[0])
+            _score_range(canvas, targets, strokes, colours, deltas, k_max, start, stop)
 
     # ---- the differentiable CPU path: a forward, and a backward that replays it ----
 
@@ -1069,6 +1128,61 @@ def stroke_coverage(strokes: torch.Tensor, size: int) -> torch.Tensor:
     if torch.is_grad_enabled() and strokes.requires_grad:
         return render(white[:, None], black)[:, 0]
     return paint_(black, white[:, None].detach().contiguous())[:, 0]
+
+
+def score_strokes(canvas: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor,
+                  chunk_pixels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best colour of each candidate stroke and how much it would change the squared error.
+
+    A stroke of coverage-times-opacity ``a`` and colour ``c`` turns the canvas ``C`` into
+    ``C + a (c - C)``. Per channel, the colour minimising the squared error to the target ``T`` is
+    ``c = sum a (T - C (1 - a)) / sum a^2``, clamped to [0, 1]; the change of the error is
+    ``sum a^2 (c - C)^2 - 2 a (c - C) (T - C)``. Both need only five sums per candidate and channel,
+    taken on float32 CPU tensors without gradients by one numba kernel that visits only the pixels each
+    stroke can cover (``_score_range``), elsewhere as batched matrix products of the candidates' alphas
+    (:func:`stroke_coverage`, computed ``chunk_pixels`` alpha values at a time; default: 2^19 on the CPU,
+    where they stay in cache, 2^25 elsewhere) with per-pixel maps of the canvas, differentiably.
+
+    :param canvas: ``(B, 3, H, H)`` float in [0, 1].
+    :param target: ``(B, 3, H, H)`` float in [0, 1].
+    :param candidates: ``(B, K, 13)`` float in [0, 1] (their colours are ignored).
+    :return: colours ``(B, K, 3)`` in [0, 1], and the change of the summed squared error over pixels
+        and channels ``(B, K)`` (negative: the stroke helps).
+    """
+    batch, count, _ = candidates.shape
+    size = canvas.shape[-1]
+    if (HAVE_NUMBA and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (canvas, target, candidates))
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in (canvas, target, candidates)))):
+        colours = torch.empty((batch, count, 3))
+        deltas = torch.empty((batch, count))
+        if batch and count:
+            launch(_score_range, _score_parallel, batch, canvas.detach().contiguous().numpy(),
+                   target.detach().contiguous().numpy(), candidates.detach().contiguous().numpy(), colours.numpy(),
+                   deltas.numpy(), flatten_segments(size))
+        return colours, deltas
+    pixels = size * size
+    flat_canvas = canvas.reshape(batch, 3, pixels)
+    residual = target.reshape(batch, 3, pixels) - flat_canvas
+    ones = torch.ones((batch, 1, pixels), device=canvas.device, dtype=canvas.dtype)
+    squared_maps = torch.cat([ones, flat_canvas, flat_canvas * flat_canvas], 1).transpose(1, 2)  # (B, P, 7)
+    linear_maps = torch.cat([residual, flat_canvas * residual], 1).transpose(1, 2)  # (B, P, 6)
+    if chunk_pixels is None:
+        chunk_pixels = 1 << 19 if canvas.device.type == "cpu" else 1 << 25
+    per_chunk = max(1, chunk_pixels // (pixels * batch))  # candidates per image per chunk
+    colours, deltas = [], []
+    for start in range(0, count, per_chunk):  # chunks of candidates keep the alphas in cache
+        chunk = candidates[:, start:start + per_chunk]
+        k = chunk.shape[1]
+        alpha = stroke_coverage(chunk.reshape(-1, STROKE_DIM), size).view(batch, k, pixels)
+        squared = torch.bmm(alpha * alpha, squared_maps)  # sum a^2, sum a^2 C, sum a^2 C^2
+        linear = torch.bmm(alpha, linear_maps)  # sum a R, sum a C R
+        sum_a2, sum_a2c, sum_a2c2 = squared[..., 0:1], squared[..., 1:4], squared[..., 4:7]
+        sum_ar, sum_acr = linear[..., 0:3], linear[..., 3:6]
+        colour = ((sum_ar + sum_a2c) / sum_a2.clamp_min(1e-12)).clamp_(0.0, 1.0)
+        delta = colour * colour * sum_a2 - 2.0 * colour * (sum_a2c + sum_ar) + sum_a2c2 + 2.0 * sum_acr
+        colours.append(colour)
+        deltas.append(delta.sum(-1))
+    return torch.cat(colours, 1), torch.cat(deltas, 1)
 
 
 def fitted_colour(alpha: torch.Tensor, canvas: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
