@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from paintgym.agents.episodes import image_l2
 from paintgym.canvas.fastpath import HAVE_NUMBA
-from paintgym.canvas.render import paint_, render, score_strokes, stroke_coverage
+from paintgym.canvas.render import paint_, render, score_strokes
 from paintgym.canvas.strokes import STROKE_DIM
 from paintgym.rewards.target import psnr, ssim
 
