@@ -415,14 +415,15 @@ if HAVE_NUMBA:
         span = np.empty((size, 2), dtype=np.int64)
         verts = np.empty((k_max + 1, 4), dtype=np.float32)
         zero, one = np.float32(0.0), np.float32(1.0)
+        a2c = np.empty(3, dtype=np.float32)  # per channel: sum a^2 C,
+        ar = np.empty(3, dtype=np.float32)  # sum a R (R = T - C)
+        rest = np.empty(3, dtype=np.float32)  # and sum a^2 C^2 + 2 a C R
         for b in range(start, stop):
             img, target = canvas[b], targets[b]
             for k in range(strokes.shape[1]):
                 y_lo, y_hi = _cover(alpha, span, verts, strokes[b, k], size, k_max)
                 a2 = zero
-                a2c = np.zeros(3, dtype=np.float32)  # sum a^2 C, sum a R, sum a^2 C^2 + 2 a C R per channel
-                ar = np.zeros(3, dtype=np.float32)
-                rest = np.zeros(3, dtype=np.float32)
+                a2c[:], ar[:], rest[:] = zero, zero, zero
                 for y in range(y_lo, y_hi + 1):
                     x_lo, x_hi = span[y, 0], span[y, 1]
                     if x_hi < x_lo:
