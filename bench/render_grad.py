@@ -7,7 +7,10 @@ strokes by gradient descent, or an agent backpropagating through the renderer do
 128x128, batch 64, 8 strokes per canvas, in the same run. Both paths use torch's thread count.
 Two more rows time strokes coloured by their least-squares fit to the target, one stroke per call as the
 model-based agent trains (:func:`canvas.render.render_fitted`): its numba kernels against the torch
-operations it replaced (the numba coverage, then the fit and the compositing in torch, autograd).
+operations it replaced (the numba coverage, then the fit and the compositing in torch, autograd). Two
+more score candidate strokes as greedy search does, 64 per canvas, no gradient
+(:func:`canvas.render.score_strokes`): its numba kernel against its torch path (batched matrix products
+of the candidates' coverages).
 
     python bench/render_grad.py [--quick]
 """
@@ -62,6 +65,21 @@ def bench_fitted(size: int, batch: int, count: int, numba_path: bool, repeats: i
     return batch * count / timed(forward_backward, repeats)
 
 
+def bench_scoring(size: int, batch: int, count: int, numba_path: bool, repeats: int) -> float:
+    """Candidates/s of scoring ``count`` candidate strokes on each of ``batch`` painted canvases (no gradient)."""
+    gen = torch.Generator().manual_seed(size)
+    canvas = render_module.render(torch.rand(batch, 16, 13, generator=gen), torch.ones(batch, 3, size, size))
+    target = torch.rand(batch, 3, size, size, generator=gen)
+    candidates = torch.rand(batch, count, 13, generator=gen)
+    fn = render_module.score_strokes if numba_path else render_module._score_strokes_torch
+
+    def score() -> None:
+        with torch.no_grad():
+            fn(canvas, target, candidates)
+
+    return batch * count / timed(score, repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a rougher figure)")
@@ -80,6 +98,10 @@ def main() -> None:
         rows.append((size, fitted_torch, bench_fitted(size, batch, count, False, slow), fitted_torch))
         fitted = bench_fitted(size, batch, count, True, slow)
         rows.append((size, "fitted colour: render_fitted, forward + backward", fitted, fitted_torch))
+        scoring_torch = "candidate scoring: torch path (no grad)"
+        rows.append((size, scoring_torch, bench_scoring(size, batch, 64, False, slow), scoring_torch))
+        rows.append((size, "candidate scoring: score_strokes kernel", bench_scoring(size, batch, 64, True, slow),
+                     scoring_torch))
         print(f"... {size}x{size} done", file=sys.stderr)
     print(f"\n{'size':>5} | {'what':<50} | {'rate':>12} | unit      | x its baseline")
     print("-" * 100)
@@ -88,7 +110,8 @@ def main() -> None:
         print(f"{size:>5} | {what:<50} | {rate:>12,.0f} | strokes/s | {rate / base_rate:6.1f}")
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs; "
           f"batch {batch} x {count} strokes per canvas, L2 loss to a random target; "
-          "baselines: the torch path (render), the torch ops render_fitted replaced (fitted colour); "
+          "baselines: the torch path (render), the torch ops render_fitted replaced (fitted colour), "
+          "score_strokes's torch path (candidate scoring; candidates/s, 64 per canvas, not strokes/s); "
           "target: numba forward + backward >= 10x the torch path at 64x64")
 
 

@@ -1161,6 +1161,14 @@ def score_strokes(canvas: torch.Tensor, target: torch.Tensor, candidates: torch.
                    target.detach().contiguous().numpy(), candidates.detach().contiguous().numpy(), colours.numpy(),
                    deltas.numpy(), flatten_segments(size))
         return colours, deltas
+    return _score_strokes_torch(canvas, target, candidates, chunk_pixels)
+
+
+def _score_strokes_torch(canvas: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor,
+                         chunk_pixels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The torch path of :func:`score_strokes` (any device, differentiable; the reference of its kernel)."""
+    batch, count, _ = candidates.shape
+    size = canvas.shape[-1]
     pixels = size * size
     flat_canvas = canvas.reshape(batch, 3, pixels)
     residual = target.reshape(batch, 3, pixels) - flat_canvas
