@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from paintgym.canvas import fastpath
 from paintgym.canvas import render as render_module
-from paintgym.canvas.render import paint_, paint_fitted_, render, render_fitted
+from paintgym.canvas.render import paint_, paint_fitted_, render, render_fitted, render_prefix_losses
 from paintgym.canvas.strokes import (
     MAX_RADIUS,
     MIN_RADIUS,
@@ -338,6 +338,44 @@ def test_fitted_render_backprops_through_the_fit_like_torch(size, batch, count):
     (grad,) = torch.autograd.grad(render_fitted(shapes, canvas, target)[0].square().sum(), shapes, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiable once"):
         grad.sum().backward()
+
+
+def test_prefix_losses_kernel_matches_rendering_each_prefix():
+    """render_prefix_losses's numba kernels (every prefix painted and measured in one pass, its gradient by one
+    replayed backward) against rendering and measuring each prefix with the torch path, in float64."""
+    batch, count, size = 4, 7, 32
+    strokes = random_strokes(batch, count, seed=3)
+    gen = torch.Generator().manual_seed(4)
+    canvas, target = torch.rand(batch, 3, size, size, generator=gen), torch.rand(batch, 3, size, size, generator=gen)
+    ends, weights, scale = [1, 2, 4, 6], [0.5, 0.2, 0.3, 1.0], torch.arange(1.0, batch + 1)
+
+    def mse(painted, goal):
+        return (painted - goal).square().flatten(1).mean(1)
+
+    results = []
+    for kernel in (True, False):
+        dtype = torch.float32 if kernel else torch.float64
+        shapes = strokes.to(dtype).clone().requires_grad_(True)
+        losses = render_prefix_losses(shapes, target.to(dtype), ends, weights, canvas=canvas.to(dtype),
+                                      loss=None if kernel else mse)
+        assert (type(losses.grad_fn).__name__ == "_NumbaPrefixL2Backward") == kernel
+        (losses * scale.to(dtype)).sum().backward()
+        results.append((losses.detach().float(), shapes.grad.float()))
+    (losses, grads), (ref_losses, ref_grads) = results
+    torch.testing.assert_close(losses, ref_losses, atol=1e-6, rtol=1e-5)
+    assert_stroke_grads_close(grads, ref_grads)
+    # strokes after the last end count for nothing; a blank canvas by default; bad ends are refused
+    shapes = strokes.clone().requires_grad_(True)
+    render_prefix_losses(shapes, target, [3], [1.0]).sum().backward()
+    assert (shapes.grad[:, 3:] == 0).all() and shapes.grad[:, :3].abs().sum() > 0
+    blank = torch.ones_like(canvas)
+    torch.testing.assert_close(render_prefix_losses(strokes, target, [count], [1.0]),
+                               mse(render(strokes, blank), target))
+    for bad in ([2, 2], [0, 3], [count + 1]):
+        with pytest.raises(ValueError, match="prefix ends must increase"):
+            render_prefix_losses(strokes, target, bad, [1.0] * len(bad))
+    with pytest.raises(ValueError, match="one weight per prefix end"):
+        render_prefix_losses(strokes, target, [1, 2], [1.0])
 
 
 def test_render_dispatch(monkeypatch):

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from paintgym.agents.episodes import image_l2
 from paintgym.canvas.fastpath import HAVE_NUMBA
-from paintgym.canvas.render import paint_, render, score_strokes
+from paintgym.canvas.render import paint_, render, render_prefix_losses, score_strokes
 from paintgym.canvas.strokes import STROKE_DIM
 from paintgym.rewards.target import psnr, ssim
 
@@ -317,15 +317,11 @@ class OptimisePainter:
 
     def _objective(self, strokes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The loss of the painting ``(B,)``, plus ``prefix_weight`` times that of each prefix painting."""
-        size, count = targets.shape[-1], strokes.shape[1]
+        count = strokes.shape[1]
         ends = [n for n in prefix_counts(count) if n < count] if self.prefix_weight > 0 else []
-        canvas = torch.full((strokes.shape[0], 3, size, size), BACKGROUND, device=strokes.device)
-        total, first = torch.zeros(strokes.shape[0], device=strokes.device), 0
-        for end in [*ends, count]:  # the prefixes' canvases on the way to the whole painting
-            canvas = self._render(strokes[:, first:end], canvas)
-            weight = 1.0 if end == count else self.prefix_weight
-            total, first = total + weight * self.loss(canvas, targets), end
-        return total
+        return render_prefix_losses(strokes, targets, [*ends, count], [self.prefix_weight] * len(ends) + [1.0],
+                                    loss=None if self.loss is image_l2 else self.loss, render_group=self._render,
+                                    background=BACKGROUND)
 
     def _loss_without_grad(self, strokes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -870,28 +870,34 @@ if HAVE_NUMBA:
         for j in range(10):
             gstroke[j] = g[j]
 
+    @numba.njit(cache=True, nogil=True)
+    def _replay_scratch(count, size):  # pragma: no cover - compiled
+        """What a replayed forward keeps of each of ``count`` strokes for :func:`_backward_one`: the canvas
+        before it, its box, alpha and segment mask."""
+        return (np.empty((count, 3, size, size), dtype=np.float32), np.empty((count, 4), dtype=np.int64),
+                np.empty((count, size, size), dtype=np.float32), np.empty((count, size, size), dtype=np.int64))
+
+    @numba.njit(cache=True, nogil=True)
+    def _stroke_backward_scratch(size, k_max):  # pragma: no cover - compiled
+        """The scratch of :func:`_backward_one` after ``grad`` ... ``gstroke``: ``galpha, verts, coef, gverts, pxs,
+        pys, ws, zs, counts, terms, totals``."""
+        pixels = size * size
+        return (np.empty((size, size), dtype=np.float32), np.empty((k_max + 1, 4), dtype=np.float32),
+                np.empty((k_max + 1, 4), dtype=np.float32), np.empty((k_max + 1, 4), dtype=np.float64),
+                np.empty((k_max, pixels), dtype=np.float32), np.empty((k_max, pixels), dtype=np.float32),
+                np.empty((k_max, pixels), dtype=np.float32), np.empty((k_max, pixels), dtype=np.float32),
+                np.empty(k_max, dtype=np.int64), np.empty((9, pixels), dtype=np.float32),
+                np.empty(10, dtype=np.float64))
+
     @numba.njit(fastmath=True, cache=True, nogil=True)
     def _backward_range(grad, strokes, canvas, gstrokes, start, stop, k_max, targets):  # pragma: no cover - compiled
         """Backward of canvases ``start:stop``: replay the forward from ``canvas`` keeping the canvas before
         each stroke and its coverage (inside its box), then :func:`_backward_one` for each stroke, the last
         first. ``targets`` ``(B, 3, H, W)``: the strokes' colours (as given) were fitted to them; empty: not."""
         size, count = grad.shape[-1], strokes.shape[1]
-        pre = np.empty((count, 3, size, size), dtype=np.float32)
-        boxes = np.empty((count, 4), dtype=np.int64)
-        alphas = np.empty((count, size, size), dtype=np.float32)
-        masks = np.empty((count, size, size), dtype=np.int64)
+        pre, boxes, alphas, masks = _replay_scratch(count, size)
         img = np.empty((3, size, size), dtype=np.float32)
-        galpha = np.empty((size, size), dtype=np.float32)
-        verts = np.empty((k_max + 1, 4), dtype=np.float32)
-        coef = np.empty((k_max + 1, 4), dtype=np.float32)
-        gverts = np.empty((k_max + 1, 4), dtype=np.float64)
-        pxs = np.empty((k_max, size * size), dtype=np.float32)
-        pys = np.empty((k_max, size * size), dtype=np.float32)
-        ws = np.empty((k_max, size * size), dtype=np.float32)
-        zs = np.empty((k_max, size * size), dtype=np.float32)
-        counts = np.empty(k_max, dtype=np.int64)
-        terms = np.empty((9, size * size), dtype=np.float32)
-        totals = np.empty(10, dtype=np.float64)
+        galpha, verts, coef, gverts, pxs, pys, ws, zs, counts, terms, totals = _stroke_backward_scratch(size, k_max)
         fitted, no_target = targets.shape[0] > 0, np.empty((0, 1, 1), dtype=np.float32)
         for b in range(start, stop):
             target = targets[b] if fitted else no_target
@@ -919,6 +925,89 @@ if HAVE_NUMBA:
         for c in numba.prange(chunks):
             start, stop = chunk_range(c, chunks, canvas.shape[0])
             _render_range(canvas, strokes, grad, gstrokes, k_max, targets, start, stop)
+
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _squared_error(img, target):  # pragma: no cover - compiled
+        """``sum((img - target)^2)`` over ``(3, H, W)`` (float32 rows, a float64 total)."""
+        total = 0.0
+        for c in range(img.shape[0]):
+            for y in range(img.shape[1]):
+                i_row, t_row = img[c, y], target[c, y]
+                acc = np.float32(0.0)
+                for x in range(i_row.shape[0]):
+                    d = i_row[x] - t_row[x]
+                    acc += d * d
+                total += acc
+        return total
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _add_scaled_difference(out, img, target, scale):  # pragma: no cover - compiled
+        """``out += scale * (img - target)`` over ``(3, H, W)``."""
+        for c in range(img.shape[0]):
+            for y in range(img.shape[1]):
+                o_row, i_row, t_row = out[c, y], img[c, y], target[c, y]
+                for x in range(i_row.shape[0]):
+                    o_row[x] += scale * (i_row[x] - t_row[x])
+
+    @numba.njit(fastmath=True, cache=True, nogil=True)
+    def _prefix_l2_range(canvas, strokes, targets, ends, weights, losses, grad_losses, gstrokes, k_max,
+                         start, stop):  # pragma: no cover - compiled
+        """Canvases ``start:stop`` of :func:`render_prefix_losses`'s numba path. Forward (``grad_losses`` empty):
+        ``losses[b] = sum_j weights[j] * mean((canvas after strokes[:ends[j]] - target)^2)``. Backward:
+        ``gstrokes[b] = grad_losses[b] * dlosses[b] / dstrokes[b]``: the forward replayed as in
+        :func:`_backward_range`, each prefix's error gradient kept as the replay passes its end, then
+        :func:`_backward_one` for each stroke, the last first, each prefix's gradient joining the canvas's
+        gradient where the walk reaches its end."""
+        size, count, m = canvas.shape[-1], strokes.shape[1], ends.shape[0]
+        backward = grad_losses.shape[0] > 0
+        inv_n = 1.0 / (3.0 * size * size)
+        pre, boxes, alphas, masks = _replay_scratch(count if backward else 0, size)
+        galpha, verts, coef, gverts, pxs, pys, ws, zs, counts, terms, totals = _stroke_backward_scratch(
+            size if backward else 0, k_max)
+        img = np.empty((3, size, size), dtype=np.float32)
+        grad = np.empty((3, size, size) if backward else (0, 0, 0), dtype=np.float32)
+        end_grads = np.empty((m if backward else 0, 3, size, size), dtype=np.float32)
+        alpha, box = np.empty((size, size), dtype=np.float32), np.empty(4, dtype=np.int64)
+        no_mask, no_pre = np.empty((0, 0), dtype=np.int64), np.empty((0, 0, 0), dtype=np.float32)
+        no_target = np.empty((0, 1, 1), dtype=np.float32)
+        for b in range(start, stop):
+            target = targets[b]
+            for c in range(3):
+                for y in range(size):
+                    _copy_row(canvas[b, c, y], img[c, y])
+            j, total = 0, 0.0
+            for s in range(count):
+                if backward:
+                    _forward_one(img, pre[s], boxes[s], alphas[s], masks[s], verts, coef, strokes[b, s], size, k_max)
+                else:
+                    _forward_one(img, no_pre, box, alpha, no_mask, verts, coef, strokes[b, s], size, k_max)
+                while j < m and ends[j] == s + 1:
+                    if backward:  # d(w mean((C - T)^2)) / dC = 2 w (C - T) / n
+                        end_grads[j] = 0.0
+                        _add_scaled_difference(end_grads[j], img, target,
+                                               np.float32(2.0 * weights[j] * grad_losses[b] * inv_n))
+                    else:
+                        total += weights[j] * _squared_error(img, target) * inv_n
+                    j += 1
+            if not backward:
+                losses[b] = total
+                continue
+            grad[:] = 0.0
+            for s in range(count - 1, -1, -1):
+                while j > 0 and ends[j - 1] == s + 1:
+                    j -= 1
+                    grad += end_grads[j]
+                _backward_one(grad, pre[s], boxes[s], alphas[s], masks[s], strokes[b, s], gstrokes[b, s], size,
+                              k_max, verts, coef, gverts, galpha, pxs, pys, ws, zs, counts, terms, totals, no_target)
+
+    @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
+    def _prefix_l2_parallel(canvas, strokes, targets, ends, weights, losses, grad_losses, gstrokes, k_max,
+                            chunks):  # pragma: no cover - compiled
+        for c in numba.prange(chunks):
+            start, stop = chunk_range(c, chunks, canvas.shape[0])
+            _prefix_l2_range(canvas, strokes, targets, ends, weights, losses, grad_losses, gstrokes, k_max,
+                             start, stop)
 
 
 _NO_MIRROR = np.empty((0, 0, 0, 3), dtype=np.uint8)
@@ -1282,3 +1371,92 @@ def _render_fitted_torch(strokes: torch.Tensor, canvas: torch.Tensor, target: to
         canvas = canvas + (colour[:, :, None, None] - canvas) * alpha[:, None]
         colours.append(colour.detach())
     return canvas, torch.stack(colours, dim=1) if colours else strokes[..., 10:13].detach()
+
+
+# ------------------------------------------------------------------------ the errors of a painting's prefixes
+def render_prefix_losses(strokes: torch.Tensor, targets: torch.Tensor, ends: list[int], weights: list[float],
+                         canvas: torch.Tensor | None = None, loss: Callable | None = None,
+                         render_group: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = render,
+                         background: float = 1.0) -> torch.Tensor:
+    """``sum_j weights[j] * loss(painting of the first ends[j] strokes, targets)`` per image, differentiably
+    with respect to ``strokes``: the objective of a painting whose prefixes must be good paintings too.
+
+    With ``loss`` None (the mean squared error per image) on float32 CPU tensors, one numba kernel paints
+    and measures every prefix, and one replays it backward (:class:`_NumbaPrefixL2`): a render and a whole-image
+    error per prefix, with the copies between them, made a refinement step 2.4x as slow as the strokes alone
+    (0.58 against 0.24 ms per 64-px canvas of 32 strokes, 6 prefixes). Elsewhere: ``render_group`` (e.g.
+    :func:`render` under activation checkpointing) paints each group of strokes onto the last, and ``loss``
+    (default: the mean squared error) measures each prefix.
+
+    :param strokes: ``(B, S, 13)`` float in [0, 1].
+    :param targets: ``(B, 3, H, W)`` float in [0, 1] (no gradient).
+    :param ends: prefix lengths, increasing, in ``1 .. S`` (strokes after the last do not count).
+    :param weights: one weight per end.
+    :param canvas: ``(B, 3, H, W)`` canvas the strokes start on (no gradient); None: blank, ``background`` grey.
+    :param loss: ``(canvas, targets) -> (B,)``, differentiable; None: mean squared error over pixels and channels.
+    :param render_group: ``(strokes, canvas) -> canvas`` for the paths other than the kernel.
+    :return: ``(B,)``.
+    """
+    if len(ends) != len(weights) or not ends:
+        raise ValueError(f"render_prefix_losses needs one weight per prefix end, got {len(ends)} ends and "
+                         f"{len(weights)} weights")
+    if sorted(set(ends)) != list(ends) or ends[0] < 1 or ends[-1] > strokes.shape[1]:
+        raise ValueError(f"prefix ends must increase within 1..{strokes.shape[1]}, got {list(ends)}")
+    if canvas is None:
+        canvas = torch.full(targets.shape, float(background), device=targets.device, dtype=torch.float32)
+    _check(canvas, strokes)
+    if targets.shape != canvas.shape:
+        raise ValueError(f"targets must have the canvas's shape {tuple(canvas.shape)}, got {tuple(targets.shape)}")
+    if (loss is None and _numba_path(strokes, canvas) and targets.dtype == torch.float32
+            and not canvas.requires_grad and not targets.requires_grad):
+        return _NumbaPrefixL2.apply(strokes, canvas.contiguous(), targets.contiguous(), tuple(ends),
+                                    tuple(float(w) for w in weights))
+    measure = loss if loss is not None else _mean_squared_error
+    total, first = torch.zeros(strokes.shape[0], device=strokes.device, dtype=canvas.dtype), 0
+    for end, weight in zip(ends, weights, strict=True):  # each prefix's canvas on the way to the last
+        canvas = render_group(strokes[:, first:end], canvas)
+        total, first = total + weight * measure(canvas, targets), end
+    return total
+
+
+def _mean_squared_error(canvas: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.mse_loss(canvas, targets, reduction="none").flatten(1).mean(dim=1)
+
+
+def _prefix_l2_numpy(canvas: torch.Tensor, strokes: torch.Tensor, targets: torch.Tensor, ends: tuple[int, ...],
+                     weights: tuple[float, ...], grad_losses: torch.Tensor | None) -> torch.Tensor:
+    """The kernel of :class:`_NumbaPrefixL2`: the losses ``(B,)``, or with ``grad_losses`` the strokes' gradient."""
+    batch = canvas.shape[0]
+    ends_np, weights_np = np.asarray(ends, dtype=np.int64), np.asarray(weights, dtype=np.float64)
+    backward = grad_losses is not None
+    losses = np.zeros(0 if backward else batch, dtype=np.float64)
+    grads = torch.zeros(strokes.shape if backward else (0, 0, STROKE_DIM), dtype=torch.float32)
+    grad_np = (grad_losses.detach().to(torch.float64).contiguous().numpy() if backward
+               else np.empty(0, dtype=np.float64))
+    launch(_prefix_l2_range, _prefix_l2_parallel, batch, canvas.detach().numpy(),
+           strokes.detach().contiguous().numpy(), targets.detach().numpy(), ends_np, weights_np, losses, grad_np,
+           grads.numpy(), flatten_segments(canvas.shape[-1]))
+    return grads if backward else torch.from_numpy(losses).to(torch.float32)
+
+
+class _NumbaPrefixL2(torch.autograd.Function):
+    """:func:`render_prefix_losses` with the mean squared error on float32 CPU tensors: one numba kernel forward
+    and one backward that replays it (saves only the inputs, by reference); only the strokes get a gradient."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, strokes: torch.Tensor,  # type: ignore[override]
+                canvas: torch.Tensor, targets: torch.Tensor, ends: tuple[int, ...],
+                weights: tuple[float, ...]) -> torch.Tensor:
+        ctx.save_for_backward(strokes, canvas, targets)
+        ctx.ends, ctx.weights = ends, weights
+        return _prefix_l2_numpy(canvas, strokes, targets, ends, weights, None)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx,  # type: ignore[override]
+                 grad_losses: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
+        strokes, canvas, targets = ctx.saved_tensors
+        with torch.no_grad():
+            grad = _prefix_l2_numpy(canvas, strokes, targets, ctx.ends, ctx.weights, grad_losses)
+        if torch.is_grad_enabled():  # create_graph=True: this gradient must not be differentiated (silently 0)
+            grad = _NotTwice.apply(grad, strokes)
+        return grad, None, None, None, None
