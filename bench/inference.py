@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ppo", help="a second trained run to add as a row (e.g. PPO)")
     parser.add_argument("--batch", type=int, default=256, help="images painted at once (default: 256)")
     parser.add_argument("--refine", type=int, nargs="*", default=[20, 50], help="refinement steps to time")
+    parser.add_argument("--refine-coarse-to-fine", type=float, nargs="*", default=[0.0],
+                        help="fractions of the refinement steps at half size to time (default: 0)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per row (default: 3)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     parser.add_argument("--data", type=Path, default=DATA, help=f"folder of the dev data (default: {DATA})")
@@ -66,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         rows[other.name if other.name not in rows else f"{other.name} (--ppo)"] = images_per_second(
             other, targets, strokes, args.repeats)
     for steps in args.refine:
-        painter = refined(agent, steps)
-        rows[painter.name] = images_per_second(painter, targets[:64], strokes, 1)
+        for coarse in args.refine_coarse_to_fine:
+            painter = refined(agent, steps, coarse_to_fine=coarse)
+            rows[painter.name] = images_per_second(painter, targets[:64], strokes, 1)
 
     print(f"\n{strokes} strokes per image at {size}x{size}, batch {args.batch}, {args.threads} thread(s), "
           f"targets: {source}")

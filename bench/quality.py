@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refine-prefix-weight", type=float, default=REFINE_PREFIX_WEIGHT,
                         help="weight of each prefix painting in the refinement's loss (0: each stroke count's "
                         "painting refined alone)")
+    parser.add_argument("--refine-coarse-to-fine", type=float, default=0.0,
+                        help="fraction of the refinement steps at half size (default: 0)")
     parser.add_argument("--only", nargs="+", choices=("random", "greedy", "optimise"),
                         help="only these painters (trained runs are added when given)")
     parser.add_argument("--candidates", type=int, default=64, help="greedy, optimiser start: K shapes per stroke")
@@ -199,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         label = painter.name if painter.name not in painters else f"{painter.name} ({Path(run).name})"
         painters[label] = painter
         if flag == "--agent" and args.refine:
-            painters[f"{label}+refine{args.refine}"] = refined(painter, args.refine, args.refine_prefix_weight)
+            painters[f"{label}+refine{args.refine}"] = refined(painter, args.refine, args.refine_prefix_weight,
+                                                                    args.refine_coarse_to_fine)
         notes.append(f"{label}: {run}, {painter.max_strokes} strokes per episode at {painter.canvas_size}x"
                      f"{painter.canvas_size}")
         if source.startswith(FALLBACK) and FALLBACK in str(painter.agent.config.targets).split("+"):

@@ -175,6 +175,17 @@ def test_eval_refines_a_model_based_run_and_paints_through_its_fast_path(tmp_pat
     assert cli_eval.main([str(run), "--refine", "5", "--refine-prefix-weight", "-1", "--no-progress",
                           "--out", str(out / "x")]) == 2
     assert "--refine-prefix-weight must be a number >= 0, got -1.0" in one_line_error(capsys)
+    # most steps at half size: named apart, never worse than the agent's painting; a fraction of 1 is refused
+    coarse = tmp_path / "coarse"
+    assert cli_eval.main([str(run), "--refine", "6", "--refine-coarse-to-fine", "0.5", "--out", str(coarse),
+                          "--limit", "4", "--no-progress", "--device", "cpu"]) == 0
+    means = {(row["painter"], int(row["strokes"])): float(row["l2"])
+             for row in read_csv(coarse / "quality.csv") if row["image"] == "mean"}
+    assert means[("model-based+refine6-coarse0.5", 3)] <= means[("model-based", 3)] + 1e-6
+    assert (coarse / "contact_sheet_model-based+refine6-coarse0.5_3.png").is_file()
+    assert cli_eval.main([str(run), "--refine", "5", "--refine-coarse-to-fine", "1", "--no-progress",
+                          "--out", str(out / "x")]) == 2
+    assert "--refine-coarse-to-fine is the fraction of steps at half size, in [0, 1); got 1.0" in one_line_error(capsys)
 
 
 # -------------------------------------------------------------------------------------- optimise

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --refine: weight of each prefix painting (the first 1, 2, 4, ... strokes) in the "
                         "refinement's loss beside the whole painting's; 0 refines each stroke count's painting "
                         "alone (higher PSNR at that count, one refinement per count)")
+    parser.add_argument("--refine-coarse-to-fine", type=float, default=0.0, metavar="F",
+                        help="with --refine: fraction of the refinement steps at half size, in [0, 1) (cheaper steps: "
+                        "at 64 px, --refine 20 with 0.75 paints about as fast as --refine 10, and better)")
     parser.add_argument("--prior", metavar="CHECKPOINT",
                         help="also score each painting's strokes under a stroke prior (a paintgym train-strokes run): "
                         "the strokeprior reward's nats per pen point above the prior's Gaussian baseline, higher = "
@@ -145,6 +148,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--refine must be at least 1 step, got {args.refine}")
     if not (args.refine_prefix_weight >= 0 and math.isfinite(args.refine_prefix_weight)):
         raise ValueError(f"--refine-prefix-weight must be a number >= 0, got {args.refine_prefix_weight}")
+    if not 0.0 <= args.refine_coarse_to_fine < 1.0:
+        raise ValueError(f"--refine-coarse-to-fine is the fraction of steps at half size, in [0, 1); "
+                         f"got {args.refine_coarse_to_fine}")
 
 
 def load_targets(specs: list[str], size: int, limit: int | None) -> tuple[Any, list[str]]:
@@ -306,7 +312,7 @@ def evaluate_cli(args: argparse.Namespace) -> list[Any]:
     targets = to_float(images, device)
     painters = [painter]
     if args.refine is not None:
-        painters.append(refined(painter, args.refine, args.refine_prefix_weight))
+        painters.append(refined(painter, args.refine, args.refine_prefix_weight, args.refine_coarse_to_fine))
     print(f"paintgym eval: {' and '.join(p.name for p in painters)} paint {len(images)} images of {source} at "
           f"{size}x{size} with {', '.join(map(str, sorted(set(strokes))))} strokes on {device}")
     runs = []
