@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         label = painter.name if painter.name not in painters else f"{painter.name} ({Path(run).name})"
         painters[label] = painter
         if flag == "--agent" and args.refine:
-            painters[f"{label}+refine{args.refine}"] = refined(painter, args.refine, args.refine_prefix_weight,
-                                                                    args.refine_coarse_to_fine)
+            refiner = refined(painter, args.refine, args.refine_prefix_weight, args.refine_coarse_to_fine)
+            painters[label + refiner.name[len(painter.name):]] = refiner  # NAME+refineK[-coarseF]
         notes.append(f"{label}: {run}, {painter.max_strokes} strokes per episode at {painter.canvas_size}x"
                      f"{painter.canvas_size}")
         if source.startswith(FALLBACK) and FALLBACK in str(painter.agent.config.targets).split("+"):
