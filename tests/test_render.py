@@ -376,6 +376,10 @@ def test_prefix_losses_kernel_matches_rendering_each_prefix():
             render_prefix_losses(strokes, target, bad, [1.0] * len(bad))
     with pytest.raises(ValueError, match="one weight per prefix end"):
         render_prefix_losses(strokes, target, [1, 2], [1.0])
+    shapes = strokes.clone().requires_grad_(True)  # differentiable once, as render's numba path
+    (grad,) = torch.autograd.grad(render_prefix_losses(shapes, target, ends, weights).sum(), shapes, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        grad.sum().backward()
 
 
 def test_render_dispatch(monkeypatch):

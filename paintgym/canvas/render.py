@@ -951,16 +951,15 @@ if HAVE_NUMBA:
                     o_row[x] += scale * (i_row[x] - t_row[x])
 
     @numba.njit(fastmath=True, cache=True, nogil=True)
-    def _prefix_l2_range(canvas, strokes, targets, ends, weights, losses, grad_losses, gstrokes, k_max,
+    def _prefix_l2_range(canvas, strokes, targets, ends, weights, losses, gstrokes, k_max,
                          start, stop):  # pragma: no cover - compiled
-        """Canvases ``start:stop`` of :func:`render_prefix_losses`'s numba path. Forward (``grad_losses`` empty):
-        ``losses[b] = sum_j weights[j] * mean((canvas after strokes[:ends[j]] - target)^2)``. Backward:
-        ``gstrokes[b] = grad_losses[b] * dlosses[b] / dstrokes[b]``: the forward replayed as in
-        :func:`_backward_range`, each prefix's error gradient kept as the replay passes its end, then
-        :func:`_backward_one` for each stroke, the last first, each prefix's gradient joining the canvas's
-        gradient where the walk reaches its end."""
+        """Canvases ``start:stop`` of :func:`render_prefix_losses`'s numba path: ``losses[b] = sum_j weights[j] *
+        mean((canvas after strokes[:ends[j]] - target)^2)``, and unless ``gstrokes`` is empty ``gstrokes[b] =
+        dlosses[b] / dstrokes[b]``: each prefix's error gradient kept as the painting passes its end (keeping
+        what :func:`_backward_range` keeps of each stroke), then :func:`_backward_one` for each stroke, the last
+        first, each prefix's gradient joining the canvas's gradient where the walk reaches its end."""
         size, count, m = canvas.shape[-1], strokes.shape[1], ends.shape[0]
-        backward = grad_losses.shape[0] > 0
+        backward = gstrokes.shape[0] > 0
         inv_n = 1.0 / (3.0 * size * size)
         pre, boxes, alphas, masks = _replay_scratch(count if backward else 0, size)
         galpha, verts, coef, gverts, pxs, pys, ws, zs, counts, terms, totals = _stroke_backward_scratch(
@@ -983,15 +982,13 @@ if HAVE_NUMBA:
                 else:
                     _forward_one(img, no_pre, box, alpha, no_mask, verts, coef, strokes[b, s], size, k_max)
                 while j < m and ends[j] == s + 1:
+                    total += weights[j] * _squared_error(img, target) * inv_n
                     if backward:  # d(w mean((C - T)^2)) / dC = 2 w (C - T) / n
                         end_grads[j] = 0.0
-                        _add_scaled_difference(end_grads[j], img, target,
-                                               np.float32(2.0 * weights[j] * grad_losses[b] * inv_n))
-                    else:
-                        total += weights[j] * _squared_error(img, target) * inv_n
+                        _add_scaled_difference(end_grads[j], img, target, np.float32(2.0 * weights[j] * inv_n))
                     j += 1
+            losses[b] = total
             if not backward:
-                losses[b] = total
                 continue
             grad[:] = 0.0
             for s in range(count - 1, -1, -1):
@@ -1002,12 +999,11 @@ if HAVE_NUMBA:
                               k_max, verts, coef, gverts, galpha, pxs, pys, ws, zs, counts, terms, totals, no_target)
 
     @numba.njit(fastmath=True, cache=True, parallel=True, nogil=True)
-    def _prefix_l2_parallel(canvas, strokes, targets, ends, weights, losses, grad_losses, gstrokes, k_max,
+    def _prefix_l2_parallel(canvas, strokes, targets, ends, weights, losses, gstrokes, k_max,
                             chunks):  # pragma: no cover - compiled
         for c in numba.prange(chunks):
             start, stop = chunk_range(c, chunks, canvas.shape[0])
-            _prefix_l2_range(canvas, strokes, targets, ends, weights, losses, grad_losses, gstrokes, k_max,
-                             start, stop)
+            _prefix_l2_range(canvas, strokes, targets, ends, weights, losses, gstrokes, k_max, start, stop)
 
 
 _NO_MIRROR = np.empty((0, 0, 0, 3), dtype=np.uint8)
@@ -1382,7 +1378,7 @@ def render_prefix_losses(strokes: torch.Tensor, targets: torch.Tensor, ends: lis
     with respect to ``strokes``: the objective of a painting whose prefixes must be good paintings too.
 
     With ``loss`` None (the mean squared error per image) on float32 CPU tensors, one numba kernel paints
-    and measures every prefix, and one replays it backward (:class:`_NumbaPrefixL2`): a render and a whole-image
+    and measures every prefix and walks back to the gradient (:class:`_NumbaPrefixL2`): a render and a whole-image
     error per prefix, with the copies between them, made a refinement step 2.6x as slow
     (0.58 against 0.22 ms per 64-px canvas of 32 strokes, 6 prefixes). Elsewhere: ``render_group`` (e.g.
     :func:`render` under activation checkpointing) paints each group of strokes onto the last, and ``loss``
@@ -1409,8 +1405,9 @@ def render_prefix_losses(strokes: torch.Tensor, targets: torch.Tensor, ends: lis
         raise ValueError(f"targets must have the canvas's shape {tuple(canvas.shape)}, got {tuple(targets.shape)}")
     if (loss is None and _numba_path(strokes, canvas) and targets.dtype == torch.float32
             and not canvas.requires_grad and not targets.requires_grad):
+        with_grad = torch.is_grad_enabled() and strokes.requires_grad
         return _NumbaPrefixL2.apply(strokes, canvas.contiguous(), targets.contiguous(), tuple(ends),
-                                    tuple(float(w) for w in weights))
+                                    tuple(float(w) for w in weights), with_grad)
     measure = loss if loss is not None else image_l2
     total, first = torch.zeros(strokes.shape[0], device=strokes.device, dtype=canvas.dtype), 0
     for end, weight in zip(ends, weights, strict=True):  # each prefix's canvas on the way to the last
@@ -1426,39 +1423,41 @@ def image_l2(canvas: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _prefix_l2_numpy(canvas: torch.Tensor, strokes: torch.Tensor, targets: torch.Tensor, ends: tuple[int, ...],
-                     weights: tuple[float, ...], grad_losses: torch.Tensor | None) -> torch.Tensor:
-    """The kernel of :class:`_NumbaPrefixL2`: the losses ``(B,)``, or with ``grad_losses`` the strokes' gradient."""
+                     weights: tuple[float, ...], with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The kernel of :class:`_NumbaPrefixL2`: the losses ``(B,)`` and, ``with_grad``, their gradients with respect
+    to the strokes ``(B, S, 13)`` (each image's own loss's)."""
     batch = canvas.shape[0]
     ends_np, weights_np = np.asarray(ends, dtype=np.int64), np.asarray(weights, dtype=np.float64)
-    backward = grad_losses is not None
-    losses = np.zeros(0 if backward else batch, dtype=np.float64)
-    grads = torch.zeros(strokes.shape if backward else (0, 0, STROKE_DIM), dtype=torch.float32)
-    grad_np = (grad_losses.detach().to(torch.float64).contiguous().numpy() if backward
-               else np.empty(0, dtype=np.float64))
+    losses = np.zeros(batch, dtype=np.float64)
+    grads = torch.zeros(strokes.shape if with_grad else (0, 0, STROKE_DIM), dtype=torch.float32)
     launch(_prefix_l2_range, _prefix_l2_parallel, batch, canvas.detach().numpy(),
-           strokes.detach().contiguous().numpy(), targets.detach().numpy(), ends_np, weights_np, losses, grad_np,
+           strokes.detach().contiguous().numpy(), targets.detach().numpy(), ends_np, weights_np, losses,
            grads.numpy(), flatten_segments(canvas.shape[-1]))
-    return grads if backward else torch.from_numpy(losses).to(torch.float32)
+    return torch.from_numpy(losses).to(torch.float32), grads if with_grad else None
 
 
 class _NumbaPrefixL2(torch.autograd.Function):
-    """:func:`render_prefix_losses` with the mean squared error on float32 CPU tensors: one numba kernel forward
-    and one backward that replays it (saves only the inputs, by reference); only the strokes get a gradient."""
+    """:func:`render_prefix_losses` with the mean squared error on float32 CPU tensors, only the strokes
+    differentiable. When a gradient will be wanted, the forward kernel takes each image's loss's gradient in the
+    same call (it replays its painting backward): a loss is nearly always backpropagated right after it is
+    measured, and one call instead of a forward and a backward that repaints saved a fifth of a refinement
+    step. The backward scales those gradients by the incoming ``(B,)`` gradient (each image's loss depends on
+    its own strokes only)."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, strokes: torch.Tensor,  # type: ignore[override]
-                canvas: torch.Tensor, targets: torch.Tensor, ends: tuple[int, ...],
-                weights: tuple[float, ...]) -> torch.Tensor:
-        ctx.save_for_backward(strokes, canvas, targets)
-        ctx.ends, ctx.weights = ends, weights
-        return _prefix_l2_numpy(canvas, strokes, targets, ends, weights, None)
+                canvas: torch.Tensor, targets: torch.Tensor, ends: tuple[int, ...], weights: tuple[float, ...],
+                with_grad: bool) -> torch.Tensor:
+        losses, grads = _prefix_l2_numpy(canvas, strokes, targets, ends, weights, with_grad)
+        if grads is not None:
+            ctx.save_for_backward(strokes, grads)
+        return losses
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx,  # type: ignore[override]
-                 grad_losses: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
-        strokes, canvas, targets = ctx.saved_tensors
-        with torch.no_grad():
-            grad = _prefix_l2_numpy(canvas, strokes, targets, ctx.ends, ctx.weights, grad_losses)
+                 grad_losses: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
+        strokes, grads = ctx.saved_tensors
+        grad = grads * grad_losses.to(grads.dtype).view(-1, 1, 1)
         if torch.is_grad_enabled():  # create_graph=True: this gradient must not be differentiated (silently 0)
             grad = _NotTwice.apply(grad, strokes)
-        return grad, None, None, None, None
+        return grad, None, None, None, None, None
