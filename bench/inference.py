@@ -9,7 +9,8 @@ shapes per stroke with least-squares colours) painting the same images with the 
 With more than one thread, the agent also paints with torch's threads inside each operation (one
 batch) instead of one piece of the batch per thread (the default,
 :func:`experiments.pretrained.paint_on_threads`). The agent rows refined by ``--refine`` Adam steps
-through the renderer show what refinement costs.
+through the renderer (each also with the fractions of them at half size in ``--refine-coarse-to-fine``) show
+what refinement costs.
 
     python bench/inference.py --agent runs/MODEL_BASED_RUN [--ppo runs/PPO_RUN] [--threads 2]
 """
