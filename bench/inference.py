@@ -9,8 +9,8 @@ shapes per stroke with least-squares colours) painting the same images with the 
 With more than one thread, the agent also paints with torch's threads inside each operation (one
 batch) instead of one piece of the batch per thread (the default,
 :func:`experiments.pretrained.paint_on_threads`). The agent rows refined by ``--refine`` Adam steps
-through the renderer (each also with the fractions of them at half size in ``--refine-coarse-to-fine``) show
-what refinement costs.
+through the renderer (each also with the fractions of them at half size in ``--refine-coarse-to-fine`` and
+the agent's first strokes left as they are in ``--refine-keep-first``) show what refinement costs.
 
     python bench/inference.py --agent runs/MODEL_BASED_RUN [--ppo runs/PPO_RUN] [--threads 2]
 """
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refine", type=int, nargs="*", default=[20, 50], help="refinement steps to time")
     parser.add_argument("--refine-coarse-to-fine", type=float, nargs="*", default=[0.0],
                         help="fractions of the refinement steps at half size to time (default: 0)")
+    parser.add_argument("--refine-keep-first", type=int, nargs="*", default=[0],
+                        help="numbers of the agent's first strokes left unrefined to time (default: 0)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per row (default: 3)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     parser.add_argument("--data", type=Path, default=DATA, help=f"folder of the dev data (default: {DATA})")
@@ -70,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             other, targets, strokes, args.repeats)
     for steps in args.refine:
         for coarse in args.refine_coarse_to_fine:
-            painter = refined(agent, steps, coarse_to_fine=coarse)
-            rows[painter.name] = images_per_second(painter, targets[:64], strokes, 1)
+            for keep in args.refine_keep_first:
+                painter = refined(agent, steps, coarse_to_fine=coarse, keep_first=keep)
+                rows[painter.name] = images_per_second(painter, targets[:64], strokes, 1)
 
     print(f"\n{strokes} strokes per image at {size}x{size}, batch {args.batch}, {args.threads} thread(s), "
           f"targets: {source}")

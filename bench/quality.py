@@ -37,18 +37,13 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from paintgym.agents.painters import (  # noqa: E402
-    REFINE_PREFIX_WEIGHT,
-    PaintingRun,
-    make_painter,
-    paint_and_measure,
-    refined,
-)
+from paintgym.agents.painters import PaintingRun, make_painter, paint_and_measure  # noqa: E402
 from paintgym.canvas.export import atomic_write_bytes  # noqa: E402
 from paintgym.canvas.images import load_images, to_float  # noqa: E402
 from paintgym.envs.core import resolve_device  # noqa: E402
 from paintgym.experiments.device import set_threads  # noqa: E402
 from paintgym.experiments.pretrained import PolicyPainter  # noqa: E402
+from paintgym.experiments.refine_flags import add_refine_arguments, check_refine_arguments, refiner  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEV_SETS = ("paintings-dev/paintings_dev.npz", "photos-coco20/photos_coco20.npz")
@@ -158,13 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help=f"folder of the dev data (default: {DATA})")
     parser.add_argument("--ppo", help="a trained PPO run (directory or checkpoint) to add as a row")
     parser.add_argument("--agent", help="a run of another trained agent (e.g. --agent model-based) to add as a row")
-    parser.add_argument("--refine", type=int, default=50, help="add a row of the --agent's paintings refined by this "
-                        "many Adam steps through the renderer (0: none)")
-    parser.add_argument("--refine-prefix-weight", type=float, default=REFINE_PREFIX_WEIGHT,
-                        help="weight of each prefix painting in the refinement's loss (0: each stroke count's "
-                        "painting refined alone)")
-    parser.add_argument("--refine-coarse-to-fine", type=float, default=0.0,
-                        help="fraction of the refinement steps at half size (default: 0)")
+    add_refine_arguments(parser, "add a row of the --agent's paintings refined by this many Adam steps through the "
+                         "renderer (0: none; default: 50)", steps_default=50)
     parser.add_argument("--only", nargs="+", choices=("random", "greedy", "optimise"),
                         help="only these painters (trained runs are added when given)")
     parser.add_argument("--candidates", type=int, default=64, help="greedy, optimiser start: K shapes per stroke")
@@ -179,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     strokes = sorted(set(args.strokes))
     if strokes[0] < 1:
         parser.error(f"--strokes must be at least 1, got {strokes[0]}")
+    try:
+        check_refine_arguments(args)
+    except ValueError as err:
+        parser.error(str(err))
     set_threads(args.threads)
     device = resolve_device(args.device)
 
@@ -201,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         label = painter.name if painter.name not in painters else f"{painter.name} ({Path(run).name})"
         painters[label] = painter
         if flag == "--agent" and args.refine:
-            refiner = refined(painter, args.refine, args.refine_prefix_weight, args.refine_coarse_to_fine)
-            painters[label + refiner.name[len(painter.name):]] = refiner  # NAME+refineK[-coarseF]
+            refining = refiner(painter, args)
+            painters[label + refining.name[len(painter.name):]] = refining  # NAME+refineK[-coarseF][-keepN]
         notes.append(f"{label}: {run}, {painter.max_strokes} strokes per episode at {painter.canvas_size}x"
                      f"{painter.canvas_size}")
         if source.startswith(FALLBACK) and FALLBACK in str(painter.agent.config.targets).split("+"):

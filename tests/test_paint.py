@@ -202,6 +202,19 @@ def test_paint_several_seeds_targets_and_formats(run_dir, tmp_path, capsys):
     assert "painted 1 episode(s)" in capsys.readouterr().out
 
 
+def test_paint_refines_the_agents_strokes_before_drawing_them(run_dir, tmp_path, capsys):
+    args = [str(run_dir), "--size", "32", "--frames-per-stroke", "1", "--hold", "0", "--no-progress", "--device", "cpu"]
+    assert cli_paint.main([*args, "--out", str(tmp_path / "a.gif"), "--svg", str(tmp_path / "a.svg")]) == 0
+    assert cli_paint.main([*args, "--out", str(tmp_path / "b.gif"), "--svg", str(tmp_path / "b.svg"),
+                           "--refine", "10"]) == 0
+    printed = capsys.readouterr().out
+    agent, again, refined = (float(line.rsplit("psnr ", 1)[1]) for line in printed.splitlines() if "psnr" in line)
+    assert again == agent and refined > agent + 0.5  # the replayed env measures the refined strokes
+    assert "refined them by 10 Adam steps" in printed
+    assert (tmp_path / "a_0.svg").read_text() != (tmp_path / "b_0.svg").read_text()
+    assert len(imageio.mimread(tmp_path / "b.gif")) == len(imageio.mimread(tmp_path / "a.gif"))
+
+
 def test_paint_errors_are_one_line(run_dir, tmp_path, capsys):
     def error(argv: list[str]) -> str:
         assert cli_paint.main([*argv, "--no-progress"]) == 2
@@ -219,4 +232,5 @@ def test_paint_errors_are_one_line(run_dir, tmp_path, capsys):
     assert "cannot be written" in error([str(run_dir), "--out", str(blocker / "a.mp4")])
     assert "--size must be" in error([str(run_dir), "--size", "3"])
     assert "--seeds takes" in error([str(run_dir), "--seeds", "1,x"])
+    assert "--refine-keep-first must be" in error([str(run_dir), "--refine", "5", "--refine-keep-first", "-1"])
     assert not list(tmp_path.glob("*.mp4"))

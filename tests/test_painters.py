@@ -21,6 +21,7 @@ from paintgym.agents.painters import (
     paint_and_measure,
     painter_options,
     prefix_counts,
+    refined,
 )
 from paintgym.canvas.images import load_images, to_float
 from paintgym.canvas.render import paint_, paint_fitted_, render, score_strokes, stroke_alpha, stroke_coverage
@@ -180,6 +181,31 @@ def test_optimise_refines_another_painters_painting_and_keeps_its_prefixes_good(
         OptimisePainter(prefix_weight=-1.0)
     with pytest.raises(ValueError, match="init"):
         OptimisePainter(init="agent")
+
+
+def test_refinement_keeps_the_first_strokes_as_painted_and_refines_the_rest_over_them(targets):
+    start = GreedyPainter(candidates=8, seed=1)
+    strokes = start.paint(targets, 8)
+    kept = refined(start, 10, keep_first=3).paint(targets, 8)
+    assert torch.equal(kept[:, :3], strokes[:, :3])  # left as the start painted them
+    assert not torch.equal(kept[:, 3:], strokes[:, 3:])
+    counts = [1, 2, 4, 8]
+    before = measure_quality(strokes, targets, counts).means()
+    after = measure_quality(kept, targets, counts).means()
+    assert after[8]["psnr"] > before[8]["psnr"] + 0.3
+    for n in (4, 8):  # the prefixes the refined strokes make are kept good too, over the kept strokes
+        assert after[n]["l2"] <= before[n]["l2"] + 1e-6
+    # the objective over the kept strokes' canvas is the whole objective less the kept prefixes' constant terms
+    painter = refined(start, 1)
+    blank = torch.full_like(targets, BACKGROUND)
+    whole = painter._objective(strokes, targets)
+    tail = painter._objective(strokes[:, 3:], targets, render(strokes[:, :3], blank), kept=3)
+    constant = painter.prefix_weight * sum(image_l2(render(strokes[:, :n], blank), targets) for n in (1, 2))
+    torch.testing.assert_close(tail + constant, whole, atol=1e-5, rtol=1e-5)
+    assert torch.equal(refined(start, 3, keep_first=8).paint(targets, 8), strokes)  # nothing left to refine
+    assert refined(start, 3, keep_first=1, coarse_to_fine=0.5).name == "greedy+refine3-coarse0.5-keep1"
+    with pytest.raises(ValueError, match="keep_first"):
+        OptimisePainter(keep_first=-1)
 
 
 # ---------------------------------------------------------------------------------------- registry

@@ -235,6 +235,11 @@ class OptimisePainter:
     :param prefix_weight: weight of the loss of each prefix painting (the first 1, 2, 4, ... strokes)
         beside the whole painting's (weight 1): above 0 the optimiser keeps every prefix a good
         painting too (an any-time painting, whose prefixes are measured as paintings of fewer strokes).
+    :param keep_first: the first strokes kept as they start: painted once onto the canvas the others are refined
+        on, so that a step neither paints nor differentiates them. The first strokes of a coarse-to-fine
+        painting (an agent's) are the largest, so the dearest to paint, and gain least from refinement: at 64 px
+        and 32 strokes, keeping the agent's first stroke gives the same PSNR in 15-20% less time, its first five
+        0.1-0.2 dB less in 40% less time.
     :param progress: show a progress bar over the steps.
 
     ``init`` may also be another painter (anything with ``paint(targets, num_strokes)``, e.g. a
@@ -247,8 +252,9 @@ class OptimisePainter:
     def __init__(self, steps: int = 200, lr: float = 0.03, init: str | Painter = "greedy", candidates: int = 64,
                  coarse_to_fine: float = 0.5, init_size: int = 64, loss: Loss | None = None, seed: int = 0,
                  memory_mb: int = 2048, prefix_weight: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
-                 progress: bool = False) -> None:
+                 keep_first: int = 0, progress: bool = False) -> None:
         self.steps = check_int("steps", steps, 0)
+        self.keep_first = check_int("keep_first", keep_first, 0)
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr must be a positive number, got {lr!r}")
         if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
@@ -290,19 +296,25 @@ class OptimisePainter:
         targets = targets.detach().float().contiguous()
         size = targets.shape[-1]
         start = self.start(targets, num_strokes)
+        keep = min(self.keep_first, num_strokes)
+        if keep == num_strokes:
+            return start
+        kept, start = start[:, :keep], start[:, keep:]  # from here on, start and params are the refined strokes
         params = start.clone().requires_grad_(True)
         optimiser = torch.optim.Adam([params], lr=self.lr, betas=self.betas)
         schedule = self.schedule(size)
-        scaled = {side: resize_images(targets, side) for side in set(schedule)}
-        with torch.no_grad():
-            best_loss = self._loss_without_grad(start, targets)
+        scaled = {side: resize_images(targets, side) for side in {*schedule, size}}
+        with torch.no_grad():  # the canvas the refined strokes are painted on, at every size
+            bases = {side: render(kept, torch.full_like(image, BACKGROUND)) if keep else None
+                     for side, image in scaled.items()}
+            best_loss = self._loss_without_grad(start, targets, bases[size], keep)
         best = start.clone()
         bar = _steps(len(schedule), self.progress, "optimise", "step")
         for step, side in zip(bar, schedule, strict=True):
             for group in optimiser.param_groups:  # cosine from lr to lr / 10
                 group["lr"] = self.lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * step / max(len(schedule), 1))))
             with torch.enable_grad():
-                losses = self._objective(params, scaled[side])
+                losses = self._objective(params, scaled[side], bases[side], keep)
                 optimiser.zero_grad(set_to_none=True)
                 losses.sum().backward()
             with torch.no_grad():
@@ -316,21 +328,24 @@ class OptimisePainter:
                 bar.set_postfix(loss=f"{float(best_loss.mean()):.4g}")
         with torch.no_grad():
             final = params.detach()
-            better = self._loss_without_grad(final, targets) < best_loss
+            better = self._loss_without_grad(final, targets, bases[size], keep) < best_loss
             best[better] = final[better]
-        return best
+        return torch.cat([kept, best], dim=1)
 
-    def _objective(self, strokes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The loss of the painting ``(B,)``, plus ``prefix_weight`` times that of each prefix painting."""
-        count = strokes.shape[1]
-        ends = [n for n in prefix_counts(count) if n < count] if self.prefix_weight > 0 else []
-        return render_prefix_losses(strokes, targets, [*ends, count], [self.prefix_weight] * len(ends) + [1.0],
-                                    loss=None if self.loss is image_l2 else self.loss, render_group=self._render,
-                                    background=BACKGROUND)
+    def _objective(self, strokes: torch.Tensor, targets: torch.Tensor, canvas: torch.Tensor | None = None,
+                   kept: int = 0) -> torch.Tensor:
+        """The loss of the painting ``(B,)``, plus ``prefix_weight`` times that of each prefix painting; ``strokes``
+        follow ``kept`` strokes already painted on ``canvas`` (the prefixes they make alone are constants)."""
+        count = kept + strokes.shape[1]
+        ends = [n - kept for n in prefix_counts(count) if kept < n < count] if self.prefix_weight > 0 else []
+        return render_prefix_losses(strokes, targets, [*ends, count - kept], [self.prefix_weight] * len(ends) + [1.0],
+                                    canvas=canvas, loss=None if self.loss is image_l2 else self.loss,
+                                    render_group=self._render, background=BACKGROUND)
 
-    def _loss_without_grad(self, strokes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _loss_without_grad(self, strokes: torch.Tensor, targets: torch.Tensor, canvas: torch.Tensor | None = None,
+                           kept: int = 0) -> torch.Tensor:
         with torch.no_grad():
-            return self._objective(strokes.detach(), targets)
+            return self._objective(strokes.detach(), targets, canvas, kept)
 
     def _render(self, strokes: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
         """``render`` of ``strokes`` onto ``canvas``, in checkpointed groups of strokes when memory asks for it."""
@@ -356,16 +371,18 @@ REFINE_PREFIX_WEIGHT = 0.2  # keeps every prefix a good painting, for 0.4 dB at 
 
 
 def refined(painter: Painter, steps: int, prefix_weight: float = REFINE_PREFIX_WEIGHT,
-            coarse_to_fine: float = 0.0) -> OptimisePainter:
+            coarse_to_fine: float = 0.0, keep_first: int = 0) -> OptimisePainter:
     """``painter``'s paintings improved by ``steps`` Adam steps through the renderer, every prefix kept a good
     painting too (``prefix_weight``; 0: the whole painting alone, refined once per stroke count asked for), the
     first ``coarse_to_fine`` of the steps at half size (cheaper steps: at 64 px and 32 strokes, 20 steps with
-    0.75 of them at 32 px paint about as fast as 10 full-size steps, 0.4 dB better); named ``NAME+refineSTEPS``
-    (``-coarseF`` added when ``coarse_to_fine`` is not 0)."""
+    0.75 of them at 32 px paint about as fast as 10 full-size steps, 0.4 dB better), the first ``keep_first``
+    strokes kept as painted (:class:`OptimisePainter`); named ``NAME+refineSTEPS`` (``-coarseF`` and ``-keepN``
+    added when ``coarse_to_fine`` and ``keep_first`` are not 0)."""
     optimiser = OptimisePainter(steps=steps, lr=REFINE_LR, init=painter, coarse_to_fine=coarse_to_fine,
-                                prefix_weight=prefix_weight, betas=REFINE_BETAS)
+                                prefix_weight=prefix_weight, betas=REFINE_BETAS, keep_first=keep_first)
     coarse = f"-coarse{coarse_to_fine:g}" if coarse_to_fine else ""
-    optimiser.name = f"{getattr(painter, 'name', 'painter')}+refine{steps}{coarse}"
+    keep = f"-keep{keep_first}" if keep_first else ""
+    optimiser.name = f"{getattr(painter, 'name', 'painter')}+refine{steps}{coarse}{keep}"
     return optimiser
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from paintgym.agents.painters import REFINE_PREFIX_WEIGHT, make_painter, paint_and_measure, refined, resize_images
+from paintgym.agents.painters import make_painter, paint_and_measure, resize_images
 from paintgym.canvas.export import atomic_write_bytes, render_strokes, save_png, save_svg
 from paintgym.canvas.images import load_images, to_float, to_uint8
 from paintgym.canvas.video import grid
 from paintgym.envs.targets import TargetSource, is_prior_spec
 from paintgym.experiments.device import resolve_device, set_threads
 from paintgym.experiments.pretrained import PolicyPainter
+from paintgym.experiments.refine_flags import (
+    REFINE_DEFAULT_STEPS,
+    add_refine_arguments,
+    check_refine_arguments,
+    refiner,
+)
 
 EXAMPLES = """examples:
   paintgym eval --painter greedy --strokes 8 16 32 --out eval/greedy
@@ -62,7 +67,6 @@ PAINTER_DEFAULT_STROKES = 32
 SHEET_IMAGES = 64  # paintings on a contact sheet
 SHEET_TILE = 96  # side of each painting and target on a contact sheet
 
-REFINE_DEFAULT_STEPS = 50
 
 
 # ------------------------------------------------------------------------------------------- eval
@@ -97,17 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     painter.add_argument("--coarse-to-fine", type=float, help="optimise: fraction of the steps at half "
                          "resolution (default: 0.5)")
     painter.add_argument("--init", choices=("greedy", "random"), help="optimise: start (default: greedy)")
-    parser.add_argument("--refine", type=int, metavar="K",
-                        help="with a trained run: also refine the agent's paintings by K Adam steps through the "
-                        "renderer (optimise from the agent's strokes, every prefix kept a good painting too) and "
-                        f"report them as a second row (try {REFINE_DEFAULT_STEPS})")
-    parser.add_argument("--refine-prefix-weight", type=float, default=REFINE_PREFIX_WEIGHT, metavar="W",
-                        help="with --refine: weight of each prefix painting (the first 1, 2, 4, ... strokes) in the "
-                        "refinement's loss beside the whole painting's; 0 refines each stroke count's painting "
-                        "alone (higher PSNR at that count, one refinement per count)")
-    parser.add_argument("--refine-coarse-to-fine", type=float, default=0.0, metavar="F",
-                        help="with --refine: fraction of the refinement steps at half size, in [0, 1) (cheaper steps: "
-                        "at 64 px, --refine 20 with 0.75 paints about as fast as --refine 10, and better)")
+    add_refine_arguments(parser, "with a trained run: also refine the agent's paintings by K Adam steps through the "
+                         "renderer (optimise from the agent's strokes, every prefix kept a good painting too) and "
+                         f"report them as a second row (try {REFINE_DEFAULT_STEPS})")
     parser.add_argument("--prior", metavar="CHECKPOINT",
                         help="also score each painting's strokes under a stroke prior (a paintgym train-strokes run): "
                         "the strokeprior reward's nats per pen point above the prior's Gaussian baseline, higher = "
@@ -146,11 +142,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError("--refine refines a trained agent's paintings: give its RUN_DIR or checkpoint")
     if args.refine is not None and args.refine < 1:
         raise ValueError(f"--refine must be at least 1 step, got {args.refine}")
-    if not (args.refine_prefix_weight >= 0 and math.isfinite(args.refine_prefix_weight)):
-        raise ValueError(f"--refine-prefix-weight must be a number >= 0, got {args.refine_prefix_weight}")
-    if not 0.0 <= args.refine_coarse_to_fine < 1.0:
-        raise ValueError(f"--refine-coarse-to-fine is the fraction of steps at half size, in [0, 1); "
-                         f"got {args.refine_coarse_to_fine}")
+    check_refine_arguments(args)
 
 
 def load_targets(specs: list[str], size: int, limit: int | None) -> tuple[Any, list[str]]:
@@ -312,7 +304,7 @@ def evaluate_cli(args: argparse.Namespace) -> list[Any]:
     targets = to_float(images, device)
     painters = [painter]
     if args.refine is not None:
-        painters.append(refined(painter, args.refine, args.refine_prefix_weight, args.refine_coarse_to_fine))
+        painters.append(refiner(painter, args))
     print(f"paintgym eval: {' and '.join(p.name for p in painters)} paint {len(images)} images of {source} at "
           f"{size}x{size} with {', '.join(map(str, sorted(set(strokes))))} strokes on {device}")
     runs = []

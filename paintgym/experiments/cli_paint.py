@@ -22,15 +22,18 @@ import torch
 
 from paintgym.canvas.export import save_svg
 from paintgym.canvas.painting_video import reward_captions, write_painting_video
+from paintgym.envs.vector_env import CanvasVectorEnv
 from paintgym.experiments.device import set_threads
-from paintgym.experiments.evaluate import evaluate
+from paintgym.experiments.evaluate import EvalResult, evaluate
 from paintgym.experiments.pretrained import load_agent
+from paintgym.experiments.refine_flags import add_refine_arguments, check_refine_arguments, refiner
 
 EXAMPLES = """examples:
   paintgym paint runs/ppo-Reconstruct-v0-s1-20250101-120000 --out painting.mp4
   paintgym paint RUN_DIR --targets photos --size 512 --out photos.mp4 --svg photos.svg
   paintgym paint RUN_DIR/checkpoint.pt --seeds 1,2,3,4 --sample --out seeds.gif
   paintgym paint RUN_DIR --targets my_face.jpg --no-caption --fps 60 --hold 3 --out frames/
+  paintgym paint RUN_DIR --targets ../shared/data/photos-coco20 --refine 20 --out refined.mp4
 """
 DEFAULT_EPISODES = 4  # episodes painted when neither --seeds, --episodes nor --targets say otherwise
 MAX_TARGET_EPISODES = 16  # --targets paints at most this many of its images unless --episodes asks for more
@@ -69,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--sample", dest="deterministic", action="store_const", const=False,
                         help="sample actions (the default without targets, where every deterministic episode "
                         "would be the same)")
+    add_refine_arguments(parser, "refine the agent's paintings by K Adam steps through the renderer before they are "
+                         "drawn (every prefix kept a good painting too; tasks with targets and continuous actions): "
+                         "better paintings, the same strokes per step")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda (default: auto)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and the renderer (default: 1)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
@@ -102,6 +108,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--columns must be at least 1, got {args.columns}")
     if args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    check_refine_arguments(args)
     for flag, value in (("--out", args.out), ("--svg", args.svg)):
         if value is not None:
             _check_writable(flag, Path(value))
@@ -147,9 +154,13 @@ def run(args: argparse.Namespace) -> Path:
     started = time.perf_counter()
     result = evaluate(lambda obs: agent.act(obs, deterministic), env, seeds)
     took = time.perf_counter() - started
-    shown = ", ".join(f"{key.removeprefix('term/')} {value:.4g}" for key, value in result.metrics.items())
     print(f"painted {len(seeds)} episode(s) of {result.strokes.shape[1]} strokes in {took:.1f}s "
-          f"({'deterministic' if deterministic else 'sampled'} actions); mean {shown}")
+          f"({'deterministic' if deterministic else 'sampled'} actions); mean {_shown(result)}")
+    if args.refine:
+        started = time.perf_counter()
+        result = refine_episodes(env, seeds, result, args)
+        print(f"refined them by {args.refine} Adam steps in {time.perf_counter() - started:.1f}s; "
+              f"mean {_shown(result)}")
 
     captions = None
     if args.caption:
@@ -166,6 +177,42 @@ def run(args: argparse.Namespace) -> Path:
             save_svg(path, strokes, args.size, core.background)
         print(f"wrote {paths[0]}" if len(paths) == 1 else f"wrote {len(paths)} SVGs: {paths[0]} ... {paths[-1]}")
     return Path(video)
+
+
+def _shown(result: EvalResult) -> str:
+    return ", ".join(f"{key.removeprefix('term/')} {value:.4g}" for key, value in result.metrics.items())
+
+
+class _Painted:
+    """The strokes a painter starts its refinement from: the episodes already painted."""
+
+    def __init__(self, strokes: torch.Tensor) -> None:
+        self.strokes = strokes
+
+    def paint(self, targets: torch.Tensor, num_strokes: int) -> torch.Tensor:
+        return self.strokes[:targets.shape[0], :num_strokes].clone()
+
+
+def refine_episodes(env: CanvasVectorEnv, seeds: list[int], result: EvalResult,
+                    args: argparse.Namespace) -> EvalResult:
+    """The episodes of ``result`` with their strokes refined by ``args.refine`` Adam steps through the renderer
+    (:func:`experiments.refine_flags.refiner`), replayed in ``env`` with the same ``seeds`` so that the rewards,
+    captions and paintings are the refined strokes'."""
+    core = env.core
+    if core.target is None:
+        raise ValueError("--refine brings paintings closer to their targets; this run paints without targets")
+    if core.action_mode != "continuous":
+        raise ValueError(f"--refine needs continuous actions (refined strokes take any value); this run's are "
+                         f"{core.action_mode}")
+    strokes = torch.as_tensor(result.strokes, device=core.device)
+    count = core.max_steps * core.strokes_per_step
+    if strokes.shape[1] != count:
+        raise ValueError(f"--refine needs whole episodes of {count} strokes; these have {strokes.shape[1]}")
+    painter = refiner(_Painted(strokes), args)
+    painter.progress = args.progress
+    better = painter.paint(core.target.float(), count)
+    actions = iter((better.view(len(seeds), core.max_steps, -1) * 2.0 - 1.0).clamp(-1.0, 1.0).unbind(1))
+    return evaluate(lambda obs: next(actions), env, seeds)
 
 
 def main(argv: list[str] | None = None) -> int:
