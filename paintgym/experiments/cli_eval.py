@@ -68,7 +68,6 @@ SHEET_IMAGES = 64  # paintings on a contact sheet
 SHEET_TILE = 96  # side of each painting and target on a contact sheet
 
 
-
 # ------------------------------------------------------------------------------------------- eval
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paintgym eval", description=DESCRIPTION,

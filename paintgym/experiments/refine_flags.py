@@ -30,8 +30,8 @@ def add_refine_arguments(parser: argparse.ArgumentParser, steps_help: str, steps
                         "at 64 px, --refine 20 with 0.75 paints about as fast as --refine 10, and better) (default: 0)")
     parser.add_argument("--refine-keep-first", type=int, default=0, metavar="N",
                         help="with --refine: leave the agent's first N strokes as they are (its largest, the dearest "
-                        "to refine and the least improved: at 64 px, 1 gives the same PSNR at 32 strokes in 15-20%% "
-                        "less time, less at 1 and 2 strokes) (default: 0)")
+                        "to refine and the least improved: at 64 px, 1 gives the same PSNR at 32 strokes with 15-20%% "
+                        "cheaper steps, less at 1 and 2 strokes) (default: 0)")
 
 
 def check_refine_arguments(args: argparse.Namespace) -> None:
