@@ -22,6 +22,7 @@ import torch
 
 from paintgym.canvas.export import save_svg
 from paintgym.canvas.painting_video import reward_captions, write_painting_video
+from paintgym.envs.core import CanvasCore
 from paintgym.envs.vector_env import CanvasVectorEnv
 from paintgym.experiments.device import set_threads
 from paintgym.experiments.evaluate import EvalResult, evaluate
@@ -148,6 +149,8 @@ def run(args: argparse.Namespace) -> Path:
         seeds = [agent.eval_seed + i for i in range(count)]
     env = agent.make_env(len(seeds), pool)
     core = env.core
+    if args.refine:
+        check_refinable(core)  # before painting
     deterministic = args.deterministic if args.deterministic is not None else core.targets is not None
     torch.manual_seed(seeds[0])  # sampled actions: the same seeds paint the same video
 
@@ -193,17 +196,22 @@ class _Painted:
         return self.strokes[:targets.shape[0], :num_strokes].clone()
 
 
+def check_refinable(core: CanvasCore) -> None:
+    """Raise ``ValueError`` when ``--refine`` cannot work on ``core``'s task: no targets, or discrete actions."""
+    if core.targets is None:
+        raise ValueError("--refine brings paintings closer to their targets; this run paints without targets")
+    if core.action_mode != "continuous":
+        raise ValueError(f"--refine needs continuous actions (refined strokes take any value); this run's are "
+                         f"{core.action_mode}")
+
+
 def refine_episodes(env: CanvasVectorEnv, seeds: list[int], result: EvalResult,
                     args: argparse.Namespace) -> EvalResult:
     """The episodes of ``result`` with their strokes refined by ``args.refine`` Adam steps through the renderer
     (:func:`experiments.refine_flags.refiner`), replayed in ``env`` with the same ``seeds`` so that the rewards,
     captions and paintings are the refined strokes'."""
     core = env.core
-    if core.target is None:
-        raise ValueError("--refine brings paintings closer to their targets; this run paints without targets")
-    if core.action_mode != "continuous":
-        raise ValueError(f"--refine needs continuous actions (refined strokes take any value); this run's are "
-                         f"{core.action_mode}")
+    check_refinable(core)
     strokes = torch.as_tensor(result.strokes, device=core.device)
     count = core.max_steps * core.strokes_per_step
     if strokes.shape[1] != count:
