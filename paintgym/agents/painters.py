@@ -39,9 +39,8 @@ import torch.nn.functional as F  # noqa: N812
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
-from paintgym.agents.episodes import image_l2
 from paintgym.canvas.fastpath import HAVE_NUMBA
-from paintgym.canvas.render import paint_, render, render_prefix_losses, score_strokes
+from paintgym.canvas.render import image_l2, paint_, render, render_prefix_losses, score_strokes
 from paintgym.canvas.strokes import STROKE_DIM
 from paintgym.rewards.target import psnr, ssim
 
